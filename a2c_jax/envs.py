@@ -1,0 +1,285 @@
+"""gymnax environments behind a batched, pure interface with the wrappers A2C needs.
+
+`VecEnv` steps N copies of a gymnax environment with `jax.vmap`. gymnax >= 1.0 auto-resets and
+returns `terminated` and `truncated` separately, with the pre-reset observation in
+`info["final_observation"]`. On top of that `VecEnv` adds, all as pure functions of a state pytree:
+
+- observation preprocessing: float32 cast, one-hot encoding of discrete observations;
+- observation normalisation by running mean/variance (SB3's VecNormalize, clipped to +-10);
+- reward normalisation by the running std of the discounted return (VecNormalize's scheme);
+- action clipping to the Box bounds (the policy's unclipped sample is what the loss sees);
+- episode statistics (raw return and length of each finished episode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+from typing import Any, Literal, NamedTuple
+
+import chex
+import gymnax
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+from a2c_jax.config import ConfigError
+
+CLIP_OBS = 10.0
+CLIP_REWARD = 10.0
+NORM_EPS = 1e-8
+
+
+# --- running statistics (parallel Welford / Chan et al.) -------------------------------------
+
+
+@struct.dataclass
+class RunningMeanStd:
+    """Running mean and variance of a stream of arrays of shape S (count starts at 1e-4, as SB3)."""
+
+    mean: jax.Array  # S
+    var: jax.Array  # S
+    count: jax.Array  # ()
+
+
+def rms_init(shape: tuple[int, ...]) -> RunningMeanStd:
+    """Fresh statistics: mean 0, variance 1, count 1e-4."""
+    return RunningMeanStd(jnp.zeros(shape), jnp.ones(shape), jnp.asarray(1e-4, jnp.float32))
+
+
+def rms_update(rms: RunningMeanStd, batch: jax.Array) -> RunningMeanStd:
+    """Merge a batch [B, *S] into the statistics (Chan et al.'s parallel variance formula)."""
+    chex.assert_shape(batch, (None, *rms.mean.shape))
+    b_mean = jnp.mean(batch, axis=0)
+    b_var = jnp.var(batch, axis=0)
+    b_count = jnp.asarray(batch.shape[0], jnp.float32)
+    delta = b_mean - rms.mean
+    total = rms.count + b_count
+    mean = rms.mean + delta * b_count / total
+    m2 = rms.var * rms.count + b_var * b_count + jnp.square(delta) * rms.count * b_count / total
+    return RunningMeanStd(mean, m2 / total, total)
+
+
+def rms_normalize(rms: RunningMeanStd, x: jax.Array, clip: float) -> jax.Array:
+    """(x - mean) / sqrt(var + eps), clipped to [-clip, clip]; x is [..., *S]."""
+    return jnp.clip((x - rms.mean) / jnp.sqrt(rms.var + NORM_EPS), -clip, clip)
+
+
+# --- spaces -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """What the policy needs to know about an environment.
+
+    Attributes:
+        env_id: gymnax id.
+        obs_shape: shape of one preprocessed observation (float32).
+        action_kind: "discrete" (Categorical policy) or "continuous" (diagonal Gaussian).
+        action_dim: number of actions (discrete) or action dimensions (continuous).
+        action_low / action_high: Box bounds per dimension (continuous only).
+        obs_onehot: number of categories when observations are one-hot encoded, else 0.
+        max_episode_steps: the env's time limit.
+    """
+
+    env_id: str
+    obs_shape: tuple[int, ...]
+    action_kind: Literal["discrete", "continuous"]
+    action_dim: int
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+    obs_onehot: int = 0
+    max_episode_steps: int = 1000
+
+
+def _unsupported(env_id: str, what: str, space: Any) -> ConfigError:
+    return ConfigError(
+        f"env_id={env_id!r} is unsupported: its {what} space {space!r} is not handled "
+        "(allowed: observation Box or Discrete; action Discrete or a bounded Box)"
+    )
+
+
+def spec_from_spaces(env_id: str, obs_space: Any, action_space: Any, max_steps: int) -> EnvSpec:
+    """Build an EnvSpec, or raise ConfigError naming the space the policy cannot handle."""
+    onehot = 0
+    if isinstance(obs_space, spaces.Discrete):
+        obs_shape: tuple[int, ...] = (int(obs_space.n),)
+        onehot = int(obs_space.n)
+    elif isinstance(obs_space, spaces.Box):
+        obs_shape = tuple(int(d) for d in obs_space.shape)
+    else:
+        raise _unsupported(env_id, "observation", obs_space)
+    if isinstance(action_space, spaces.Discrete):
+        return EnvSpec(env_id, obs_shape, "discrete", int(action_space.n), (), (), onehot, max_steps)
+    if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+        dim = int(action_space.shape[0])
+        low = tuple(float(v) for v in jnp.broadcast_to(action_space.low, (dim,)))
+        high = tuple(float(v) for v in jnp.broadcast_to(action_space.high, (dim,)))
+        if all(abs(v) < float("inf") for v in low + high):
+            return EnvSpec(env_id, obs_shape, "continuous", dim, low, high, onehot, max_steps)
+    raise _unsupported(env_id, "action", action_space)
+
+
+def registered_env_ids() -> list[str]:
+    """Every id gymnax can build."""
+    return list(gymnax.registered_envs)
+
+
+@functools.lru_cache(maxsize=None)
+def make_env(env_id: str) -> tuple[Any, Any, EnvSpec]:
+    """(gymnax env, default env params, EnvSpec) for `env_id`, or a ConfigError that says why not."""
+    known = registered_env_ids()
+    if env_id not in known:
+        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
+        hint = f"close matches: {', '.join(close)}" if close else f"known ids: {', '.join(known)}"
+        raise ConfigError(f"env_id={env_id!r} is unknown to gymnax; {hint}")
+    try:
+        env, params = gymnax.make(env_id)
+    except Exception as err:  # e.g. MNISTBandit downloads its data set at construction
+        raise ConfigError(
+            f"env_id={env_id!r} could not be built ({type(err).__name__}: {err}); "
+            "environments that download data at construction are unsupported offline"
+        ) from None
+    max_steps = int(getattr(params, "max_steps_in_episode", 1000))
+    spec = spec_from_spaces(env_id, env.observation_space(params), env.action_space(params), max_steps)
+    return env, params, spec
+
+
+def preprocess_obs(spec: EnvSpec, obs: jax.Array) -> jax.Array:
+    """Raw gymnax observations [N, ...] -> float32 [N, *spec.obs_shape] (one-hot if discrete)."""
+    if spec.obs_onehot:
+        return jax.nn.one_hot(obs, spec.obs_onehot, dtype=jnp.float32)
+    return jnp.asarray(obs, jnp.float32)
+
+
+def clip_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
+    """Clip continuous actions [N, D] to the Box bounds; discrete actions pass through."""
+    if spec.action_kind == "discrete":
+        return action
+    return jnp.clip(action, jnp.asarray(spec.action_low), jnp.asarray(spec.action_high))
+
+
+# --- the batched environment ------------------------------------------------------------------
+
+
+@struct.dataclass
+class VecEnvState:
+    """State of N environments plus wrapper statistics.
+
+    Attributes:
+        inner: batched gymnax state (leading axis N).
+        obs_rms: running observation statistics (shape obs_shape), shared by all N envs.
+        ret_rms: running statistics of the discounted return (scalar), for reward scaling.
+        discounted_return: [N] running discounted return used by reward normalisation.
+        episode_return: [N] raw return of the episode in progress.
+        episode_length: [N] length of the episode in progress.
+    """
+
+    inner: Any
+    obs_rms: RunningMeanStd
+    ret_rms: RunningMeanStd
+    discounted_return: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class StepInfo(NamedTuple):
+    """Per-step extras, each [N] except final_obs [N, *obs_shape].
+
+    `final_obs` is the (normalised) observation reached by the step before any auto-reset, so
+    V(final_obs) is the bootstrap target of every step that was not terminated.
+    `episode_return` / `episode_length` hold the raw totals where an episode ended, else 0.
+    """
+
+    final_obs: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class VecEnv:
+    """N vmapped copies of `spec.env_id` with the wrappers selected by the flags."""
+
+    spec: EnvSpec
+    num_envs: int
+    normalize_observation: bool = False
+    normalize_reward: bool = False
+
+    @property
+    def _env(self) -> tuple[Any, Any]:
+        env, params, _ = make_env(self.spec.env_id)
+        return env, params
+
+    def normalize(self, obs_rms: RunningMeanStd, obs: jax.Array) -> jax.Array:
+        """Apply observation normalisation with frozen statistics (identity when disabled)."""
+        return rms_normalize(obs_rms, obs, CLIP_OBS) if self.normalize_observation else obs
+
+    def reset(self, key: jax.Array) -> tuple[jax.Array, VecEnvState]:
+        """Reset all envs. Returns (obs [N, *obs_shape], state)."""
+        env, params = self._env
+        raw_obs, inner = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(key, self.num_envs), params
+        )
+        obs = preprocess_obs(self.spec, raw_obs)
+        obs_rms = rms_init(self.spec.obs_shape)
+        if self.normalize_observation:
+            obs_rms = rms_update(obs_rms, obs)
+        zeros = jnp.zeros((self.num_envs,), jnp.float32)
+        state = VecEnvState(
+            inner=inner,
+            obs_rms=obs_rms,
+            ret_rms=rms_init(()),
+            discounted_return=zeros,
+            episode_return=zeros,
+            episode_length=jnp.zeros((self.num_envs,), jnp.int32),
+        )
+        return self.normalize(obs_rms, obs), state
+
+    def step(
+        self, key: jax.Array, state: VecEnvState, action: jax.Array, gamma: jax.Array
+    ) -> tuple[jax.Array, VecEnvState, jax.Array, jax.Array, jax.Array, StepInfo]:
+        """Step all envs with `action` [N] or [N, D] (clipped to bounds before the env sees it).
+
+        Returns (obs [N, ...], state, reward [N] (normalised if enabled), terminated [N] bool,
+        truncated [N] bool, StepInfo). `gamma` is the discount of the reward normaliser.
+        """
+        env, params = self._env
+        raw_obs, inner, reward, terminated, truncated, info = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None)
+        )(jax.random.split(key, self.num_envs), state.inner, clip_action(self.spec, action), params)
+        reward = jnp.asarray(reward, jnp.float32)
+        terminated = jnp.asarray(terminated, bool)
+        truncated = jnp.logical_and(jnp.asarray(truncated, bool), jnp.logical_not(terminated))
+        done = jnp.logical_or(terminated, truncated)
+        obs = preprocess_obs(self.spec, raw_obs)
+        final_obs = preprocess_obs(self.spec, info["final_observation"])
+
+        obs_rms = state.obs_rms
+        if self.normalize_observation:
+            obs_rms = rms_update(obs_rms, obs)
+        ret_rms, disc = state.ret_rms, state.discounted_return
+        scaled_reward = reward
+        if self.normalize_reward:
+            disc = disc * gamma + reward
+            ret_rms = rms_update(ret_rms, disc)
+            scaled_reward = jnp.clip(reward / jnp.sqrt(ret_rms.var + NORM_EPS), -CLIP_REWARD, CLIP_REWARD)
+            disc = jnp.where(done, 0.0, disc)
+
+        ep_return = state.episode_return + reward
+        ep_length = state.episode_length + 1
+        info_out = StepInfo(
+            final_obs=self.normalize(obs_rms, final_obs),
+            episode_return=jnp.where(done, ep_return, 0.0),
+            episode_length=jnp.where(done, ep_length, 0),
+        )
+        new_state = VecEnvState(
+            inner=inner,
+            obs_rms=obs_rms,
+            ret_rms=ret_rms,
+            discounted_return=disc,
+            episode_return=jnp.where(done, 0.0, ep_return),
+            episode_length=jnp.where(done, 0, ep_length),
+        )
+        return self.normalize(obs_rms, obs), new_state, scaled_reward, terminated, truncated, info_out

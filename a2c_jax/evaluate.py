@@ -1,0 +1,97 @@
+"""Vectorised evaluation episodes with fixed shapes (one while_loop over time, vmapped envs)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from a2c_jax.config import A2CConfig
+from a2c_jax.envs import RunningMeanStd, clip_action, make_env, preprocess_obs
+from a2c_jax.networks import Params
+from a2c_jax.train import make_agent
+
+
+class EvalResult(NamedTuple):
+    """Per-episode raw return [E] and length [E]."""
+
+    returns: jax.Array
+    lengths: jax.Array
+
+
+def evaluate(
+    config: A2CConfig,
+    params: Params,
+    obs_rms: RunningMeanStd,
+    key: jax.Array,
+    num_episodes: int,
+    greedy: bool = True,
+) -> EvalResult:
+    """Run `num_episodes` full episodes in parallel and return their raw returns and lengths.
+
+    Observations are normalised with the frozen training statistics `obs_rms` when the config
+    normalises observations. Greedy takes the distribution's mode; otherwise actions are sampled.
+    Each episode counts until its first terminated or truncated step (the env's time limit).
+    """
+    agent = make_agent(config)
+    env, env_params, spec = make_env(config.env_id)
+    policy = agent.policy
+    reset_key, key = jax.random.split(key)
+    raw_obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(reset_key, num_episodes), env_params
+    )
+    zeros = jnp.zeros((num_episodes,), jnp.float32)
+    active = jnp.ones((num_episodes,), bool)
+    max_steps = spec.max_episode_steps + 1
+
+    def cond(carry: tuple) -> jax.Array:
+        t, active = carry[0], carry[3]
+        return jnp.logical_and(t < max_steps, jnp.any(active))
+
+    def body(carry: tuple) -> tuple:
+        t, env_state, raw_obs, active, returns, lengths, key = carry
+        key, act_key, step_key = jax.random.split(key, 3)
+        obs = agent.vec_env.normalize(obs_rms, preprocess_obs(spec, raw_obs))
+        pi = policy.actor(params, obs)
+        action = policy.dist.mode(pi) if greedy else policy.dist.sample(act_key, pi)
+        raw_obs, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(step_key, num_episodes), env_state, clip_action(spec, action), env_params
+        )
+        returns = returns + jnp.where(active, reward, 0.0)
+        lengths = lengths + active.astype(jnp.int32)
+        active = jnp.logical_and(active, jnp.logical_not(jnp.logical_or(terminated, truncated)))
+        return t + 1, env_state, raw_obs, active, returns, lengths, key
+
+    init = (jnp.int32(0), env_state, raw_obs, active, zeros, jnp.zeros((num_episodes,), jnp.int32), key)
+    out = jax.lax.while_loop(cond, body, init)
+    return EvalResult(out[4], out[5])
+
+
+def record_episode(
+    config: A2CConfig, params: Params, obs_rms: RunningMeanStd, key: jax.Array
+) -> tuple[list, list[float]]:
+    """One greedy episode stepped from the host, keeping every env state (for rendering).
+
+    Returns (states, rewards): the gymnax state before each step, and that step's reward.
+    """
+    agent = make_agent(config)
+    env, env_params, spec = make_env(config.env_id)
+
+    @jax.jit
+    def act_and_step(state: object, raw_obs: jax.Array, step_key: jax.Array) -> tuple:
+        obs = agent.vec_env.normalize(obs_rms, preprocess_obs(spec, raw_obs[None]))
+        action = agent.policy.dist.mode(agent.policy.actor(params, obs))[0]
+        return env.step(step_key, state, clip_action(spec, action), env_params)
+
+    key, reset_key = jax.random.split(key)
+    raw_obs, state = env.reset(reset_key, env_params)
+    states, rewards = [], []
+    for _ in range(spec.max_episode_steps + 1):
+        key, step_key = jax.random.split(key)
+        states.append(state)
+        raw_obs, state, reward, terminated, truncated, _ = act_and_step(state, raw_obs, step_key)
+        rewards.append(float(reward))
+        if bool(terminated) or bool(truncated):
+            break
+    return states, rewards

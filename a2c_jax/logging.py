@@ -1,0 +1,113 @@
+"""Host-side sinks: atomic JSON files, the metrics.jsonl log, per-chunk aggregation, progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from a2c_jax.train import UpdateMetrics
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same directory, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summarize_chunk(metrics: UpdateMetrics, num_valid: int) -> dict[str, float]:
+    """Collapse the first `num_valid` rows of a chunk's metrics into one log record.
+
+    Losses are averaged over updates; episode return and length are averaged over the episodes that
+    ended in the chunk (NaN when none did).
+    """
+    m = {k: np.asarray(v)[:num_valid].astype(np.float64) for k, v in metrics._asdict().items()}
+    episodes = m["episodes"].sum()
+    record = {k: float(v.mean()) for k, v in m.items() if k not in ("episode_return", "episode_length", "episodes")}
+    record["learning_rate"] = float(m["learning_rate"][-1])
+    if episodes > 0:
+        record["episode_return"] = float((m["episode_return"] * m["episodes"]).sum() / episodes)
+        record["episode_length"] = float((m["episode_length"] * m["episodes"]).sum() / episodes)
+    else:
+        record["episode_return"] = math.nan
+        record["episode_length"] = math.nan
+    record["episodes"] = int(episodes)
+    return record
+
+
+def first_nonfinite(metrics: UpdateMetrics, num_valid: int) -> int | None:
+    """Index of the first update in the chunk whose loss or gradient norm is not finite."""
+    bad = ~(np.isfinite(np.asarray(metrics.loss)[:num_valid]) & np.isfinite(np.asarray(metrics.grad_norm)[:num_valid]))
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+class MetricsLog:
+    """Appends one JSON object per line to RUN_DIR/metrics.jsonl (NaN written as null)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def truncate_after(self, update: int) -> None:
+        """Drop records logged after `update` (used when resuming from an earlier checkpoint)."""
+        if not self.path.exists():
+            return
+        keep = [line for line in self.read() if line["update"] <= update]
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, self.path)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+@contextmanager
+def progress_bar(total_steps: int, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar over env steps that shows steps/s and the recent episode return.
+
+    Yields `advance(steps_done, steps_per_second, recent_return)`.
+    """
+    if not enabled:
+        yield lambda *_: None
+        return
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[sps]} steps/s"),
+        TextColumn("return {task.fields[ret]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, refresh_per_second=8) as progress:
+        task = progress.add_task("train", total=total_steps, sps="-", ret="-")
+
+        def advance(done: int, sps: float, ret: float) -> None:
+            shown = "-" if not math.isfinite(ret) else f"{ret:.1f}"
+            progress.update(task, completed=done, sps=f"{sps:,.0f}", ret=shown)
+
+        yield advance

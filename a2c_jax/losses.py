@@ -1,0 +1,72 @@
+"""The A2C loss (SB3's form): policy gradient + vf_coef * value MSE - ent_coef * entropy."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from a2c_jax.config import HParams
+from a2c_jax.networks import Params, Policy
+
+
+class Batch(NamedTuple):
+    """Flat training batch, leading axis B = T * N.
+
+    obs [B, *obs_shape]; action [B] or [B, D]; advantage [B]; target_return [B].
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    advantage: jax.Array
+    target_return: jax.Array
+
+
+class LossMetrics(NamedTuple):
+    """Scalars describing one loss evaluation."""
+
+    loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    explained_variance: jax.Array
+
+
+def explained_variance(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """1 - Var(target - pred) / Var(target); NaN-free (0 when Var(target) is 0)."""
+    var_t = jnp.var(target)
+    return jnp.where(var_t > 0, 1.0 - jnp.var(target - pred) / jnp.where(var_t > 0, var_t, 1.0), 0.0)
+
+
+def a2c_loss(
+    params: Params,
+    policy: Policy,
+    batch: Batch,
+    hparams: HParams,
+    normalize_advantage: bool = False,
+) -> tuple[jax.Array, LossMetrics]:
+    """loss = -mean(A * log pi(a|s)) + vf_coef * mean((R - V(s))^2) - ent_coef * mean(H[pi(.|s)]).
+
+    Advantages and target returns are constants (no gradient flows through them). The value term
+    is the plain mean squared error, without a 1/2, as in SB3.
+
+    Returns:
+        (scalar loss, LossMetrics).
+    """
+    chex.assert_rank([batch.advantage, batch.target_return], 1)
+    chex.assert_equal_shape([batch.advantage, batch.target_return])
+    pi_params, values = policy.apply(params, batch.obs)
+    chex.assert_equal_shape([values, batch.advantage])
+    advantage = jax.lax.stop_gradient(batch.advantage)
+    if normalize_advantage:
+        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+    target = jax.lax.stop_gradient(batch.target_return)
+    log_prob = policy.dist.log_prob(pi_params, batch.action)
+    entropy = jnp.mean(policy.dist.entropy(pi_params))
+    policy_loss = -jnp.mean(advantage * log_prob)
+    value_loss = jnp.mean(jnp.square(target - values))
+    loss = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
+    metrics = LossMetrics(loss, policy_loss, value_loss, entropy, explained_variance(values, target))
+    return loss, metrics

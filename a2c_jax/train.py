@@ -1,0 +1,196 @@
+"""One A2C update as a pure function, and the fused / chunked training programs built from it.
+
+update = rollout -> values of obs and final obs (one batched critic pass) -> GAE -> loss gradient ->
+clip_by_global_norm -> RMSprop/Adam. The optimizer is rebuilt inside the traced function from the
+`HParams` leaves, so learning rate, decay and epsilon can all carry a population axis.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from a2c_jax.advantages import gae
+from a2c_jax.config import A2CConfig, HParams
+from a2c_jax.envs import EnvSpec, VecEnv, VecEnvState, make_env
+from a2c_jax.losses import Batch, LossMetrics, a2c_loss
+from a2c_jax.networks import Params, Policy, make_policy
+from a2c_jax.rollout import Transition, rollout
+
+
+class Agent(NamedTuple):
+    """The static pieces of a training program, built once per config."""
+
+    config: A2CConfig
+    spec: EnvSpec
+    policy: Policy
+    vec_env: VecEnv
+
+
+@functools.lru_cache(maxsize=64)
+def make_agent(config: A2CConfig) -> Agent:
+    """Validate `config` and build its environment, policy and batched env (cached per config)."""
+    config.validate()
+    _, _, spec = make_env(config.env_id)
+    vec_env = VecEnv(spec, config.num_envs, config.normalize_observation, config.normalize_reward)
+    return Agent(config, spec, make_policy(config, spec), vec_env)
+
+
+def make_optimizer(kind: str, hparams: HParams, learning_rate: jax.Array | float) -> optax.GradientTransformation:
+    """clip_by_global_norm(max_grad_norm) -> RMSprop (PyTorch/SB3 semantics) or Adam.
+
+    RMSprop matches torch.optim.RMSprop: squares start at 0 and eps is added outside the sqrt.
+    """
+    if kind == "rmsprop":
+        opt = optax.rmsprop(
+            learning_rate, decay=hparams.rms_decay, eps=hparams.eps, initial_scale=0.0, eps_in_sqrt=False
+        )
+    else:
+        opt = optax.adam(learning_rate, eps=hparams.eps)
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), opt)
+
+
+@struct.dataclass
+class TrainState:
+    """Everything one agent carries between updates (a pytree; checkpointable; vmappable).
+
+    obs is [N, *obs_shape]; key is a uint32[2] PRNG key; update_step counts finished updates.
+    """
+
+    params: Params
+    opt_state: optax.OptState
+    env_state: VecEnvState
+    obs: jax.Array
+    key: jax.Array
+    update_step: jax.Array
+
+
+class UpdateMetrics(NamedTuple):
+    """Fixed-shape scalars of one update. Episode fields average the episodes that ended during the
+    rollout (0 when none did; `episodes` counts them so the host can weight)."""
+
+    loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    explained_variance: jax.Array
+    grad_norm: jax.Array
+    learning_rate: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+    episodes: jax.Array
+
+
+def init_state(config: A2CConfig, hparams: HParams, key: jax.Array) -> TrainState:
+    """Fresh parameters, optimizer state and reset environments for one agent."""
+    agent = make_agent(config)
+    hparams = hparams.as_arrays()
+    key, params_key, env_key = jax.random.split(key, 3)
+    params = agent.policy.init(params_key)
+    opt_state = make_optimizer(config.optimizer, hparams, hparams.lr).init(params)
+    obs, env_state = agent.vec_env.reset(env_key)
+    return TrainState(params, opt_state, env_state, obs, key, jnp.zeros((), jnp.int32))
+
+
+def learning_rate(config: A2CConfig, hparams: HParams, update_step: jax.Array) -> jax.Array:
+    """The learning rate for update `update_step` (0-based).
+
+    "linear" follows SB3: lr * progress_remaining, where progress is measured after the rollout,
+    i.e. lr * (1 - (update_step + 1) / num_updates).
+    """
+    if config.lr_schedule == "constant":
+        return jnp.asarray(hparams.lr, jnp.float32)
+    remaining = 1.0 - (update_step + 1).astype(jnp.float32) / config.num_updates
+    return hparams.lr * jnp.maximum(remaining, 0.0)
+
+
+def make_batch(policy: Policy, params: Params, traj: Transition, hparams: HParams) -> tuple[Batch, jax.Array]:
+    """Values of obs and final obs in one critic pass, GAE, then flatten [T, N] -> [T * N].
+
+    Returns (Batch, values [T, N]).
+    """
+    t, n = traj.reward.shape
+    both = jnp.concatenate([traj.obs, traj.final_obs], axis=0)  # [2T, N, ...]
+    all_values = jax.lax.stop_gradient(policy.critic(params, both))
+    values, next_values = all_values[:t], all_values[t:]
+    advantages, returns = gae(
+        traj.reward, values, next_values, traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda
+    )
+    flat = lambda x: x.reshape((t * n, *x.shape[2:]))  # noqa: E731
+    return Batch(flat(traj.obs), flat(traj.action), flat(advantages), flat(returns)), values
+
+
+def _episode_stats(traj: Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Masked means of finished episodes' raw return and length, and their count."""
+    ended = (traj.episode_length > 0).astype(jnp.float32)
+    count = ended.sum()
+    denom = jnp.maximum(count, 1.0)
+    return (traj.episode_return * ended).sum() / denom, (traj.episode_length * ended).sum() / denom, count
+
+
+def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[TrainState, UpdateMetrics]:
+    """One A2C update: T env steps in each of N envs, then one full-batch gradient step."""
+    agent = make_agent(config)
+    hparams = hparams.as_arrays()
+    key, rollout_key = jax.random.split(state.key)
+    env_state, obs, traj = rollout(
+        agent.policy, state.params, agent.vec_env, state.env_state, state.obs, rollout_key,
+        config.num_steps, hparams.gamma,
+    )
+    batch, _ = make_batch(agent.policy, state.params, traj, hparams)
+    grad_fn = jax.grad(a2c_loss, has_aux=True)
+    grads, loss_metrics = grad_fn(state.params, agent.policy, batch, hparams, config.normalize_advantage)
+    lr = learning_rate(config, hparams, state.update_step)
+    tx = make_optimizer(config.optimizer, hparams, lr)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ep_return, ep_length, episodes = _episode_stats(traj)
+    metrics = UpdateMetrics(
+        *loss_metrics,
+        grad_norm=optax.global_norm(grads),
+        learning_rate=lr,
+        episode_return=ep_return,
+        episode_length=ep_length,
+        episodes=episodes,
+    )
+    new_state = TrainState(params, opt_state, env_state, obs, key, state.update_step + 1)
+    return new_state, metrics
+
+
+def make_run_chunk(config: A2CConfig, num_updates: int) -> Callable[[TrainState, HParams], tuple[TrainState, UpdateMetrics]]:
+    """run_chunk(state, hparams) -> (state, UpdateMetrics[num_updates]): `num_updates` updates in one
+    `lax.scan`, for host loops that log and checkpoint between chunks. Pure; jit it from outside."""
+    make_agent(config)
+
+    def run_chunk(state: TrainState, hparams: HParams) -> tuple[TrainState, UpdateMetrics]:
+        return jax.lax.scan(lambda s, _: update(config, s, hparams), state, None, length=num_updates)
+
+    return run_chunk
+
+
+def make_train(config: A2CConfig) -> Callable[[jax.Array, HParams], tuple[TrainState, UpdateMetrics]]:
+    """train(key, hparams) -> (final TrainState, UpdateMetrics[num_updates]), the whole run fused.
+
+    Pure: `jax.jit(jax.vmap(train))(keys, hparams_batch)` trains a population in one program.
+    """
+    run = make_run_chunk(config, config.num_updates)
+
+    def train(key: jax.Array, hparams: HParams) -> tuple[TrainState, UpdateMetrics]:
+        chex.assert_shape(key, (2,))
+        return run(init_state(config, hparams, key), hparams)
+
+    return train
+
+
+LossFn = Callable[..., tuple[jax.Array, LossMetrics]]
+__all__: list[Any] = [
+    "Agent", "TrainState", "UpdateMetrics", "init_state", "learning_rate", "make_agent",
+    "make_batch", "make_optimizer", "make_run_chunk", "make_train", "update",
+]
