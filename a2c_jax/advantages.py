@@ -48,7 +48,5 @@ def gae(
         adv = delta + dec * next_adv
         return adv, adv
 
-    _, advantages = jax.lax.scan(
-        backward, jnp.zeros_like(rewards[0]), (deltas, decay), reverse=True
-    )
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(rewards[0]), (deltas, decay), reverse=True)
     return advantages, advantages + values

@@ -33,10 +33,10 @@ EXIT_DIVERGED = 1
 EXIT_INTERRUPTED = 130
 
 
-def _optional_fields() -> list[tuple[str, Any, dataclasses.Field]]:
+def _optional_fields() -> list[tuple[str, Any, Any]]:
     """One optional flag per A2CConfig and HParams field (None = keep the preset's value)."""
     hints = typing.get_type_hints(A2CConfig)
-    fields: list[tuple[str, Any, dataclasses.Field]] = []
+    fields: list[tuple[str, Any, Any]] = []
     for name in CONFIG_NAMES:
         fields.append((name, hints[name] | None, dataclasses.field(default=None)))
     for name in HPARAM_NAMES:
@@ -137,7 +137,7 @@ def resolve_train_args(args: Any) -> tuple[A2CConfig, HParams, dict[str, Any]]:
     config, hparams = make_preset(preset_name, env_id)
     cfg_over, hp_over = split_overrides({**from_file, **flags})
     config = dataclasses.replace(config, **cfg_over).validate()
-    hparams = hparams.replace(**hp_over).validate()
+    hparams = dataclasses.replace(hparams, **hp_over).validate()
     options = {"seed": seed, "preset": preset_name}
     return config, hparams, options
 
@@ -184,7 +184,7 @@ def eval_command(args: EvalArgs) -> int:
     import numpy as np
 
     from a2c_jax.checkpoint import restore_checkpoint
-    from a2c_jax.evaluate import evaluate, record_episode
+    from a2c_jax.evaluate import evaluate_jit, record_episode
     from a2c_jax.runner import load_run_record
     from a2c_jax.train import init_state
 
@@ -193,12 +193,10 @@ def eval_command(args: EvalArgs) -> int:
     if args.episodes <= 0:
         raise ConfigError(f"episodes={args.episodes!r} is invalid: must be a positive integer")
     config, hparams, settings = load_run_record(args.run_dir)
-    like = init_state(config, hparams, jax.random.PRNGKey(settings.seed))
-    state, meta, step = restore_checkpoint(args.run_dir / "checkpoints", like)
+    like = jax.eval_shape(init_state, config, hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
+    state, meta, _ = restore_checkpoint(args.run_dir / "checkpoints", like)
     key = jax.random.PRNGKey(args.seed)
-    result = jax.jit(evaluate, static_argnums=(0, 4, 5))(
-        config, state.params, state.env_state.obs_rms, key, args.episodes, not args.stochastic
-    )
+    result = evaluate_jit(config, state.params, state.env_state.obs_rms, key, args.episodes, not args.stochastic)
     returns = np.asarray(result.returns, np.float64)
     mode = "stochastic" if args.stochastic else "greedy"
     print(
@@ -218,12 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `a2c-jax` command; returns the exit status."""
     from a2c_jax.runner import TrainingDiverged, TrainingInterrupted
 
-    commands = {
-        "train": Annotated[TrainArgs, tyro.conf.subcommand("train", description=TrainArgs.__doc__)],
-        "eval": Annotated[EvalArgs, tyro.conf.subcommand("eval", description=EvalArgs.__doc__)],
-    }
+    train_cmd: Any = Annotated[TrainArgs, tyro.conf.subcommand("train", description=TrainArgs.__doc__)]
+    eval_cmd: Any = Annotated[EvalArgs, tyro.conf.subcommand("eval", description=EvalArgs.__doc__)]
     args = tyro.cli(
-        typing.Union[tuple(commands.values())],  # type: ignore[arg-type]
+        train_cmd | eval_cmd,  # type: ignore[operator]
         args=argv,
         prog="a2c-jax",
         description="Pure-functional A2C in JAX on gymnax environments.",

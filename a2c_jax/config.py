@@ -207,9 +207,7 @@ _ZOO: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {},
     ),
     "MountainCar-v0": (
-        dict(
-            num_envs=16, total_timesteps=1_000_000, normalize_observation=True, normalize_reward=True
-        ),
+        dict(num_envs=16, total_timesteps=1_000_000, normalize_observation=True, normalize_reward=True),
         {},
     ),
     "Pendulum-v1": (

@@ -127,7 +127,7 @@ def registered_env_ids() -> list[str]:
     return list(gymnax.registered_envs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_env(env_id: str) -> tuple[Any, Any, EnvSpec]:
     """(gymnax env, default env params, EnvSpec) for `env_id`, or a ConfigError that says why not."""
     known = registered_env_ids()
@@ -219,9 +219,7 @@ class VecEnv:
     def reset(self, key: jax.Array) -> tuple[jax.Array, VecEnvState]:
         """Reset all envs. Returns (obs [N, *obs_shape], state)."""
         env, params = self._env
-        raw_obs, inner = jax.vmap(env.reset, in_axes=(0, None))(
-            jax.random.split(key, self.num_envs), params
-        )
+        raw_obs, inner = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), params)
         obs = preprocess_obs(self.spec, raw_obs)
         obs_rms = rms_init(self.spec.obs_shape)
         if self.normalize_observation:
@@ -246,9 +244,9 @@ class VecEnv:
         truncated [N] bool, StepInfo). `gamma` is the discount of the reward normaliser.
         """
         env, params = self._env
-        raw_obs, inner, reward, terminated, truncated, info = jax.vmap(
-            env.step, in_axes=(0, 0, 0, None)
-        )(jax.random.split(key, self.num_envs), state.inner, clip_action(self.spec, action), params)
+        raw_obs, inner, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(key, self.num_envs), state.inner, clip_action(self.spec, action), params
+        )
         reward = jnp.asarray(reward, jnp.float32)
         terminated = jnp.asarray(terminated, bool)
         truncated = jnp.logical_and(jnp.asarray(truncated, bool), jnp.logical_not(terminated))

@@ -38,9 +38,7 @@ def evaluate(
     env, env_params, spec = make_env(config.env_id)
     policy = agent.policy
     reset_key, key = jax.random.split(key)
-    raw_obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_episodes), env_params
-    )
+    raw_obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, num_episodes), env_params)
     zeros = jnp.zeros((num_episodes,), jnp.float32)
     active = jnp.ones((num_episodes,), bool)
     max_steps = spec.max_episode_steps + 1
@@ -66,6 +64,10 @@ def evaluate(
     init = (jnp.int32(0), env_state, raw_obs, active, zeros, jnp.zeros((num_episodes,), jnp.int32), key)
     out = jax.lax.while_loop(cond, body, init)
     return EvalResult(out[4], out[5])
+
+
+evaluate_jit = jax.jit(evaluate, static_argnums=(0, 4, 5))
+"""`evaluate` compiled once per (config, num_episodes, greedy)."""
 
 
 def record_episode(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import chex
 import flax.linen as nn
@@ -69,7 +69,7 @@ class MLPTorso(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,))
+        x = obs.reshape((*obs.shape[: obs.ndim - self.obs_ndim], -1))
         act = _ACTIVATIONS[self.activation]
         for size in self.hidden_sizes:
             x = act(_dense(size, math.sqrt(2.0), self.ortho_init)(x))
@@ -92,16 +92,14 @@ class ActorCritic(nn.Module):
 
     def setup(self) -> None:
         ndim = len(self.spec.obs_shape)
-        make_torso = lambda: MLPTorso(self.hidden_sizes, self.activation, ndim, self.ortho_init)  # noqa: E731
+        make_torso = lambda: MLPTorso(self.hidden_sizes, self.activation, ndim, self.ortho_init)
         self.pi_torso = make_torso()
         if not self.shared_torso:
             self.vf_torso = make_torso()
         self.pi_head = _dense(self.spec.action_dim, 0.01, self.ortho_init)
         self.vf_head = _dense(1, 1.0, self.ortho_init)
         if self.spec.action_kind == "continuous":
-            self.log_std = self.param(
-                "log_std", nn.initializers.constant(self.log_std_init), (self.spec.action_dim,)
-            )
+            self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.spec.action_dim,))
 
     def actor(self, obs: jax.Array) -> PiParams:
         """Policy parameters for obs [..., *obs_shape]."""
@@ -149,12 +147,12 @@ def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
 
     def apply(params: Params, obs: jax.Array) -> tuple[PiParams, jax.Array]:
         chex.assert_rank(obs, len(spec.obs_shape) + 1)
-        return net.apply(params, obs)
+        return cast(tuple[PiParams, jax.Array], net.apply(params, obs))
 
     def actor(params: Params, obs: jax.Array) -> PiParams:
         return net.apply(params, obs, method=ActorCritic.actor)
 
     def critic(params: Params, obs: jax.Array) -> jax.Array:
-        return net.apply(params, obs, method=ActorCritic.critic)
+        return cast(jax.Array, net.apply(params, obs, method=ActorCritic.critic))
 
     return Policy(init, apply, actor, critic, distribution_for(spec.action_kind))

@@ -9,10 +9,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
-def plot_learning_curve(records: Sequence[dict[str, Any]], path: Path, title: str, eval_return: float | None = None) -> None:
+def plot_learning_curve(
+    records: Sequence[dict[str, Any]], path: Path, title: str, eval_return: float | None = None
+) -> None:
     """Episode return (training, stochastic policy) against env steps, plus the final greedy eval."""
     steps = [r["env_steps"] for r in records if r.get("episode_return") is not None]
     returns = [r["episode_return"] for r in records if r.get("episode_return") is not None]

@@ -6,6 +6,7 @@ the compiled work is `make_run_chunk` and `evaluate`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import platform
@@ -20,10 +21,10 @@ import numpy as np
 
 from a2c_jax.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
 from a2c_jax.config import A2CConfig, ConfigError, HParams
-from a2c_jax.evaluate import evaluate
+from a2c_jax.evaluate import evaluate_jit
 from a2c_jax.logging import MetricsLog, first_nonfinite, progress_bar, summarize_chunk, write_json_atomic
 from a2c_jax.plotting import plot_learning_curve
-from a2c_jax.train import TrainState, UpdateMetrics, init_state, make_agent, update
+from a2c_jax.train import TrainState, init_state, make_agent, make_run_chunk
 
 
 class TrainingDiverged(RuntimeError):
@@ -65,22 +66,17 @@ class RunSettings:
         return self
 
 
-def make_chunk_runner(config: A2CConfig, max_updates: int) -> Callable[[TrainState, HParams, jax.Array], tuple[TrainState, UpdateMetrics]]:
-    """run(state, hparams, n) -> (state, metrics[max_updates]): n <= max_updates updates (n is traced,
-    so one compiled program serves every chunk, the shorter last one included); rows >= n are 0."""
+def params_finite(params: Any) -> bool:
+    """True when every parameter is finite."""
+    return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(params))
 
-    def run(state: TrainState, hparams: HParams, n: jax.Array) -> tuple[TrainState, UpdateMetrics]:
-        _, shapes = jax.eval_shape(lambda s: update(config, s, hparams), state)
-        buffer = jax.tree.map(lambda s: jnp.zeros((max_updates, *s.shape), s.dtype), shapes)
 
-        def body(i: jax.Array, carry: tuple[TrainState, UpdateMetrics]) -> tuple[TrainState, UpdateMetrics]:
-            s, buf = carry
-            s, m = update(config, s, hparams)
-            return s, jax.tree.map(lambda b, x: b.at[i].set(x), buf, m)
-
-        return jax.lax.fori_loop(0, n, body, (state, buffer))
-
-    return run
+@functools.lru_cache(maxsize=8)
+def compile_chunk(config: A2CConfig, chunk: int) -> Any:
+    """The compiled `run_chunk(state, hparams, n)` for `config` (cached: one compile per process)."""
+    state = jax.eval_shape(init_state, config, HParams().as_arrays(), jax.random.PRNGKey(0))
+    hp = jax.eval_shape(HParams().as_arrays)
+    return jax.jit(make_run_chunk(config, chunk)).lower(state, hp, jnp.int32(chunk)).compile()
 
 
 def run_record(config: A2CConfig, hparams: HParams, settings: RunSettings) -> dict[str, Any]:
@@ -151,7 +147,7 @@ def train_run(
     total = config.num_updates
     chunk = max(1, math.ceil(total / settings.log_points))
     t0 = time.perf_counter()
-    compiled = jax.jit(make_chunk_runner(config, chunk)).lower(state, hp, jnp.int32(chunk)).compile()
+    compiled = compile_chunk(config, chunk)
     compile_seconds = time.perf_counter() - t0
 
     done = int(state.update_step)
@@ -178,16 +174,22 @@ def train_run(
                 jax.block_until_ready(new_state)
                 train_seconds += time.perf_counter() - t
                 bad = first_nonfinite(metrics, n)
+                if bad is None and not params_finite(new_state.params):
+                    bad = n - 1
                 if bad is not None:
                     checkpoint(state)
                     raise TrainingDiverged(
-                        f"non-finite loss at update {done + bad} (env step {(done + bad) * config.batch_size}); "
-                        f"training stopped and the last good state (update {done}) is checkpointed in {str(ckpt_dir)!r}"
+                        f"non-finite loss or parameters at update {done + bad} (env step "
+                        f"{(done + bad) * config.batch_size}); training stopped and the last good state "
+                        f"(update {done}) is checkpointed in {str(ckpt_dir)!r}"
                     )
-                state, done = new_state, done + n
-                record = {"update": done, "env_steps": done * config.batch_size, **summarize_chunk(metrics, n)}
+                # log first, then adopt the state: an interruption in between leaves records past the
+                # checkpoint, which resuming truncates, never a checkpoint without its records
+                record: dict[str, Any] = {"update": done + n, "env_steps": (done + n) * config.batch_size}
+                record.update(summarize_chunk(metrics, n))
                 record["wall_seconds"] = prior_wall + time.perf_counter() - wall_start
                 metrics_log.append(record)
+                state, done = new_state, done + n
                 sps = (done - start_done) * config.batch_size / max(train_seconds, 1e-9)
                 advance(done * config.batch_size, sps, record["episode_return"])
                 if time.perf_counter() - last_ckpt >= settings.checkpoint_seconds and done < total:
@@ -196,15 +198,12 @@ def train_run(
     except KeyboardInterrupt:
         checkpoint(state)
         raise TrainingInterrupted(
-            f"interrupted at update {done}/{total}; checkpoint saved: continue with "
-            f"`a2c-jax train --resume {run_dir}`"
+            f"interrupted at update {done}/{total}; checkpoint saved: continue with `a2c-jax train --resume {run_dir}`"
         ) from None
     checkpoint(state)
 
     eval_key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 1)
-    result = jax.jit(evaluate, static_argnums=(0, 4))(
-        config, state.params, state.env_state.obs_rms, eval_key, settings.eval_episodes
-    )
+    result = evaluate_jit(config, state.params, state.env_state.obs_rms, eval_key, settings.eval_episodes)
     returns = np.asarray(result.returns, np.float64)
     records = metrics_log.read()
     plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))

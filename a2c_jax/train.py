@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import chex
 import jax
@@ -20,7 +20,7 @@ from flax import struct
 from a2c_jax.advantages import gae
 from a2c_jax.config import A2CConfig, HParams
 from a2c_jax.envs import EnvSpec, VecEnv, VecEnvState, make_env
-from a2c_jax.losses import Batch, LossMetrics, a2c_loss
+from a2c_jax.losses import Batch, a2c_loss
 from a2c_jax.networks import Params, Policy, make_policy
 from a2c_jax.rollout import Transition, rollout
 
@@ -123,7 +123,7 @@ def make_batch(policy: Policy, params: Params, traj: Transition, hparams: HParam
     advantages, returns = gae(
         traj.reward, values, next_values, traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda
     )
-    flat = lambda x: x.reshape((t * n, *x.shape[2:]))  # noqa: E731
+    flat = lambda x: x.reshape((t * n, *x.shape[2:]))
     return Batch(flat(traj.obs), flat(traj.action), flat(advantages), flat(returns)), values
 
 
@@ -141,8 +141,14 @@ def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[Trai
     hparams = hparams.as_arrays()
     key, rollout_key = jax.random.split(state.key)
     env_state, obs, traj = rollout(
-        agent.policy, state.params, agent.vec_env, state.env_state, state.obs, rollout_key,
-        config.num_steps, hparams.gamma,
+        agent.policy,
+        state.params,
+        agent.vec_env,
+        state.env_state,
+        state.obs,
+        rollout_key,
+        config.num_steps,
+        hparams.gamma,
     )
     batch, _ = make_batch(agent.policy, state.params, traj, hparams)
     grad_fn = jax.grad(a2c_loss, has_aux=True)
@@ -153,8 +159,8 @@ def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[Trai
     params = optax.apply_updates(state.params, updates)
     ep_return, ep_length, episodes = _episode_stats(traj)
     metrics = UpdateMetrics(
-        *loss_metrics,
-        grad_norm=optax.global_norm(grads),
+        **loss_metrics._asdict(),
+        grad_norm=optax.tree.norm(grads),
         learning_rate=lr,
         episode_return=ep_return,
         episode_length=ep_length,
@@ -164,13 +170,28 @@ def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[Trai
     return new_state, metrics
 
 
-def make_run_chunk(config: A2CConfig, num_updates: int) -> Callable[[TrainState, HParams], tuple[TrainState, UpdateMetrics]]:
-    """run_chunk(state, hparams) -> (state, UpdateMetrics[num_updates]): `num_updates` updates in one
-    `lax.scan`, for host loops that log and checkpoint between chunks. Pure; jit it from outside."""
+def make_run_chunk(config: A2CConfig, max_updates: int) -> Callable[..., tuple[TrainState, UpdateMetrics]]:
+    """run_chunk(state, hparams, n_updates=max_updates) -> (state, UpdateMetrics[max_updates]).
+
+    Runs `n_updates` <= `max_updates` updates in one compiled loop, for host loops that log and
+    checkpoint between chunks. `n_updates` may be traced, so one compiled program serves every
+    chunk, a shorter last one included; metric rows from `n_updates` on are zero. Pure; jit it
+    from outside.
+    """
     make_agent(config)
 
-    def run_chunk(state: TrainState, hparams: HParams) -> tuple[TrainState, UpdateMetrics]:
-        return jax.lax.scan(lambda s, _: update(config, s, hparams), state, None, length=num_updates)
+    def run_chunk(
+        state: TrainState, hparams: HParams, n_updates: jax.Array | int = max_updates
+    ) -> tuple[TrainState, UpdateMetrics]:
+        _, shapes = jax.eval_shape(lambda s: update(config, s, hparams), state)
+        buffer = jax.tree.map(lambda x: jnp.zeros((max_updates, *x.shape), x.dtype), shapes)
+
+        def body(i: jax.Array, carry: tuple[TrainState, UpdateMetrics]) -> tuple[TrainState, UpdateMetrics]:
+            s, buf = carry
+            s, m = update(config, s, hparams)
+            return s, jax.tree.map(lambda b, x: b.at[i].set(x), buf, m)
+
+        return jax.lax.fori_loop(0, n_updates, body, (state, buffer))
 
     return run_chunk
 
@@ -187,10 +208,3 @@ def make_train(config: A2CConfig) -> Callable[[jax.Array, HParams], tuple[TrainS
         return run(init_state(config, hparams, key), hparams)
 
     return train
-
-
-LossFn = Callable[..., tuple[jax.Array, LossMetrics]]
-__all__: list[Any] = [
-    "Agent", "TrainState", "UpdateMetrics", "init_state", "learning_rate", "make_agent",
-    "make_batch", "make_optimizer", "make_run_chunk", "make_train", "update",
-]

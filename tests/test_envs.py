@@ -1,0 +1,158 @@
+"""Environment layer: ids and spaces, running statistics, auto-reset, final observations,
+time-limit truncation, and VecNormalize-style normalisation against a NumPy reference."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from gymnax.environments import spaces
+
+from a2c_jax.config import ConfigError
+from a2c_jax.envs import VecEnv, make_env, rms_init, rms_update, spec_from_spaces
+
+
+def test_unknown_env_id_names_close_matches():
+    with pytest.raises(ConfigError, match=r"env_id='CartPol-v1'.*close matches: CartPole-v1"):
+        make_env("CartPol-v1")
+
+
+def test_unsupported_spaces_are_named():
+    obs = spaces.Box(-1.0, 1.0, (3,))
+    with pytest.raises(ConfigError, match="observation space"):
+        spec_from_spaces("X", spaces.Dict({"a": obs}), spaces.Discrete(2), 10)
+    with pytest.raises(ConfigError, match="action space"):
+        spec_from_spaces("X", obs, spaces.Box(-np.inf, np.inf, (2,)), 10)
+    with pytest.raises(ConfigError, match="action space"):
+        spec_from_spaces("X", obs, spaces.Box(-1.0, 1.0, (2, 2)), 10)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kind", "dim", "obs_shape"),
+    [
+        ("CartPole-v1", "discrete", 2, (4,)),
+        ("Pendulum-v1", "continuous", 1, (3,)),
+        ("MountainCarContinuous-v0", "continuous", 1, (2,)),
+        ("FrozenLake-misc", "discrete", 4, (16,)),  # discrete observations are one-hot encoded
+    ],
+)
+def test_specs(env_id, kind, dim, obs_shape):
+    _, _, spec = make_env(env_id)
+    assert (spec.action_kind, spec.action_dim, spec.obs_shape) == (kind, dim, obs_shape)
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 2)).astype(np.float32) for n in (5, 17, 64)]
+    rms = rms_init((2,))
+    for b in batches:
+        rms = rms_update(rms, jnp.asarray(b))
+    data = np.concatenate(batches)
+    np.testing.assert_allclose(rms.mean, data.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-3)
+    assert float(rms.count) == pytest.approx(len(data) + 1e-4)
+
+
+def run_fixed_actions(vec_env: VecEnv, steps: int, action: jax.Array, gamma: float = 0.99):
+    """Step with a constant action; return the reset obs and stacked per-step outputs."""
+    obs, state = vec_env.reset(jax.random.PRNGKey(0))
+
+    def body(state, key):
+        nxt, state, reward, term, trunc, info = vec_env.step(key, state, action, jnp.float32(gamma))
+        return state, (nxt, reward, term, trunc, info)
+
+    _, out = jax.lax.scan(body, state, jax.random.split(jax.random.PRNGKey(1), steps))
+    return obs, out
+
+
+def test_cartpole_auto_reset_and_final_observation():
+    _, _, spec = make_env("CartPole-v1")
+    env = VecEnv(spec, 3)
+    obs0, (nxt, reward, term, trunc, info) = run_fixed_actions(env, 60, jnp.zeros(3, jnp.int32))
+    term, nxt, final = np.asarray(term), np.asarray(nxt), np.asarray(info.final_obs)
+    assert term.any() and not np.asarray(trunc).any()
+    # where nothing ended, the final observation is the next observation
+    np.testing.assert_array_equal(final[~term], nxt[~term])
+    # where the pole fell, the final observation is out of bounds and the next one is a fresh reset
+    x, theta = final[term][:, 0], final[term][:, 2]
+    assert np.all((np.abs(x) > 2.4) | (np.abs(theta) > 12 * 2 * np.pi / 360))
+    assert np.all(np.abs(nxt[term]) <= 0.05)
+    # episode statistics: length of each finished episode = steps since the previous end
+    lengths = np.asarray(info.episode_length)
+    for n in range(3):
+        ends = np.flatnonzero(term[:, n])
+        np.testing.assert_array_equal(lengths[ends, n], np.diff(np.concatenate([[-1], ends])))
+        np.testing.assert_array_equal(np.asarray(info.episode_return)[ends, n], lengths[ends, n])
+    assert np.all(lengths[~term] == 0)
+
+
+def test_pendulum_truncates_at_time_limit():
+    _, _, spec = make_env("Pendulum-v1")
+    env = VecEnv(spec, 2)
+    _, (nxt, reward, term, trunc, info) = run_fixed_actions(env, 201, jnp.zeros((2, 1)))
+    trunc = np.asarray(trunc)
+    assert not np.asarray(term).any()
+    np.testing.assert_array_equal(np.flatnonzero(trunc[:, 0]), [199])
+    assert np.asarray(info.episode_length)[199, 0] == 200
+    np.testing.assert_allclose(np.asarray(info.episode_return)[199], np.asarray(reward)[:200].sum(0), rtol=1e-5)
+    assert not np.allclose(np.asarray(info.final_obs)[199], np.asarray(nxt)[199])  # pre-reset vs reset
+
+
+def test_actions_are_clipped_to_bounds():
+    _, _, spec = make_env("Pendulum-v1")
+    env = VecEnv(spec, 1)
+    _, (_, big, *_rest) = run_fixed_actions(env, 5, jnp.full((1, 1), 50.0))
+    _, (_, edge, *_rest) = run_fixed_actions(env, 5, jnp.full((1, 1), 2.0))
+    np.testing.assert_allclose(big, edge)  # torque 50 acts exactly like the bound 2
+
+
+def vecnormalize_reference(raw_obs0, raw_obs, raw_final, rewards, dones, gamma):
+    """SB3 VecNormalize (training mode) written as a NumPy loop over the raw stream."""
+    eps, clip = 1e-8, 10.0
+
+    class RMS:
+        def __init__(self, shape):
+            self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+
+        def update(self, x):
+            bm, bv, bc = x.mean(0), x.var(0), x.shape[0]
+            delta, tot = bm - self.mean, self.count + bc
+            m2 = self.var * self.count + bv * bc + delta**2 * self.count * bc / tot
+            self.mean, self.var, self.count = self.mean + delta * bc / tot, m2 / tot, tot
+
+    obs_rms, ret_rms = RMS(raw_obs0.shape[1:]), RMS(())
+    norm = lambda o: np.clip((o - obs_rms.mean) / np.sqrt(obs_rms.var + eps), -clip, clip)
+    obs_rms.update(raw_obs0)
+    returns = np.zeros(raw_obs0.shape[0])
+    out_obs, out_final, out_rew = [], [], []
+    for t in range(len(rewards)):
+        obs_rms.update(raw_obs[t])
+        returns = returns * gamma + rewards[t]
+        ret_rms.update(returns[:, None].reshape(-1))
+        out_rew.append(np.clip(rewards[t] / np.sqrt(ret_rms.var + eps), -clip, clip))
+        out_obs.append(norm(raw_obs[t]))
+        out_final.append(norm(raw_final[t]))
+        returns[dones[t]] = 0.0
+    return np.array(out_obs), np.array(out_final), np.array(out_rew)
+
+
+def test_normalisation_matches_vecnormalize_reference():
+    _, _, spec = make_env("CartPole-v1")
+    action = jnp.zeros(4, jnp.int32)
+    raw_obs0, (raw_obs, raw_rew, term, trunc, raw_info) = run_fixed_actions(VecEnv(spec, 4), 40, action, 0.9)
+    env = VecEnv(spec, 4, normalize_observation=True, normalize_reward=True)
+    _, (obs, rew, _, _, info) = run_fixed_actions(env, 40, action, 0.9)
+    dones = np.asarray(term) | np.asarray(trunc)
+    ref_obs, ref_final, ref_rew = vecnormalize_reference(
+        np.asarray(raw_obs0, np.float64),
+        np.asarray(raw_obs, np.float64),
+        np.asarray(raw_info.final_obs, np.float64),
+        np.asarray(raw_rew, np.float64),
+        dones,
+        0.9,
+    )
+    np.testing.assert_allclose(obs, ref_obs, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(info.final_obs, ref_final, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(rew, ref_rew, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(info.episode_return, raw_info.episode_return)  # stats stay raw

@@ -1,0 +1,68 @@
+"""Network shapes (chex), SB3's orthogonal initialisation, and vmapped initialisation."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from a2c_jax.config import A2CConfig
+from a2c_jax.envs import make_env
+from a2c_jax.networks import make_policy, orthogonal
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "Catch-bsuite"])
+def test_output_shapes(env_id, shared):
+    _, _, spec = make_env(env_id)
+    policy = make_policy(A2CConfig(env_id=env_id, shared_torso=shared), spec)
+    params = policy.init(jax.random.PRNGKey(0))
+    obs = jnp.zeros((5, *spec.obs_shape))
+    pi, value = policy.apply(params, obs)
+    chex.assert_shape(value, (5,))
+    if spec.action_kind == "discrete":
+        chex.assert_shape(pi, (5, spec.action_dim))
+    else:
+        chex.assert_shape(pi[0], (5, spec.action_dim))
+        chex.assert_shape(pi[1], (spec.action_dim,))
+    action = policy.dist.sample(jax.random.PRNGKey(1), pi)
+    chex.assert_shape(policy.dist.log_prob(pi, action), (5,))
+    n_layers = len(jax.tree.leaves(params["params"]))
+    assert n_layers == (2 * 2 + 4 if shared else 2 * 4 + 4) + (spec.action_kind == "continuous")
+
+
+def test_sb3_initialisation_gains():
+    _, _, spec = make_env("CartPole-v1")
+    params = make_policy(A2CConfig(), spec).init(jax.random.PRNGKey(0))["params"]
+
+    def gram(w):
+        w = np.asarray(w, np.float64)
+        return w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+
+    for torso in ("pi_torso", "vf_torso"):
+        for layer in params[torso].values():
+            g = gram(layer["kernel"])
+            np.testing.assert_allclose(g, 2.0 * np.eye(len(g)), atol=1e-5)
+            assert np.all(np.asarray(layer["bias"]) == 0)
+    np.testing.assert_allclose(gram(params["pi_head"]["kernel"]), 1e-4 * np.eye(2), atol=1e-9)
+    np.testing.assert_allclose(gram(params["vf_head"]["kernel"]), np.eye(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (3, 5, 8)])
+def test_orthogonal_rows_or_columns(shape):
+    w = np.asarray(orthogonal(1.0)(jax.random.PRNGKey(3), shape), np.float64).reshape(-1, shape[-1])
+    g = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    np.testing.assert_allclose(g, np.eye(len(g)), atol=1e-5)
+
+
+def test_vmapped_initialisation_gives_distinct_orthogonal_members():
+    _, _, spec = make_env("CartPole-v1")
+    policy = make_policy(A2CConfig(), spec)
+    params = jax.jit(jax.vmap(policy.init))(jax.random.split(jax.random.PRNGKey(0), 6))
+    kernels = np.asarray(params["params"]["pi_torso"]["Dense_1"]["kernel"], np.float64)
+    assert kernels.shape == (6, 64, 64)
+    for k in kernels:
+        np.testing.assert_allclose(k.T @ k, 2.0 * np.eye(64), atol=1e-4)
+    assert not np.allclose(kernels[0], kernels[1])
