@@ -69,7 +69,7 @@ def run_fixed_actions(vec_env: VecEnv, steps: int, action: jax.Array, gamma: flo
 def test_cartpole_auto_reset_and_final_observation():
     _, _, spec = make_env("CartPole-v1")
     env = VecEnv(spec, 3)
-    obs0, (nxt, reward, term, trunc, info) = run_fixed_actions(env, 60, jnp.zeros(3, jnp.int32))
+    _, (nxt, _, term, trunc, info) = run_fixed_actions(env, 60, jnp.zeros(3, jnp.int32))
     term, nxt, final = np.asarray(term), np.asarray(nxt), np.asarray(info.final_obs)
     assert term.any() and not np.asarray(trunc).any()
     # where nothing ended, the final observation is the next observation

@@ -27,6 +27,10 @@ def train_vmap(small_config):
     return jax.jit(jax.vmap(make_train(small_config)))
 
 
+def member(tree, i):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
 def leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
@@ -55,7 +59,7 @@ def test_vmap_over_seeds_equals_separate_runs(train_jit, train_vmap):
     batched, metrics = train_vmap(keys, hps)
     for i in range(3):
         alone, alone_m = train_jit(keys[i], HP)
-        assert_trees_close(jax.tree.map(lambda x: x[i], batched.params), alone.params)
+        assert_trees_close(member(batched.params, i), alone.params)
         np.testing.assert_allclose(metrics.loss[i], alone_m.loss, rtol=1e-3, atol=1e-4)
 
 
@@ -71,7 +75,7 @@ def test_vmap_over_hparams_equals_separate_runs(train_jit, train_vmap):
     finals = []
     for i, hp in enumerate(members):
         alone, _ = train_jit(keys[i], hp)
-        assert_trees_close(jax.tree.map(lambda x: x[i], batched.params), alone.params)
+        assert_trees_close(member(batched.params, i), alone.params)
         finals.append(leaves(alone.params))
     # the hyperparameters really reach the program: members end in different places
     assert not np.allclose(finals[0][0], finals[1][0])
@@ -178,7 +182,7 @@ def test_hparams_validation(field, value, allowed):
 
 
 def test_hparams_validation_checks_every_population_member():
-    with pytest.raises(ConfigError, match="gamma=2.0"):
+    with pytest.raises(ConfigError, match=r"gamma=2\.0"):
         HParams(gamma=np.array([0.9, 2.0, 0.99])).validate()
 
 
