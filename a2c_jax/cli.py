@@ -33,14 +33,29 @@ EXIT_DIVERGED = 1
 EXIT_INTERRUPTED = 130
 
 
+def attribute_docs(cls: type) -> dict[str, str]:
+    """`name: text` entries of the Attributes section of a class docstring (continuations joined)."""
+    docs: dict[str, str] = {}
+    name = None
+    for line in (cls.__doc__ or "").split("Attributes:", 1)[-1].splitlines():
+        head, sep, text = line.strip().partition(": ")
+        if sep and head.replace("_", "").replace(" / ", "").isalnum() and line.startswith(" " * 8 + head):
+            name = head
+            docs[name] = text
+        elif name and line.strip():
+            docs[name] += " " + line.strip()
+    return docs
+
+
 def _optional_fields() -> list[tuple[str, Any, Any]]:
     """One optional flag per A2CConfig and HParams field (None = keep the preset's value)."""
     hints = typing.get_type_hints(A2CConfig)
+    docs = {**attribute_docs(A2CConfig), **attribute_docs(HParams)}
     fields: list[tuple[str, Any, Any]] = []
-    for name in CONFIG_NAMES:
-        fields.append((name, hints[name] | None, dataclasses.field(default=None)))
-    for name in HPARAM_NAMES:
-        fields.append((name, float | None, dataclasses.field(default=None)))
+    for name in CONFIG_NAMES + HPARAM_NAMES:
+        kind = hints[name] if name in CONFIG_NAMES else float
+        annotated = Annotated[kind | None, tyro.conf.arg(help=docs.get(name, ""))]
+        fields.append((name, annotated, dataclasses.field(default=None)))
     return fields
 
 
