@@ -8,6 +8,7 @@ Bad input exits with status 2 and a one-line message.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -208,7 +209,7 @@ def eval_command(args: EvalArgs) -> int:
     if args.episodes <= 0:
         raise ConfigError(f"episodes={args.episodes!r} is invalid: must be a positive integer")
     config, hparams, settings = load_run_record(args.run_dir)
-    like = jax.eval_shape(init_state, config, hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
+    like = jax.eval_shape(functools.partial(init_state, config), hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
     state, meta, _ = restore_checkpoint(args.run_dir / "checkpoints", like)
     key = jax.random.PRNGKey(args.seed)
     result = evaluate_jit(config, state.params, state.env_state.obs_rms, key, args.episodes, not args.stochastic)

@@ -35,15 +35,27 @@ def plot_learning_curve(
     tmp.replace(path)
 
 
+_PYGAME_RENDERED = ("Acrobot-v1", "CartPole-v1", "Pendulum-v1", "MountainCar-v0", "MountainCarContinuous-v0")
+
+
 def render_gif(env_id: str, states: Sequence[Any], rewards: Sequence[float], path: Path) -> None:
     """Animate an episode with gymnax's visualiser; ConfigError where gymnax cannot draw `env_id`."""
+    import importlib.util
+    import os
+
     import numpy as np
-    from gymnax.visualize import Visualizer
 
     from a2c_jax.config import ConfigError
     from a2c_jax.envs import make_env
 
     env, env_params, _ = make_env(env_id)
+    # gymnax draws the classic-control envs through gymnasium's pygame renderer, headless here
+    for var, value in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("PYGAME_HIDE_SUPPORT_PROMPT", "1")):
+        os.environ.setdefault(var, value)
+    if importlib.util.find_spec("pygame") is None and env_id in _PYGAME_RENDERED:
+        raise ConfigError(f"gif: rendering env_id={env_id!r} needs pygame: pip install 'a2c-jax[render]'")
+    from gymnax.visualize import Visualizer
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.gif")
     try:

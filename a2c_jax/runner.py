@@ -74,7 +74,7 @@ def params_finite(params: Any) -> bool:
 @functools.lru_cache(maxsize=8)
 def compile_chunk(config: A2CConfig, chunk: int) -> Any:
     """The compiled `run_chunk(state, hparams, n)` for `config` (cached: one compile per process)."""
-    state = jax.eval_shape(init_state, config, HParams().as_arrays(), jax.random.PRNGKey(0))
+    state = jax.eval_shape(functools.partial(init_state, config), HParams().as_arrays(), jax.random.PRNGKey(0))
     hp = jax.eval_shape(HParams().as_arrays)
     return jax.jit(make_run_chunk(config, chunk)).lower(state, hp, jnp.int32(chunk)).compile()
 
