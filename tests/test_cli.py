@@ -49,7 +49,7 @@ def test_train_writes_every_output(finished_run):
     for name in ("config.json", "metrics.jsonl", "learning_curve.png", "summary.json"):
         assert (finished_run / name).is_file(), name
     summary = json.loads((finished_run / "summary.json").read_text())
-    assert SUMMARY_KEYS <= set(summary)
+    assert set(summary) >= SUMMARY_KEYS
     assert summary["env_steps"] == 384 and summary["eval_episodes"] == 4 and summary["seed"] == 3
     records = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in records] == list(range(1, 13))
