@@ -55,7 +55,7 @@ def _optional_fields() -> list[tuple[str, Any, Any]]:
     fields: list[tuple[str, Any, Any]] = []
     for name in CONFIG_NAMES + HPARAM_NAMES:
         kind = hints[name] if name in CONFIG_NAMES else float
-        annotated = Annotated[kind | None, tyro.conf.arg(help=docs.get(name, ""))]
+        annotated = Annotated[kind | None, tyro.conf.arg(help=docs.get(name, ""))]  # type: ignore[valid-type]
         fields.append((name, annotated, dataclasses.field(default=None)))
     return fields
 

@@ -202,7 +202,7 @@ _DEFAULT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         dict(
             num_envs=16,
             num_steps=16,
-            total_timesteps=1_000_000,
+            total_timesteps=2_000_000,
             optimizer="adam",
             normalize_observation=True,
             normalize_reward=True,
