@@ -108,6 +108,60 @@ class EvalArgs:
     """use JAX's persistent compilation cache"""
 
 
+@dataclasses.dataclass
+class _PopulationArgs:
+    """Options shared by `sweep` and `pbt`."""
+
+    env_id: str | None = None
+    """gymnax environment id (default CartPole-v1)"""
+    preset: Literal["default", "sb3", "zoo"] | None = None
+    """starting values for everything not swept (default 'default')"""
+    config: Path | None = None
+    """JSON file of base settings (e.g. a best.json); flags given here override it"""
+    total_timesteps: int | None = None
+    """env steps per member"""
+    num_envs: int | None = None
+    """environments per member"""
+    num_steps: int | None = None
+    """rollout length"""
+    grid: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+    """a swept name and its values, e.g. --grid lr=1e-4,3e-4 (repeat for more names)"""
+    ranges: Annotated[tyro.conf.UseAppendAction[tuple[str, ...]], tyro.conf.arg(name="range")] = ()
+    """a sampling range for --random, e.g. --range lr=1e-5:1e-2:log"""
+    random: int = 0
+    """number of random settings drawn from the ranges"""
+    seeds: int = 4
+    """seeds per setting (seeds 0..N-1)"""
+    sample_seed: int = 0
+    """seed of the random settings (and of PBT's choices)"""
+    out: Path | None = None
+    """output directory (default sweeps/ENV-TIME)"""
+    eval_episodes: int = 16
+    """greedy evaluation episodes per member"""
+    quiet: bool = False
+    """no progress bar"""
+    compile_cache: bool = True
+    """use JAX's persistent compilation cache"""
+
+
+@dataclasses.dataclass
+class SweepArgs(_PopulationArgs):
+    """Train seeds x settings (grid and/or random search) as one vmapped program per static config."""
+
+    max_population: int | None = None
+    """most members per compiled chunk (default: as many as fit in memory)"""
+
+
+@dataclasses.dataclass
+class PBTArgs(_PopulationArgs):
+    """Population-based training: exploit and explore every --interval updates, inside one program."""
+
+    interval: int | None = None
+    """updates between exploit/explore steps (default: a tenth of the run)"""
+    fraction: float = 0.25
+    """share of the population replaced (and copied from) at each step"""
+
+
 def cache_dir() -> Path:
     """Where the persistent compilation cache lives: $A2C_JAX_CACHE_DIR or the user cache dir."""
     if os.environ.get("A2C_JAX_CACHE_DIR"):
@@ -142,13 +196,18 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def resolve_train_args(args: Any) -> tuple[A2CConfig, HParams, dict[str, Any]]:
-    """Merge preset < config file < flags into (A2CConfig, HParams, run options)."""
+    """Merge preset < config file < flags into (A2CConfig, HParams, run options).
+
+    `args` is any of the argument dataclasses; fields it lacks count as not given.
+    """
     from_file = _read_config_file(args.config) if args.config is not None else {}
     preset_name = args.preset or from_file.pop("preset", None) or "default"
-    seed = args.seed if args.seed is not None else from_file.pop("seed", 0)
+    seed = getattr(args, "seed", None)
+    seed = seed if seed is not None else from_file.pop("seed", 0)
     from_file.pop("preset", None)
     from_file.pop("seed", None)
-    flags = {k: getattr(args, k) for k in CONFIG_NAMES + HPARAM_NAMES if getattr(args, k) is not None}
+    flags = {k: getattr(args, k, None) for k in CONFIG_NAMES + HPARAM_NAMES}
+    flags = {k: v for k, v in flags.items() if v is not None}
     env_id = flags.get("env_id") or from_file.get("env_id") or "CartPole-v1"
     config, hparams = make_preset(preset_name, env_id)
     cfg_over, hp_over = split_overrides({**from_file, **flags})
@@ -228,20 +287,167 @@ def eval_command(args: EvalArgs) -> int:
     return 0
 
 
+def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any], list[Any], Path]:
+    """Validate everything a sweep or PBT run needs before anything compiles or is written."""
+    from a2c_jax.sweep import expand_settings, make_members, parse_grid, parse_ranges
+
+    for name in ("seeds", "eval_episodes"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"{name}={getattr(args, name)!r} is invalid: must be a positive integer")
+    config, hparams, _ = resolve_train_args(args)
+    grid, ranges = parse_grid(args.grid), parse_ranges(args.ranges)
+    settings = expand_settings(grid, ranges, args.random, args.sample_seed)
+    members = make_members(config, hparams, settings, list(range(args.seeds)))
+    out = args.out or Path(f"{kind}s") / f"{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")
+    return config, settings, members, out
+
+
+def _print_table(rows: list[dict[str, Any]], names: list[str], title: str, limit: int = 20) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ["rank", *names, "IQM return", "95% CI", "mean", "seeds"]:
+        table.add_column(col, justify="right")
+    for rank, r in enumerate(rows[:limit], start=1):
+        values = [f"{r[n]:.4g}" if isinstance(r[n], float) else str(r[n]) for n in names]
+        ci = f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
+        table.add_row(str(rank), *values, f"{r['iqm']:.1f}", ci, f"{r['mean']:.1f}", str(r["seeds"]))
+    Console().print(table)
+
+
+def sweep_command(args: SweepArgs) -> int:
+    """`a2c-jax sweep`."""
+    import numpy as np
+
+    from a2c_jax.logging import count_bar, write_json_atomic
+    from a2c_jax.plotting import plot_sweep
+    from a2c_jax.sweep import best_config, member_rows, rank_settings, run_sweep, write_csv
+
+    if args.max_population is not None and args.max_population <= 0:
+        raise ConfigError(f"max_population={args.max_population!r} is invalid: must be a positive integer")
+    if args.compile_cache:
+        enable_compile_cache()
+    config, settings, members, out = _population_setup(args, "sweep")
+    names = list(settings[0])
+    print(f"a2c-jax: sweeping {config.env_id}: {len(settings)} settings x {args.seeds} seeds -> {out}")
+    with count_bar(len(members), "members", not args.quiet) as advance:
+        result = run_sweep(members, settings, args.eval_episodes, args.max_population, advance)
+    ranked = rank_settings(result)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "results.csv", member_rows(result))
+    write_csv(out / "ranking.csv", ranked)
+    np.savez_compressed(
+        out / "curves.npz", env_steps=result.curve_steps, returns=result.curves,
+        setting=np.array([m.setting for m in members]), seed=np.array([m.seed for m in members]),
+        final_return=result.final_return,
+    )  # fmt: skip
+    write_json_atomic(out / "best.json", best_config(result, ranked))
+    plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
+    _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
+    print(
+        f"{len(members)} members in {result.wall_seconds:.1f}s ({result.groups} compiled program(s), compile "
+        f"{result.compile_seconds:.1f}s); best setting -> {out / 'best.json'}"
+    )
+    return 0
+
+
+def pbt_command(args: PBTArgs) -> int:
+    """`a2c-jax pbt`."""
+    import jax
+    import numpy as np
+
+    from a2c_jax.logging import write_json_atomic
+    from a2c_jax.pbt import make_pbt
+    from a2c_jax.plotting import plot_pbt_schedule
+    from a2c_jax.sweep import bootstrap_ci, iqm, stack_hparams, write_csv
+
+    if args.compile_cache:
+        enable_compile_cache()
+    config, settings, members, out = _population_setup(args, "pbt")
+    names = list(settings[0])
+    if not names:
+        raise ConfigError("pbt needs at least one --grid or --range name to search over")
+    if any(n in CONFIG_NAMES for n in names):
+        raise ConfigError(f"pbt searches HParams only ({', '.join(HPARAM_NAMES)}); got {', '.join(names)}")
+    if not 0 < args.fraction <= 0.5:
+        raise ConfigError(f"fraction={args.fraction!r} is invalid: must be in (0, 0.5]")
+    interval = args.interval or max(1, config.num_updates // 10)
+    if not 0 < interval <= config.num_updates:
+        raise ConfigError(f"interval={interval!r} is invalid: must be in [1, {config.num_updates}] updates")
+    print(f"a2c-jax: PBT on {config.env_id}: {len(members)} members, exploit every {interval} updates -> {out}")
+    program = jax.jit(make_pbt(config, interval, names, args.fraction, args.eval_episodes))
+    seeds = np.array([m.seed for m in members], np.int32)
+    start = time.perf_counter()
+    result = jax.block_until_ready(program(seeds, stack_hparams(members), jax.random.PRNGKey(args.sample_seed)))
+    wall = time.perf_counter() - start
+    final = np.asarray(result.final_return, np.float64)
+    generations = np.asarray(result.fitness).shape[0]
+    steps = np.minimum(np.arange(1, generations + 1) * interval, config.num_updates) * config.batch_size
+    schedule = {n: np.asarray(getattr(result.schedule, n)) for n in names}
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, m in enumerate(members):
+        row = {"member": i, "setting": m.setting, "seed": m.seed}
+        row.update({f"initial_{n}": float(getattr(m.hparams, n)) for n in names})
+        row.update({f"final_{n}": float(schedule[n][-1, i]) for n in names})
+        row.update(
+            {
+                "final_return": final[i],
+                "env_steps": config.num_updates * config.batch_size,
+                "seconds": wall / len(members),
+            }
+        )
+        rows.append(row)
+    write_csv(out / "results.csv", rows)
+    sched_rows = [
+        {"generation": g, "env_steps": int(steps[g]), "member": i, **{n: float(schedule[n][g, i]) for n in names},
+         "fitness": float(np.asarray(result.fitness)[g, i]), "copied_from": int(np.asarray(result.source)[g, i])}
+        for g in range(generations) for i in range(len(members))
+    ]  # fmt: skip
+    write_csv(out / "schedule.csv", sched_rows)
+    arrays: dict[str, Any] = {f"schedule_{n}": v for n, v in schedule.items()}
+    arrays.update(env_steps=steps, fitness=np.asarray(result.fitness), source=np.asarray(result.source))
+    np.savez_compressed(out / "curves.npz", final_return=final, **arrays)
+    best = int(np.argmax(final))
+    best_cfg = {**dataclasses.asdict(config), "hidden_sizes": list(config.hidden_sizes)}
+    best_cfg.update({k: float(v) for k, v in members[best].hparams.to_dict().items()})
+    best_cfg.update({n: float(schedule[n][-1, best]) for n in names})
+    write_json_atomic(out / "best.json", best_cfg)
+    plot_pbt_schedule(steps, schedule, np.asarray(result.fitness), out / "pbt.png", f"PBT on {config.env_id}")
+    low, high = bootstrap_ci(final)
+    print(
+        f"population final greedy return: IQM {iqm(final):.1f} [{low:.1f}, {high:.1f}], best member {best} "
+        f"{final[best]:.1f} with final " + ", ".join(f"{n}={schedule[n][-1, best]:.4g}" for n in names)
+    )
+    print(f"{len(members)} members in {wall:.1f}s (compile included) -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `a2c-jax` command; returns the exit status."""
     from a2c_jax.runner import TrainingDiverged, TrainingInterrupted
 
     train_cmd: Any = Annotated[TrainArgs, tyro.conf.subcommand("train", description=TrainArgs.__doc__)]
     eval_cmd: Any = Annotated[EvalArgs, tyro.conf.subcommand("eval", description=EvalArgs.__doc__)]
+    sweep_cmd: Any = Annotated[SweepArgs, tyro.conf.subcommand("sweep", description=SweepArgs.__doc__)]
+    pbt_cmd: Any = Annotated[PBTArgs, tyro.conf.subcommand("pbt", description=PBTArgs.__doc__)]
     args = tyro.cli(
-        train_cmd | eval_cmd,  # type: ignore[operator]
+        train_cmd | eval_cmd | sweep_cmd | pbt_cmd,
         args=argv,
         prog="a2c-jax",
         description="Pure-functional A2C in JAX on gymnax environments.",
     )
     try:
-        return eval_command(args) if isinstance(args, EvalArgs) else train_command(args)
+        if isinstance(args, EvalArgs):
+            return eval_command(args)
+        if isinstance(args, SweepArgs):
+            return sweep_command(args)
+        if isinstance(args, PBTArgs):
+            return pbt_command(args)
+        return train_command(args)
     except ConfigError as err:
         print(f"a2c-jax: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

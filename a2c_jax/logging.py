@@ -111,3 +111,20 @@ def progress_bar(total_steps: int, enabled: bool) -> Iterator[Any]:
             progress.update(task, completed=done, sps=f"{sps:,.0f}", ret=shown)
 
         yield advance
+
+
+@contextmanager
+def count_bar(total: int, label: str, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar over `total` items; yields `advance(done)`."""
+    if not enabled:
+        yield lambda *_: None
+        return
+    columns = (
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda done: progress.update(task, completed=done)

@@ -64,3 +64,75 @@ def render_gif(env_id: str, states: Sequence[Any], rewards: Sequence[float], pat
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"gif: gymnax cannot render env_id={env_id!r} ({type(err).__name__}: {err})") from None
     tmp.replace(path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _log_scale(values: Sequence[float]) -> bool:
+    positive = [v for v in values if v > 0]
+    return len(positive) == len(values) and max(positive) / min(positive) >= 10
+
+
+def plot_sweep(ranked: Sequence[dict[str, Any]], names: Sequence[str], path: Path, title: str) -> None:
+    """Two swept names: a heat map of the IQM return; otherwise IQM (95% CI) against each name."""
+    import numpy as np
+
+    multi = [n for n in names if len({str(r[n]) for r in ranked}) > 1]
+    if len(multi) == 2 and len(ranked) == len({(str(r[multi[0]]), str(r[multi[1]])) for r in ranked}):
+        xs = sorted({r[multi[0]] for r in ranked}, key=str if isinstance(ranked[0][multi[0]], tuple) else None)
+        ys = sorted({r[multi[1]] for r in ranked}, key=str if isinstance(ranked[0][multi[1]], tuple) else None)
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for r in ranked:
+            grid[ys.index(r[multi[1]]), xs.index(r[multi[0]])] = r["iqm"]
+        fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 3, 1.0 * len(ys) + 2))
+        im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+        for (i, j), v in np.ndenumerate(grid):
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", color="w")
+        ax.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
+        ax.set_yticks(range(len(ys)), [f"{y:g}" if isinstance(y, float) else str(y) for y in ys])
+        ax.set_xlabel(multi[0])
+        ax.set_ylabel(multi[1])
+        fig.colorbar(im, ax=ax, label="IQM final greedy return")
+        ax.set_title(title)
+        _save(fig, path)
+        return
+    shown = multi or list(names)[:1]
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(4.5 * max(1, len(shown)), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], shown, strict=False):
+        numeric = all(isinstance(r[name], int | float) and not isinstance(r[name], bool) for r in ranked)
+        xs = [r[name] if numeric else str(r[name]) for r in ranked]
+        lo = [r["iqm"] - r["ci_low"] for r in ranked]
+        hi = [r["ci_high"] - r["iqm"] for r in ranked]
+        ax.errorbar(xs, [r["iqm"] for r in ranked], yerr=[lo, hi], fmt="o", capsize=3)
+        if numeric and _log_scale(xs):
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("IQM final greedy return (95% CI)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_pbt_schedule(steps: Any, schedule: dict[str, Any], fitness: Any, path: Path, title: str) -> None:
+    """Each member's hyperparameters and fitness against env steps ([G, P] arrays)."""
+    names = list(schedule)
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.5 * (len(names) + 1), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=False):
+        starts = [0, *list(steps)[:-1]]  # generation g trains with schedule[g] from its start
+        ax.plot(starts, schedule[name], alpha=0.6, drawstyle="steps-post")
+        if _log_scale(list(schedule[name].ravel())):
+            ax.set_yscale("log")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(name)
+    axes[0][-1].plot(steps, fitness, alpha=0.6)
+    axes[0][-1].set_xlabel("environment steps")
+    axes[0][-1].set_ylabel("fitness (training return)")
+    fig.suptitle(title)
+    _save(fig, path)

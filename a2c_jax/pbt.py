@@ -1,0 +1,114 @@
+"""Population-based training (Jaderberg et al. 2017) inside one compiled program.
+
+Every `interval` updates each member's fitness is the mean return of the episodes it finished in
+that interval. The worst `fraction` of the population copies the parameters, optimizer state and
+normalisation statistics of a randomly chosen member of the best `fraction` (exploit), then
+multiplies each searched hyperparameter by 0.8 or 1.25 at random, clipped to its valid range
+(explore). Everything is `jnp`: the generations are a `lax.scan`, with no host round-trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from a2c_jax.config import HPARAM_RANGES, A2CConfig, HParams
+from a2c_jax.evaluate import evaluate
+from a2c_jax.train import TrainState, init_state, make_run_chunk
+
+PERTURB_FACTORS = (0.8, 1.25)
+
+
+class PBTResult(NamedTuple):
+    """Outputs of a PBT run; P members, G generations."""
+
+    final_return: jax.Array  # [P] greedy evaluation mean
+    fitness: jax.Array  # [G, P] mean episode return per generation
+    schedule: HParams  # leaves [G, P]: the hyperparameters each member trained with in generation g
+    source: jax.Array  # [G, P] int: whom each member copied after generation g (itself if kept)
+
+
+def fitness_of(episode_return: jax.Array, episodes: jax.Array) -> jax.Array:
+    """Weighted mean return over an interval's updates ([P, K] -> [P]); -inf if none ended."""
+    total = jnp.sum(episode_return * episodes, axis=-1)
+    count = jnp.sum(episodes, axis=-1)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1.0), -jnp.inf)
+
+
+def select_sources(key: jax.Array, fitness: jax.Array, fraction: float) -> jax.Array:
+    """[P] index each member continues from: the bottom `fraction` draw a random top-`fraction` member."""
+    p = fitness.shape[0]
+    n = max(1, int(p * fraction))
+    order = jnp.argsort(fitness)  # ascending: worst first
+    bottom, top = order[:n], order[p - n :]
+    donors = top[jax.random.randint(key, (n,), 0, n)]
+    return jnp.arange(p).at[bottom].set(donors)
+
+
+def perturb(key: jax.Array, hparams: HParams, names: Sequence[str], replaced: jax.Array) -> HParams:
+    """Multiply each searched leaf of the replaced members by 0.8 or 1.25, clipped to its range."""
+    updates = {}
+    for i, name in enumerate(names):
+        value = getattr(hparams, name)
+        factor = jnp.asarray(PERTURB_FACTORS)[jax.random.randint(jax.random.fold_in(key, i), value.shape, 0, 2)]
+        lo, lo_open, hi, hi_open = HPARAM_RANGES[name]
+        lo_c = lo + 1e-8 if lo_open else lo
+        hi_c = min(hi - 1e-6 if hi_open else hi, 1e30)
+        updates[name] = jnp.where(replaced, jnp.clip(value * factor, lo_c, hi_c), value)
+    return dataclasses.replace(hparams, **updates)
+
+
+def exploit(states: TrainState, source: jax.Array) -> TrainState:
+    """Copy params, optimizer state and normalisation statistics from `source`; envs stay each member's."""
+    take = lambda tree: jax.tree.map(lambda x: x[source], tree)
+    env_state = dataclasses.replace(
+        states.env_state, obs_rms=take(states.env_state.obs_rms), ret_rms=take(states.env_state.ret_rms)
+    )
+    return dataclasses.replace(
+        states, params=take(states.params), opt_state=take(states.opt_state), env_state=env_state
+    )
+
+
+def make_pbt(
+    config: A2CConfig, interval: int, names: Sequence[str], fraction: float = 0.25, eval_episodes: int = 32
+) -> Callable[[jax.Array, HParams, jax.Array], PBTResult]:
+    """pbt(seeds [P] int, hparams leaves [P], key) -> PBTResult, one compiled program when jitted.
+
+    Members start like `a2c-jax train --seed s` (key PRNGKey(seed)); `key` drives selection and
+    perturbation.
+    """
+    run_chunk = make_run_chunk(config, interval)
+    total = config.num_updates
+    generations = -(-total // interval)
+
+    def pbt(seeds: jax.Array, hparams: HParams, key: jax.Array) -> PBTResult:
+        hparams = hparams.as_arrays()
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)
+        states = jax.vmap(lambda k, h: init_state(config, h, k))(keys, hparams)
+
+        def generation(carry: tuple, g: jax.Array) -> tuple:
+            states, hps, key = carry
+            n = jnp.minimum(interval, total - g * interval)
+            states, metrics = jax.vmap(run_chunk, in_axes=(0, 0, None))(states, hps, n)
+            fit = fitness_of(metrics.episode_return, metrics.episodes)
+            key, sel_key, pert_key = jax.random.split(key, 3)
+            last = g == generations - 1
+            source = jnp.where(last, jnp.arange(seeds.shape[0]), select_sources(sel_key, fit, fraction))
+            replaced = source != jnp.arange(seeds.shape[0])
+            new_states = exploit(states, source)
+            new_hps = perturb(pert_key, jax.tree.map(lambda x: x[source], hps), names, replaced)
+            return (new_states, new_hps, key), (fit, hps, source)
+
+        (states, _, _), (fit, schedule, source) = jax.lax.scan(  # type: ignore[var-annotated]
+            generation, (states, hparams, key), jnp.arange(generations)
+        )
+        final = jax.vmap(
+            lambda s, k: evaluate(config, s.params, s.env_state.obs_rms, jax.random.fold_in(k, 1), eval_episodes)
+        )(states, keys)
+        return PBTResult(final.returns.mean(axis=-1), fit, schedule, source)
+
+    return pbt

@@ -1,0 +1,392 @@
+"""Hyperparameter sweeps: a population of seeds x settings trained as one vmapped program per
+static configuration.
+
+A setting is one point of the search space: a value for every swept name. Names that are `HParams`
+leaves stay traced and share one compiled program; names that are `A2CConfig` fields (num_envs,
+num_steps, hidden_sizes, optimizer, ...) change the program, so settings are grouped by their
+static config and each group compiles once. A group larger than `max_population` runs in equal
+chunks (the last one padded), so every chunk reuses the same executable.
+
+Member i of a sweep with seed s trains exactly like `a2c-jax train --seed s` with its settings, and
+is evaluated with the same key, so a sweep's numbers can be reproduced one run at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+import os
+import time
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams
+from a2c_jax.evaluate import evaluate
+from a2c_jax.train import make_agent, make_train
+
+SWEEPABLE_CONFIG = tuple(n for n in CONFIG_NAMES if n not in ("env_id", "total_timesteps"))
+
+
+class Range(NamedTuple):
+    """A sampling range for random search: uniform, or log-uniform when `log`."""
+
+    low: float
+    high: float
+    log: bool
+
+
+def _parse_value(name: str, text: str) -> Any:
+    """Convert one textual value to the type of the field `name`."""
+    if name in HPARAM_NAMES:
+        kind: Any = float
+    else:
+        kind = typing.get_type_hints(A2CConfig)[name]
+    text = text.strip()
+    try:
+        if name == "hidden_sizes":
+            return tuple(int(x) for x in text.split("x"))
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        return text  # Literal choices are validated with the config
+    except ValueError:
+        expected = {int: "an integer", float: "a number", bool: "true or false"}.get(kind, "a value")
+        if name == "hidden_sizes":
+            expected = "layer widths like 64x64"
+        raise ConfigError(f"{name}={text!r} is invalid: must be {expected}") from None
+
+
+def _check_name(name: str, what: str) -> None:
+    allowed = HPARAM_NAMES + (SWEEPABLE_CONFIG if what == "grid" else ())
+    if name not in allowed:
+        raise ConfigError(f"unknown {what} name {name!r}: allowed are {', '.join(allowed)}")
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """["lr=1e-4,3e-4", "ent_coef=0,0.01"] -> {"lr": [1e-4, 3e-4], "ent_coef": [0.0, 0.01]}."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"grid {item!r} is invalid: must look like name=v1,v2,...")
+        _check_name(name, "grid")
+        parts = [v for v in values.split(",") if v.strip()]
+        if not parts:
+            raise ConfigError(f"grid {name!r} is empty: give at least one value, like {name}=v1,v2")
+        if name in grid:
+            raise ConfigError(f"grid {name!r} is given twice")
+        grid[name] = [_parse_value(name, v) for v in parts]
+    return grid
+
+
+def parse_ranges(items: Sequence[str]) -> dict[str, Range]:
+    """["lr=1e-5:1e-2:log"] -> {"lr": Range(1e-5, 1e-2, True)}; only HParams names."""
+    ranges: dict[str, Range] = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        name = name.strip().replace("-", "_")
+        parts = spec.split(":")
+        if not sep or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("log", "lin")):
+            raise ConfigError(f"range {item!r} is invalid: must look like name=low:high or name=low:high:log")
+        _check_name(name, "range")
+        low, high = _parse_value(name, parts[0]), _parse_value(name, parts[1])
+        log = len(parts) == 3 and parts[2] == "log"
+        if not low < high:
+            raise ConfigError(f"range {name}={spec!r} is invalid: low must be < high")
+        if log and low <= 0:
+            raise ConfigError(f"range {name}={spec!r} is invalid: a log range needs low > 0")
+        ranges[name] = Range(low, high, log)
+    return ranges
+
+
+def sample_settings(ranges: dict[str, Range], count: int, seed: int) -> list[dict[str, float]]:
+    """`count` random points of the ranges (log-uniform where asked), reproducible from `seed`."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        point = {}
+        for name, r in ranges.items():
+            if r.log:
+                point[name] = float(np.exp(rng.uniform(np.log(r.low), np.log(r.high))))
+            else:
+                point[name] = float(rng.uniform(r.low, r.high))
+        out.append(point)
+    return out
+
+
+def expand_settings(
+    grid: dict[str, list[Any]], ranges: dict[str, Range], random: int, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Every grid point (product), each combined with `random` samples of the ranges when given."""
+    if random < 0:
+        raise ConfigError(f"random={random} is invalid: must be >= 0")
+    if ranges and random == 0:
+        raise ConfigError("ranges were given but random=0: pass --random N to sample N settings")
+    if random and not ranges:
+        raise ConfigError(f"random={random} needs at least one --range to sample from")
+    names = list(grid)
+    points = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
+    samples = sample_settings(ranges, random, seed) if random else [{}]
+    return [{**p, **s} for p in points for s in samples]
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One agent of the population: its static config, hyperparameters, seed and setting index."""
+
+    config: A2CConfig
+    hparams: HParams
+    seed: int
+    setting: int
+
+
+def make_members(
+    base_config: A2CConfig, base_hparams: HParams, settings: list[dict[str, Any]], seeds: Sequence[int]
+) -> list[Member]:
+    """settings x seeds, each validated (a bad value raises ConfigError before anything compiles)."""
+    if not seeds:
+        raise ConfigError("seeds is empty: need at least one seed")
+    members: list[Member] = []
+    for index, setting in enumerate(settings):
+        cfg_part = {k: v for k, v in setting.items() if k in CONFIG_NAMES}
+        hp_part = {k: v for k, v in setting.items() if k in HPARAM_NAMES}
+        config = dataclasses.replace(base_config, **cfg_part).validate()
+        hparams = dataclasses.replace(base_hparams, **hp_part).validate()
+        make_agent(config)
+        members.extend(Member(config, hparams, int(s), index) for s in seeds)
+    return members
+
+
+def member_bytes(config: A2CConfig) -> int:
+    """A rough upper estimate of device memory one member needs while training (bytes)."""
+    agent = make_agent(config)
+    obs = math.prod(agent.spec.obs_shape)
+    params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(agent.policy.init, jax.random.PRNGKey(0))))
+    rollout = config.num_envs * config.num_steps * (2 * obs + agent.spec.action_dim + 12)
+    return 4 * (12 * config.num_updates + 16 * rollout + 8 * params) + 4096
+
+
+def available_bytes() -> int:
+    """Memory the population may use: the accelerator's limit, or half of the host's RAM."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"] * 0.8)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+    except (ValueError, OSError):
+        return 8 * 2**30
+
+
+class GroupResult(NamedTuple):
+    """Per-member outputs of one static-config group, in member order."""
+
+    final_return: np.ndarray  # [P] greedy evaluation mean
+    curve_return: np.ndarray  # [P, U] mean return of episodes that ended in each update (NaN if none)
+    seconds: float  # wall-clock of the group, compile included
+    compile_seconds: float
+    chunks: int
+
+
+def population_program(config: A2CConfig, eval_episodes: int) -> Any:
+    """jit(vmap(member)): train from PRNGKey(seed) and evaluate greedily, as `a2c-jax train` does."""
+    train = make_train(config)
+
+    def member(seed: jax.Array, hparams: HParams) -> tuple[jax.Array, jax.Array, jax.Array]:
+        key = jax.random.PRNGKey(seed)
+        state, metrics = train(key, hparams)
+        result = evaluate(config, state.params, state.env_state.obs_rms, jax.random.fold_in(key, 1), eval_episodes)
+        return result.returns.mean(), metrics.episode_return, metrics.episodes
+
+    return jax.jit(jax.vmap(member))
+
+
+def stack_hparams(members: Sequence[Member]) -> HParams:
+    """HParams whose leaves are [P] float32 arrays."""
+    return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *[m.hparams for m in members])
+
+
+def run_group(
+    members: Sequence[Member], eval_episodes: int, max_population: int | None, on_chunk: Callable[[int], None]
+) -> GroupResult:
+    """Train members that share one static config, in equal chunks of at most `max_population`."""
+    config = members[0].config
+    limit = max_population or max(1, available_bytes() // member_bytes(config))
+    n_chunks = math.ceil(len(members) / limit)
+    size = math.ceil(len(members) / n_chunks)
+    program = population_program(config, eval_episodes)
+    start = time.perf_counter()
+    padded = list(members) + [members[-1]] * (size * n_chunks - len(members))
+    seeds = jnp.asarray([m.seed for m in padded], jnp.int32)
+    hps = stack_hparams(padded)
+    t = time.perf_counter()
+    compiled = program.lower(seeds[:size], jax.tree.map(lambda x: x[:size], hps)).compile()
+    compile_seconds = time.perf_counter() - t
+    finals, returns, counts = [], [], []
+    for c in range(n_chunks):
+        sl = slice(c * size, (c + 1) * size)
+        out = compiled(seeds[sl], jax.tree.map(lambda x, sl=sl: x[sl], hps))
+        final, ret, cnt = (np.asarray(x) for x in out)
+        finals.append(final)
+        returns.append(ret)
+        counts.append(cnt)
+        on_chunk(min((c + 1) * size, len(members)))
+    n = len(members)
+    ret, cnt = np.concatenate(returns)[:n], np.concatenate(counts)[:n]
+    curve = np.where(cnt > 0, ret, np.nan)
+    return GroupResult(np.concatenate(finals)[:n], curve, time.perf_counter() - start, compile_seconds, n_chunks)
+
+
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% (trimming 25% each side, as rliable does)."""
+    x = np.sort(np.asarray(x, np.float64))
+    n = len(x)
+    cut = int(np.floor(0.25 * n))
+    return float(x[cut : n - cut].mean()) if n - 2 * cut > 0 else float(x.mean())
+
+
+def bootstrap_ci(
+    x: np.ndarray, stat: Callable[[np.ndarray], float] = iqm, n: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of `stat` over the entries of x (seeds)."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, np.float64)
+    stats = [stat(x[rng.integers(0, len(x), len(x))]) for _ in range(n)]
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def downsample_curve(curve: np.ndarray, points: int) -> np.ndarray:
+    """[P, U] per-update returns -> [P, points] bin means (NaN-aware)."""
+    p, u = curve.shape
+    points = min(points, u)
+    edges = np.linspace(0, u, points + 1).astype(int)
+    out = np.full((p, points), np.nan)
+    for i in range(points):
+        block = curve[:, edges[i] : edges[i + 1]]
+        valid = ~np.isnan(block)
+        with np.errstate(invalid="ignore"):
+            out[:, i] = np.where(valid.any(1), np.nansum(block, 1) / np.maximum(valid.sum(1), 1), np.nan)
+    return out
+
+
+CURVE_POINTS = 100
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """Everything a sweep produced, one entry per member (M = settings x seeds).
+
+    curves are [M, CURVE_POINTS] mean training returns per bin and curve_steps the env steps at each
+    bin's end; `seconds` is each member's share of its group's wall-clock (compile included).
+    """
+
+    members: list[Member]
+    settings: list[dict[str, Any]]
+    final_return: np.ndarray
+    curves: np.ndarray
+    curve_steps: np.ndarray
+    seconds: np.ndarray
+    wall_seconds: float
+    compile_seconds: float
+    groups: int
+
+
+def _offset(callback: Callable[[int], None], base: int, n: int) -> None:
+    callback(base + n)
+
+
+def run_sweep(
+    members: list[Member],
+    settings: list[dict[str, Any]],
+    eval_episodes: int = 16,
+    max_population: int | None = None,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> SweepResult:
+    """Train every member, one vmapped program per static config, and collect results."""
+    start = time.perf_counter()
+    groups: dict[A2CConfig, list[int]] = {}
+    for i, m in enumerate(members):
+        groups.setdefault(m.config, []).append(i)
+    final = np.zeros(len(members))
+    curves = np.full((len(members), CURVE_POINTS), np.nan)
+    steps = np.zeros((len(members), CURVE_POINTS))
+    seconds = np.zeros(len(members))
+    compile_total, done = 0.0, 0
+    for config, idx in groups.items():
+        base = done
+        res = run_group(
+            [members[i] for i in idx], eval_episodes, max_population, functools.partial(_offset, on_progress, base)
+        )
+        done += len(idx)
+        final[idx] = res.final_return
+        down = downsample_curve(res.curve_return, CURVE_POINTS)
+        curves[idx, : down.shape[1]] = down
+        edges = np.linspace(0, config.num_updates, down.shape[1] + 1)[1:]
+        steps[idx, : down.shape[1]] = np.round(edges) * config.batch_size
+        seconds[idx] = res.seconds / len(idx)
+        compile_total += res.compile_seconds
+    return SweepResult(
+        members, settings, final, curves, steps, seconds, time.perf_counter() - start, compile_total, len(groups)
+    )
+
+
+def rank_settings(result: SweepResult) -> list[dict[str, Any]]:
+    """One row per setting: its values, IQM and 95% bootstrap interval across seeds; best first."""
+    rows = []
+    for index, setting in enumerate(result.settings):
+        returns = np.array([r for m, r in zip(result.members, result.final_return, strict=True) if m.setting == index])
+        low, high = bootstrap_ci(returns)
+        rows.append(
+            {"setting": index, **setting, "iqm": iqm(returns), "ci_low": low, "ci_high": high,
+             "mean": float(returns.mean()), "seeds": len(returns)}
+        )  # fmt: skip
+    return sorted(rows, key=lambda r: -r["iqm"])
+
+
+def member_rows(result: SweepResult) -> list[dict[str, Any]]:
+    """One row per member: every hyperparameter and swept config field, seed, return, steps, seconds."""
+    swept_config = sorted({k for s in result.settings for k in s if k in CONFIG_NAMES})
+    rows = []
+    for m, ret, sec in zip(result.members, result.final_return, result.seconds, strict=True):
+        row: dict[str, Any] = {"setting": m.setting, "seed": m.seed}
+        row.update({k: float(v) for k, v in m.hparams.to_dict().items()})
+        row.update({k: getattr(m.config, k) for k in swept_config})
+        row.update({"final_return": float(ret), "env_steps": m.config.num_updates * m.config.batch_size,
+                    "seconds": float(sec)})  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def best_config(result: SweepResult, ranked: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best setting as a flat settings file for `a2c-jax train --config`."""
+    member = next(m for m in result.members if m.setting == ranked[0]["setting"])
+    flat = dataclasses.asdict(member.config)
+    flat["hidden_sizes"] = list(member.config.hidden_sizes)
+    flat.update({k: float(v) for k, v in member.hparams.to_dict().items()})
+    return flat
+
+
+def write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
+    """Rows of dicts to CSV (header = union of keys, in first-seen order)."""
+    import csv
+
+    header: list[str] = []
+    for r in rows:
+        header.extend(k for k in r if k not in header)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in r.items()})
