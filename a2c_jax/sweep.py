@@ -288,8 +288,8 @@ CURVE_POINTS = 100
 class SweepResult:
     """Everything a sweep produced, one entry per member (M = settings x seeds).
 
-    curves are [M, CURVE_POINTS] mean training returns per bin and curve_steps the env steps at each
-    bin's end; `seconds` is each member's share of its group's wall-clock (compile included).
+    curves are [M, K] (K <= CURVE_POINTS) mean training returns per bin and curve_steps the env
+    steps at each bin's end; `seconds` is each member's share of its group's wall-clock (compile included).
     """
 
     members: list[Member]
@@ -320,8 +320,9 @@ def run_sweep(
     for i, m in enumerate(members):
         groups.setdefault(m.config, []).append(i)
     final = np.zeros(len(members))
-    curves = np.full((len(members), CURVE_POINTS), np.nan)
-    steps = np.zeros((len(members), CURVE_POINTS))
+    points = min(CURVE_POINTS, max(m.config.num_updates for m in members))
+    curves = np.full((len(members), points), np.nan)
+    steps = np.full((len(members), points), np.nan)  # NaN past a shorter group's last point
     seconds = np.zeros(len(members))
     compile_total, done = 0.0, 0
     for config, idx in groups.items():
@@ -331,7 +332,7 @@ def run_sweep(
         )
         done += len(idx)
         final[idx] = res.final_return
-        down = downsample_curve(res.curve_return, CURVE_POINTS)
+        down = downsample_curve(res.curve_return, points)
         curves[idx, : down.shape[1]] = down
         edges = np.linspace(0, config.num_updates, down.shape[1] + 1)[1:]
         steps[idx, : down.shape[1]] = np.round(edges) * config.batch_size

@@ -1,0 +1,226 @@
+"""Sweeps and PBT: parsing and validation, members equal to training alone, chunking, statistics
+against SciPy, the PBT exploit/explore steps, and the `sweep` / `pbt` commands."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from a2c_jax import sweep
+from a2c_jax.cli import SweepArgs, main, resolve_train_args
+from a2c_jax.config import ConfigError, HParams
+from a2c_jax.evaluate import evaluate
+from a2c_jax.pbt import exploit, make_pbt, perturb, select_sources
+from a2c_jax.train import init_state, make_train
+
+SMALL_FLAGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
+
+
+@pytest.mark.parametrize(
+    ("grid", "ranges", "random", "message"),
+    [
+        (["learning_rate=1e-3"], [], 0, "unknown grid name 'learning_rate'"),
+        (["lr="], [], 0, "grid 'lr' is empty"),
+        (["lr"], [], 0, "must look like name=v1,v2"),
+        (["lr=abc"], [], 0, "lr='abc' is invalid: must be a number"),
+        (["num_envs=4.5"], [], 0, "num_envs='4.5' is invalid: must be an integer"),
+        ([], ["lr=1e-2:1e-3:log"], 4, "low must be < high"),
+        ([], ["lr=0:1e-3:log"], 4, "a log range needs low > 0"),
+        ([], ["num_envs=1:8"], 4, "unknown range name 'num_envs'"),
+        ([], ["lr=1e-4:1e-3"], 0, "pass --random N"),
+        ([], [], 3, "needs at least one --range"),
+    ],
+)
+def test_bad_search_spaces(grid, ranges, random, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep.expand_settings(sweep.parse_grid(grid), sweep.parse_ranges(ranges), random)
+
+
+def test_values_outside_their_range_fail_before_compiling(small_config):
+    settings = sweep.expand_settings(sweep.parse_grid(["gamma=0.9,1.5"]), {}, 0)
+    with pytest.raises(ConfigError, match=r"gamma=1\.5 is invalid: must be in \(0, 1\]"):
+        sweep.make_members(small_config, HParams(), settings, [0])
+    with pytest.raises(ConfigError, match="seeds is empty"):
+        sweep.make_members(small_config, HParams(), [{}], [])
+
+
+def test_expand_grid_and_random_samples():
+    grid = sweep.parse_grid(["lr=1e-3,3e-3", "num_steps=4,8", "normalize_reward=true"])
+    ranges = sweep.parse_ranges(["ent_coef=1e-4:1e-1:log", "vf_coef=0.25:1"])
+    settings = sweep.expand_settings(grid, ranges, 5, seed=1)
+    assert len(settings) == 2 * 2 * 5
+    assert {s["num_steps"] for s in settings} == {4, 8} and all(s["normalize_reward"] is True for s in settings)
+    ent = np.array([s["ent_coef"] for s in settings])
+    assert np.all((ent >= 1e-4) & (ent <= 1e-1))
+    assert settings == sweep.expand_settings(grid, ranges, 5, seed=1)  # reproducible
+
+
+def test_log_uniform_sampling_is_uniform_in_log_space():
+    points = sweep.sample_settings({"lr": sweep.Range(1e-5, 1e-1, True)}, 4000, seed=0)
+    logs = np.log10([p["lr"] for p in points])
+    assert stats.kstest((logs + 5) / 4, "uniform").pvalue > 0.01
+
+
+def test_iqm_and_bootstrap_against_scipy():
+    rng = np.random.default_rng(0)
+    for n in (4, 8, 10, 13):
+        x = rng.normal(size=n)
+        assert sweep.iqm(x) == pytest.approx(stats.trim_mean(x, 0.25))
+    x = rng.normal(10.0, 1.0, size=10)
+    low, high = sweep.bootstrap_ci(x)
+    assert low < sweep.iqm(x) < high and high - low < 3
+    assert sweep.bootstrap_ci(np.full(5, 500.0)) == (500.0, 500.0)
+
+
+@pytest.fixture(scope="module")
+def lr_members(small_config):
+    settings = sweep.expand_settings(sweep.parse_grid(["lr=1e-3,3e-3"]), {}, 0)
+    return settings, sweep.make_members(small_config, HParams(), settings, [0, 1])
+
+
+def alone(train, config, hparams, seed, episodes=4):
+    key = jax.random.PRNGKey(seed)
+    state, metrics = train(key, hparams)
+    result = evaluate(config, state.params, state.env_state.obs_rms, jax.random.fold_in(key, 1), episodes)
+    return float(result.returns.mean()), np.asarray(metrics.episode_return), np.asarray(metrics.episodes)
+
+
+def test_each_member_equals_training_it_alone(lr_members):
+    _, members = lr_members
+    result = sweep.run_group(members, 4, None, lambda n: None)
+    assert result.chunks == 1
+    train = jax.jit(make_train(members[0].config))
+    for i, m in enumerate(members):
+        final, ret, count = alone(train, m.config, m.hparams, m.seed)
+        assert result.final_return[i] == pytest.approx(final, rel=1e-5)
+        np.testing.assert_allclose(np.nan_to_num(result.curve_return[i]), np.where(count > 0, ret, 0), rtol=1e-4)
+    assert len({float(r) for r in result.final_return}) > 1
+
+
+def test_chunked_population_equals_one_program(lr_members):
+    _, members = lr_members
+    whole = sweep.run_group(members, 4, None, lambda n: None)
+    seen = []
+    chunked = sweep.run_group(members, 4, 3, seen.append)  # 4 members, at most 3 per chunk -> 2 x 2
+    assert chunked.chunks == 2 and seen == [2, 4]
+    np.testing.assert_allclose(chunked.final_return, whole.final_return)
+
+
+def test_static_settings_split_into_groups(small_config):
+    settings = sweep.expand_settings(sweep.parse_grid(["num_steps=4,8"]), {}, 0)
+    members = sweep.make_members(small_config, HParams(), settings, [0])
+    result = sweep.run_sweep(members, settings, eval_episodes=4)
+    assert result.groups == 2
+    # same env steps per member, other batch shapes: 12 and 24 updates
+    assert np.nanmax(result.curve_steps[0]) == np.nanmax(result.curve_steps[1]) == 384
+    assert result.curves.shape == (2, 24)
+
+
+def test_select_sources_replaces_the_worst_with_the_best():
+    fitness = jnp.array([5.0, -1.0, 9.0, 3.0, 7.0, 0.0, 8.0, 1.0])
+    source = np.asarray(select_sources(jax.random.PRNGKey(0), fitness, 0.25))
+    assert set(source[[1, 5]]) <= {2, 6}  # the two worst copy from the two best
+    keep = [0, 2, 3, 4, 6, 7]
+    np.testing.assert_array_equal(source[keep], keep)
+
+
+def test_perturb_only_replaced_members_within_range():
+    hp = HParams(lr=jnp.full(4, 1e-3), gamma=jnp.full(4, 0.999))
+    replaced = jnp.array([True, False, True, False])
+    new = perturb(jax.random.PRNGKey(1), hp, ["lr", "gamma"], replaced)
+    lr = np.asarray(new.lr)
+    factors = lr[[0, 2]] / np.float32(1e-3)
+    assert np.all(np.isclose(factors, 0.8, rtol=1e-5) | np.isclose(factors, 1.25, rtol=1e-5)), factors
+    assert np.all(lr[[1, 3]] == np.float32(1e-3))
+    assert np.all(np.asarray(new.gamma) <= 1.0)
+
+
+def test_exploit_copies_weights_but_keeps_each_members_envs(small_config):
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(3))
+    states = jax.vmap(lambda k: init_state(small_config, HParams().as_arrays(), k))(keys)
+    new = exploit(states, jnp.array([0, 0, 2]))
+    for leaf_new, leaf_old in zip(jax.tree.leaves(new.params), jax.tree.leaves(states.params), strict=True):
+        np.testing.assert_array_equal(leaf_new[1], leaf_old[0])
+        np.testing.assert_array_equal(leaf_new[2], leaf_old[2])
+    np.testing.assert_array_equal(new.obs, states.obs)
+    np.testing.assert_array_equal(new.key, states.key)
+
+
+def test_pbt_program(small_config):
+    hp = jax.tree.map(lambda x: jnp.full((4,), x, jnp.float32), HParams().as_arrays())
+    hp = dataclasses.replace(hp, lr=jnp.array([1e-4, 3e-4, 1e-3, 3e-3]))
+    result = jax.jit(make_pbt(small_config, 4, ["lr"], 0.25, 4))(jnp.arange(4), hp, jax.random.PRNGKey(0))
+    assert result.fitness.shape == (3, 4) and result.schedule.lr.shape == (3, 4)
+    np.testing.assert_allclose(result.schedule.lr[0], [1e-4, 3e-4, 1e-3, 3e-3])
+    source = np.asarray(result.source)
+    np.testing.assert_array_equal(source[-1], np.arange(4))  # no exploit after the last generation
+    for g in range(2):
+        replaced = np.flatnonzero(source[g] != np.arange(4))
+        assert len(replaced) == 1
+        worst = int(np.argmin(np.asarray(result.fitness)[g]))
+        assert replaced[0] == worst
+        ratio = float(result.schedule.lr[g + 1, worst] / result.schedule.lr[g, source[g, worst]])
+        assert ratio == pytest.approx(0.8, rel=1e-5) or ratio == pytest.approx(1.25, rel=1e-5)
+    assert np.all(np.isfinite(np.asarray(result.final_return)))
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_command_outputs(tmp_path, capsys):
+    out = tmp_path / "sw"
+    argv = ["sweep", *SMALL_FLAGS, "--grid", "lr=1e-3,3e-3", "--seeds", "2", "--eval-episodes", "4"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "IQM over 2 seeds" in printed and "best.json" in printed
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 4 and {"lr", "gamma", "seed", "final_return", "env_steps", "seconds"} <= set(rows[0])
+    assert sorted(float(r["lr"]) for r in rows) == [1e-3, 1e-3, 3e-3, 3e-3]
+    curves = np.load(out / "curves.npz")
+    assert curves["returns"].shape == (4, 12) and curves["env_steps"][0, -1] == 384
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    best = json.loads((out / "best.json").read_text())
+    ranking = read_csv(out / "ranking.csv")
+    assert best["lr"] == pytest.approx(float(ranking[0]["lr"]))
+    config, hparams, _ = resolve_train_args(SweepArgs(config=out / "best.json"))
+    assert (config.num_envs, float(hparams.lr)) == (4, best["lr"])
+
+
+def test_pbt_command_outputs(tmp_path):
+    out = tmp_path / "pbt"
+    argv = ["pbt", *SMALL_FLAGS, "--grid", "lr=1e-4,3e-4,1e-3,3e-3", "--seeds", "1", "--interval", "4"]
+    assert main([*argv, "--eval-episodes", "4", "--out", str(out), "--quiet"]) == 0
+    schedule = read_csv(out / "schedule.csv")
+    assert len(schedule) == 3 * 4 and {"generation", "member", "lr", "fitness", "copied_from"} <= set(schedule[0])
+    assert len(read_csv(out / "results.csv")) == 4
+    assert (out / "pbt.png").is_file() and "lr" in json.loads((out / "best.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sweep", "--grid", "foo=1"], "unknown grid name 'foo'"),
+        (["sweep", "--grid", "lr=0,1e-3"], "lr=0.0 is invalid: must be > 0"),
+        (["sweep", "--range", "lr=1e-2:1e-3", "--random", "2"], "low must be < high"),
+        (["sweep", "--seeds", "0"], "seeds=0 is invalid"),
+        (["sweep", "--max-population", "0"], "max_population=0 is invalid"),
+        (["pbt", "--seeds", "2"], "pbt needs at least one --grid or --range"),
+        (["pbt", "--grid", "num_envs=4,8"], "pbt searches HParams only"),
+        (["pbt", "--grid", "lr=1e-3,2e-3", "--fraction", "0.9"], "fraction=0.9 is invalid"),
+    ],
+)
+def test_population_commands_reject_bad_input(argv, message, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main([*argv, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("a2c-jax: error: ") and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
