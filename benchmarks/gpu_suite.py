@@ -1,0 +1,68 @@
+"""Every GPU measurement in one run: a2c_jax throughput against n_envs (to 2^20), populations of
+CartPole agents trained at once (to 1024 and beyond), and the torch-native baseline on CUDA.
+Writes benchmarks/results/<name>-*.json. Runs on a CPU too (tiny sizes) so it can be tested anywhere.
+
+    python -m benchmarks.gpu_suite --envs 1024 16384 131072 1048576 --population 64 256 1024 4096 \\
+        --torch-envs 1024 16384 131072 1048576 --name gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from a2c_jax.config import preset
+from a2c_jax.train import make_train
+from benchmarks.common import write_result
+from benchmarks.sweep_population import time_population
+from benchmarks.throughput import measure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", type=int, nargs="*", default=[1024, 16384, 131072, 1048576])
+    parser.add_argument("--population", type=int, nargs="*", default=[64, 256, 1024, 4096])
+    parser.add_argument("--population-steps", type=int, default=100_000, help="env steps per member")
+    parser.add_argument("--torch-envs", type=int, nargs="*", default=[1024, 16384, 131072, 1048576])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--name", default="gpu")
+    args = parser.parse_args()
+
+    rows = []
+    for n in args.envs:
+        rows.append(measure(n, args.seconds))
+        print(f"a2c_jax n_envs {n}: {rows[-1]['steps_per_second']:,.0f} steps/s", flush=True)
+    print(f"wrote {write_result(f'{args.name}-throughput', {'benchmark': 'throughput', 'rows': rows})}")
+
+    config, _ = preset("zoo", "CartPole-v1")
+    config = dataclasses.replace(config, total_timesteps=args.population_steps)
+    train = make_train(config)
+    steps = config.num_updates * config.batch_size
+    pop = []
+    for p in args.population:
+        c, r = time_population(train, p)
+        pop.append({"population": p, "compile_seconds": c, "run_seconds": r, "env_steps_per_second": p * steps / r})
+        print(f"population {p}: {p * steps / r:,.0f} env steps/s ({r:.1f}s)", flush=True)
+    payload = {"benchmark": "population", "config": dataclasses.asdict(config), "rows": pop}
+    print(f"wrote {write_result(f'{args.name}-population', payload)}")
+
+    try:
+        import torch
+
+        from benchmarks.throughput_vs_torch import timed_rate
+        from benchmarks.torch_a2c import train_torch_native
+    except ImportError as err:
+        print(f"torch baseline skipped: {err}")
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    trows = []
+    for n in args.torch_envs:
+        rate = timed_rate(lambda s, n=n: train_torch_native(n, 5, s, device), n * 5, args.seconds)
+        trows.append({"num_envs": n, "steps_per_second": rate, "device": device})
+        print(f"torch-native {device} n_envs {n}: {rate:,.0f} steps/s", flush=True)
+    payload = {"benchmark": "torch_native", "torch": torch.__version__, "rows": trows}
+    print(f"wrote {write_result(f'{args.name}-torch-native', payload)}")
+
+
+if __name__ == "__main__":
+    main()
