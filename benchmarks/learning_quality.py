@@ -128,12 +128,15 @@ def main() -> None:
     parser.add_argument("--name", default="cpu-learning-quality")
     args = parser.parse_args()
     results: dict[str, Any] = {}
+    # a2c_jax first, alone on the machine; then SB3, one single-threaded run per core
+    for env in args.envs:
+        results[env] = {"a2c_jax_zoo": jax_runs(env, "zoo", args.jax_seeds, args.scale)}
+        if env == "Pendulum-v1":
+            results[env]["a2c_jax_default"] = jax_runs(env, "default", args.jax_seeds, args.scale)
     with ProcessPoolExecutor(args.workers) as pool:
         futures = {env: [pool.submit(sb3_run, env, s, args.scale) for s in range(args.sb3_seeds)] for env in args.envs}
         for env in args.envs:
-            entry: dict[str, Any] = {"a2c_jax_zoo": jax_runs(env, "zoo", args.jax_seeds, args.scale)}
-            if env == "Pendulum-v1":
-                entry["a2c_jax_default"] = jax_runs(env, "default", args.jax_seeds, args.scale)
+            entry = results[env]
             entry["sb3"] = [f.result() for f in futures[env]]
             sb3 = summary([r["final"] for r in entry["sb3"]])
             entry["sb3_summary"] = sb3
@@ -144,7 +147,6 @@ def main() -> None:
                 entry[key + "_summary"] = s
                 print(f"{env} {key}: IQM {s['iqm']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]; SB3 IQM "
                       f"{sb3['iqm']:.1f} [{sb3['ci_low']:.1f}, {sb3['ci_high']:.1f}]", flush=True)  # fmt: skip
-            results[env] = entry
     payload = {"benchmark": "learning_quality", "scale": args.scale, "results": results}
     print(f"wrote {write_result(args.name, payload)}")
     plot(results, RESULTS / f"{args.name}.png")
