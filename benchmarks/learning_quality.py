@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -133,7 +134,8 @@ def main() -> None:
         results[env] = {"a2c_jax_zoo": jax_runs(env, "zoo", args.jax_seeds, args.scale)}
         if env == "Pendulum-v1":
             results[env]["a2c_jax_default"] = jax_runs(env, "default", args.jax_seeds, args.scale)
-    with ProcessPoolExecutor(args.workers) as pool:
+    # spawn, not fork: the parent has JAX's threads running
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {env: [pool.submit(sb3_run, env, s, args.scale) for s in range(args.sb3_seeds)] for env in args.envs}
         for env in args.envs:
             entry = results[env]
