@@ -25,6 +25,7 @@ from a2c_jax.config import (
     A2CConfig,
     ConfigError,
     HParams,
+    flat_settings,
     split_overrides,
 )
 from a2c_jax.config import preset as make_preset
@@ -412,8 +413,7 @@ def pbt_command(args: PBTArgs) -> int:
     arrays.update(env_steps=steps, fitness=np.asarray(result.fitness), source=np.asarray(result.source))
     np.savez_compressed(out / "curves.npz", final_return=final, **arrays)
     best = int(np.argmax(final))
-    best_cfg = {**dataclasses.asdict(config), "hidden_sizes": list(config.hidden_sizes)}
-    best_cfg.update({k: float(v) for k, v in members[best].hparams.to_dict().items()})
+    best_cfg = flat_settings(config, members[best].hparams)
     best_cfg.update({n: float(schedule[n][-1, best]) for n in names})
     write_json_atomic(out / "best.json", best_cfg)
     plot_pbt_schedule(steps, schedule, np.asarray(result.fitness), out / "pbt.png", f"PBT on {config.env_id}")

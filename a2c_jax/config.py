@@ -190,6 +190,14 @@ def split_overrides(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return config, hparams
 
 
+def flat_settings(config: A2CConfig, hparams: HParams) -> dict[str, Any]:
+    """Every config and hyperparameter value in one flat JSON-friendly dict (a `--config` file)."""
+    flat = dataclasses.asdict(config)
+    flat["hidden_sizes"] = list(config.hidden_sizes)
+    flat.update({k: float(v) for k, v in hparams.to_dict().items()})
+    return flat
+
+
 # --- presets ---------------------------------------------------------------------------------
 
 # The fast default: SB3's A2C hyperparameters with a linearly decaying learning rate and 300k

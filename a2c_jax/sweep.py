@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams
+from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
 from a2c_jax.evaluate import evaluate
 from a2c_jax.train import make_agent, make_train
 
@@ -373,10 +373,7 @@ def member_rows(result: SweepResult) -> list[dict[str, Any]]:
 def best_config(result: SweepResult, ranked: list[dict[str, Any]]) -> dict[str, Any]:
     """The best setting as a flat settings file for `a2c-jax train --config`."""
     member = next(m for m in result.members if m.setting == ranked[0]["setting"])
-    flat = dataclasses.asdict(member.config)
-    flat["hidden_sizes"] = list(member.config.hidden_sizes)
-    flat.update({k: float(v) for k, v in member.hparams.to_dict().items()})
-    return flat
+    return flat_settings(member.config, member.hparams)
 
 
 def write_csv(path: Any, rows: list[dict[str, Any]]) -> None:

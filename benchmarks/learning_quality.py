@@ -24,8 +24,6 @@ import numpy as np
 
 from a2c_jax import sweep
 from a2c_jax.config import preset
-from a2c_jax.evaluate import evaluate
-from a2c_jax.train import make_train
 from benchmarks.common import RESULTS, write_result
 
 EPISODES = 16
@@ -46,16 +44,10 @@ ZOO_SB3: dict[str, dict[str, Any]] = {
 def jax_runs(env_id: str, preset_name: str, seeds: int, scale: float = 1.0) -> dict[str, Any]:
     config, hparams = preset(preset_name, env_id)
     config = dataclasses.replace(config, total_timesteps=int(config.total_timesteps * scale))
-    train = make_train(config)
-
-    def member(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        key = jax.random.PRNGKey(seed)
-        state, metrics = train(key, hparams)
-        result = evaluate(config, state.params, state.env_state.obs_rms, jax.random.fold_in(key, 1), EPISODES)
-        return result.returns.mean(), metrics.episode_return, metrics.episodes
-
+    program = sweep.population_program(config, EPISODES)  # trains and evaluates as `a2c-jax train` does
+    hps = jax.tree.map(lambda x: jnp.full((seeds,), x, jnp.float32), hparams.as_arrays())
     start = time.perf_counter()
-    final, ret, cnt = jax.block_until_ready(jax.jit(jax.vmap(member))(jnp.arange(seeds)))
+    final, ret, cnt = jax.block_until_ready(program(jnp.arange(seeds), hps))
     wall = time.perf_counter() - start
     curve = sweep.downsample_curve(np.where(np.asarray(cnt) > 0, np.asarray(ret), np.nan), 50)
     steps = np.linspace(0, config.num_updates, 51)[1:].round() * config.batch_size
