@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from a2c_jax.config import A2CConfig
+from a2c_jax.config import A2CConfig, ConfigError
 from a2c_jax.distributions import DistributionFns, PiParams, distribution_for
 from a2c_jax.envs import EnvSpec
 
@@ -76,6 +76,26 @@ class MLPTorso(nn.Module):
         return x
 
 
+class CNNTorso(nn.Module):
+    """[..., H, W, C] -> Conv 16 3x3 (valid) + activation -> flatten -> dense layers: [..., H_last]."""
+
+    hidden_sizes: Sequence[int]
+    activation: str
+    ortho_init: bool = True
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        lead = obs.shape[:-3]
+        x = obs.reshape((-1, *obs.shape[-3:]))
+        init = orthogonal(math.sqrt(2.0)) if self.ortho_init else nn.initializers.lecun_normal()
+        act = _ACTIVATIONS[self.activation]
+        x = act(nn.Conv(16, (3, 3), padding="VALID", kernel_init=init, bias_init=nn.initializers.zeros)(x))
+        x = x.reshape((*lead, -1))
+        for size in self.hidden_sizes:
+            x = act(_dense(size, math.sqrt(2.0), self.ortho_init)(x))
+        return x
+
+
 class ActorCritic(nn.Module):
     """obs [..., *obs_shape] -> (policy parameters, value [...]).
 
@@ -86,13 +106,18 @@ class ActorCritic(nn.Module):
     spec: EnvSpec
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
+    torso: str = "mlp"
     shared_torso: bool = False
     log_std_init: float = 0.0
     ortho_init: bool = True
 
     def setup(self) -> None:
         ndim = len(self.spec.obs_shape)
-        make_torso = lambda: MLPTorso(self.hidden_sizes, self.activation, ndim, self.ortho_init)
+        make_torso: Callable[[], nn.Module]
+        if self.torso == "cnn":
+            make_torso = lambda: CNNTorso(self.hidden_sizes, self.activation, self.ortho_init)
+        else:
+            make_torso = lambda: MLPTorso(self.hidden_sizes, self.activation, ndim, self.ortho_init)
         self.pi_torso = make_torso()
         if not self.shared_torso:
             self.vf_torso = make_torso()
@@ -133,10 +158,16 @@ class Policy(NamedTuple):
 
 def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
     """The ActorCritic for `config` and `spec`, wrapped as pure functions."""
+    if config.torso == "cnn" and len(spec.obs_shape) != 3:
+        raise ConfigError(
+            f"torso='cnn' needs image observations [H, W, C]; env_id={spec.env_id!r} has observations of "
+            f"shape {spec.obs_shape}: use torso='mlp'"
+        )
     net = ActorCritic(
         spec=spec,
         hidden_sizes=tuple(config.hidden_sizes),
         activation=config.activation,
+        torso=config.torso,
         shared_torso=config.shared_torso,
         log_std_init=config.log_std_init,
         ortho_init=config.ortho_init,

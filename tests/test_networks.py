@@ -66,3 +66,31 @@ def test_vmapped_initialisation_gives_distinct_orthogonal_members():
     for k in kernels:
         np.testing.assert_allclose(k.T @ k, 2.0 * np.eye(64), atol=1e-4)
     assert not np.allclose(kernels[0], kernels[1])
+
+
+def test_cnn_torso_shapes_and_training_on_minatar():
+    from a2c_jax.config import HParams
+    from a2c_jax.train import make_train
+
+    config = A2CConfig(env_id="Breakout-MinAtar", torso="cnn", hidden_sizes=(32,), activation="relu",
+                       num_envs=2, num_steps=4, total_timesteps=16)  # fmt: skip
+    _, _, spec = make_env(config.env_id)
+    policy = make_policy(config, spec)
+    params = policy.init(jax.random.PRNGKey(0))
+    conv = params["params"]["pi_torso"]["Conv_0"]["kernel"]
+    chex.assert_shape(conv, (3, 3, spec.obs_shape[-1], 16))
+    chex.assert_shape(params["params"]["pi_torso"]["Dense_0"]["kernel"], (8 * 8 * 16, 32))  # 10x10 -> 8x8 valid
+    logits, value = policy.apply(params, jnp.zeros((5, *spec.obs_shape)))
+    chex.assert_shape(logits, (5, spec.action_dim))
+    chex.assert_shape(value, (5,))
+    chex.assert_shape(policy.critic(params, jnp.zeros((3, 5, *spec.obs_shape))), (3, 5))  # [T, N] batches too
+    state, metrics = jax.jit(make_train(config))(jax.random.PRNGKey(0), HParams())
+    assert np.all(np.isfinite(np.asarray(metrics.loss))) and int(state.update_step) == 2
+
+
+def test_cnn_torso_rejects_vector_observations():
+    from a2c_jax.config import ConfigError
+
+    _, _, spec = make_env("CartPole-v1")
+    with pytest.raises(ConfigError, match=r"torso='cnn' needs image observations \[H, W, C\]; env_id='CartPole-v1'"):
+        make_policy(A2CConfig(torso="cnn"), spec)
