@@ -7,7 +7,9 @@ from a2c_jax.envs import EnvSpec, VecEnv, make_env
 from a2c_jax.evaluate import EvalResult, evaluate
 from a2c_jax.losses import Batch, LossMetrics, a2c_loss
 from a2c_jax.networks import ActorCritic, Policy, make_policy
+from a2c_jax.pbt import PBTResult, make_pbt
 from a2c_jax.rollout import Transition, rollout
+from a2c_jax.sweep import Member, SweepResult, expand_settings, make_members, rank_settings, run_sweep
 from a2c_jax.train import (
     TrainState,
     UpdateMetrics,
@@ -34,23 +36,31 @@ __all__ = [
     "EvalResult",
     "HParams",
     "LossMetrics",
+    "Member",
+    "PBTResult",
     "Policy",
+    "SweepResult",
     "TrainState",
     "Transition",
     "UpdateMetrics",
     "VecEnv",
     "a2c_loss",
     "evaluate",
+    "expand_settings",
     "gae",
     "init_state",
     "make_agent",
     "make_batch",
     "make_env",
+    "make_members",
     "make_optimizer",
+    "make_pbt",
     "make_policy",
     "make_run_chunk",
     "make_train",
     "preset",
+    "rank_settings",
     "rollout",
+    "run_sweep",
     "update",
 ]
