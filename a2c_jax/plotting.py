@@ -12,6 +12,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+def _save(fig: Any, path: Path) -> None:
+    """Write the figure atomically (temporary file, then rename) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def plot_learning_curve(
     records: Sequence[dict[str, Any]], path: Path, title: str, eval_return: float | None = None
 ) -> None:
@@ -27,12 +37,7 @@ def plot_learning_curve(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    _save(fig, path)
 
 
 _PYGAME_RENDERED = ("Acrobot-v1", "CartPole-v1", "Pendulum-v1", "MountainCar-v0", "MountainCarContinuous-v0")
@@ -63,15 +68,6 @@ def render_gif(env_id: str, states: Sequence[Any], rewards: Sequence[float], pat
     except Exception as err:  # gymnax raises assorted errors for envs it cannot draw
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"gif: gymnax cannot render env_id={env_id!r} ({type(err).__name__}: {err})") from None
-    tmp.replace(path)
-
-
-def _save(fig: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(path)
 
 
