@@ -6,7 +6,7 @@ from a2c_jax.distributions import CATEGORICAL, DIAG_GAUSSIAN, DistributionFns
 from a2c_jax.envs import EnvSpec, VecEnv, make_env
 from a2c_jax.evaluate import EvalResult, evaluate
 from a2c_jax.losses import Batch, LossMetrics, a2c_loss
-from a2c_jax.networks import ActorCritic, Policy, make_policy
+from a2c_jax.networks import ActorCritic, Policy, feedforward_policy, make_policy, recurrent_policy, reset_carry
 from a2c_jax.pbt import PBTResult, make_pbt
 from a2c_jax.rollout import Transition, rollout
 from a2c_jax.sweep import Member, SweepResult, expand_settings, make_members, rank_settings, run_sweep
@@ -47,6 +47,7 @@ __all__ = [
     "a2c_loss",
     "evaluate",
     "expand_settings",
+    "feedforward_policy",
     "gae",
     "init_state",
     "make_agent",
@@ -60,6 +61,8 @@ __all__ = [
     "make_train",
     "preset",
     "rank_settings",
+    "recurrent_policy",
+    "reset_carry",
     "rollout",
     "run_sweep",
     "update",

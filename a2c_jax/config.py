@@ -20,7 +20,7 @@ import numpy as np
 from flax import struct
 
 Activation = Literal["tanh", "relu"]
-Torso = Literal["mlp", "cnn"]
+Network = Literal["mlp", "cnn", "gru"]
 OptimizerKind = Literal["rmsprop", "adam"]
 Schedule = Literal["constant", "linear"]
 PresetName = Literal["default", "sb3", "zoo"]
@@ -43,9 +43,11 @@ class A2CConfig:
         num_envs: N, environments stepped in parallel.
         num_steps: T, rollout length per update; one update consumes N * T env steps.
         total_timesteps: env steps to train for; rounded down to whole updates.
-        hidden_sizes: widths of the dense layers of each torso.
-        torso: "mlp" (flattens any observation), or "cnn" for image observations [H, W, C]: a 3x3
-            convolution with 16 channels (the MinAtar paper's network) before the dense layers.
+        hidden_sizes: widths of the layers of each torso (for "gru" the last one is the GRU's width).
+        network: "mlp" (flattens any observation); "cnn" for image observations [H, W, C]: a 3x3
+            convolution with 16 channels (the MinAtar paper's network) before the dense layers; or
+            "gru", a recurrent policy for partially observed tasks: dense layers, then a GRU cell
+            whose hidden state is reset at every episode end.
         activation: nonlinearity of the hidden layers.
         shared_torso: one torso for actor and critic (else two separate MLPs, as SB3).
         optimizer: "rmsprop" (SB3's A2C default) or "adam".
@@ -62,7 +64,7 @@ class A2CConfig:
     num_steps: int = 5
     total_timesteps: int = 500_000
     hidden_sizes: tuple[int, ...] = (64, 64)
-    torso: Torso = "mlp"
+    network: Network = "mlp"
     activation: Activation = "tanh"
     shared_torso: bool = False
     optimizer: OptimizerKind = "rmsprop"
@@ -100,7 +102,7 @@ class A2CConfig:
                 f">= num_envs * num_steps = {self.batch_size} (at least one update)",
             )
         _check_choice("activation", self.activation, ("tanh", "relu"))
-        _check_choice("torso", self.torso, ("mlp", "cnn"))
+        _check_choice("network", self.network, ("mlp", "cnn", "gru"))
         _check_choice("optimizer", self.optimizer, ("rmsprop", "adam"))
         _check_choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
         if not math.isfinite(self.log_std_init):

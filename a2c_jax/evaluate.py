@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig
 from a2c_jax.envs import RunningMeanStd, clip_action, make_env, preprocess_obs
-from a2c_jax.networks import Params
+from a2c_jax.networks import Carry, Params
 from a2c_jax.train import make_agent
 
 
@@ -43,15 +43,15 @@ def evaluate(
     active = jnp.ones((num_episodes,), bool)
     max_steps = spec.max_episode_steps + 1
 
-    def cond(carry: tuple) -> jax.Array:
-        t, active = carry[0], carry[3]
+    def cond(loop: tuple) -> jax.Array:
+        t, active = loop[0], loop[3]
         return jnp.logical_and(t < max_steps, jnp.any(active))
 
-    def body(carry: tuple) -> tuple:
-        t, env_state, raw_obs, active, returns, lengths, key = carry
+    def body(loop: tuple) -> tuple:
+        t, env_state, raw_obs, active, returns, lengths, key, hidden = loop
         key, act_key, step_key = jax.random.split(key, 3)
         obs = agent.vec_env.normalize(obs_rms, preprocess_obs(spec, raw_obs))
-        pi = policy.actor(params, obs)
+        hidden, pi = policy.act(params, hidden, obs)
         action = policy.dist.mode(pi) if greedy else policy.dist.sample(act_key, pi)
         raw_obs, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
             jax.random.split(step_key, num_episodes), env_state, clip_action(spec, action), env_params
@@ -59,9 +59,10 @@ def evaluate(
         returns = returns + jnp.where(active, reward, 0.0)
         lengths = lengths + active.astype(jnp.int32)
         active = jnp.logical_and(active, jnp.logical_not(jnp.logical_or(terminated, truncated)))
-        return t + 1, env_state, raw_obs, active, returns, lengths, key
+        return t + 1, env_state, raw_obs, active, returns, lengths, key, hidden
 
-    init = (jnp.int32(0), env_state, raw_obs, active, zeros, jnp.zeros((num_episodes,), jnp.int32), key)
+    lengths = jnp.zeros((num_episodes,), jnp.int32)
+    init = (jnp.int32(0), env_state, raw_obs, active, zeros, lengths, key, policy.initial_carry(num_episodes))
     out = jax.lax.while_loop(cond, body, init)
     return EvalResult(out[4], out[5])
 
@@ -81,18 +82,20 @@ def record_episode(
     env, env_params, spec = make_env(config.env_id)
 
     @jax.jit
-    def act_and_step(state: object, raw_obs: jax.Array, step_key: jax.Array) -> tuple:
+    def act_and_step(state: object, raw_obs: jax.Array, hidden: Carry, step_key: jax.Array) -> tuple:
         obs = agent.vec_env.normalize(obs_rms, preprocess_obs(spec, raw_obs[None]))
-        action = agent.policy.dist.mode(agent.policy.actor(params, obs))[0]
-        return env.step(step_key, state, clip_action(spec, action), env_params)
+        hidden, pi = agent.policy.act(params, hidden, obs)
+        action = agent.policy.dist.mode(pi)[0]
+        return *env.step(step_key, state, clip_action(spec, action), env_params), hidden
 
     key, reset_key = jax.random.split(key)
     raw_obs, state = env.reset(reset_key, env_params)
+    hidden = agent.policy.initial_carry(1)
     states, rewards = [], []
     for _ in range(spec.max_episode_steps + 1):
         key, step_key = jax.random.split(key)
         states.append(state)
-        raw_obs, state, reward, terminated, truncated, _ = act_and_step(state, raw_obs, step_key)
+        raw_obs, state, reward, terminated, truncated, _, hidden = act_and_step(state, raw_obs, hidden, step_key)
         rewards.append(float(reward))
         if bool(terminated) or bool(truncated):
             break

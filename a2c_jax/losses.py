@@ -9,19 +9,23 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import HParams
-from a2c_jax.networks import Params, Policy
+from a2c_jax.networks import Carry, Params, Policy
 
 
 class Batch(NamedTuple):
-    """Flat training batch, leading axis B = T * N.
+    """One rollout's training batch, leading axes [T, N].
 
-    obs [B, *obs_shape]; action [B] or [B, D]; advantage [B]; target_return [B].
+    obs [T, N, *obs_shape]; action [T, N] or [T, N, D]; advantage [T, N]; target_return [T, N];
+    done [T, N] (episode ended at t, so the policy's carry is reset after it); carry: the policy's
+    hidden state at the start of the rollout (leaves [N, ...]; () for feed-forward policies).
     """
 
     obs: jax.Array
     action: jax.Array
     advantage: jax.Array
     target_return: jax.Array
+    done: jax.Array
+    carry: Carry = ()
 
 
 class LossMetrics(NamedTuple):
@@ -49,15 +53,16 @@ def a2c_loss(
 ) -> tuple[jax.Array, LossMetrics]:
     """loss = -mean(A * log pi(a|s)) + vf_coef * mean((R - V(s))^2) - ent_coef * mean(H[pi(.|s)]).
 
-    Advantages and target returns are constants (no gradient flows through them). The value term
-    is the plain mean squared error, without a 1/2, as in SB3.
+    Means run over all T * N samples. Advantages and target returns are constants (no gradient
+    flows through them). The value term is the plain mean squared error, without a 1/2, as in SB3.
+    A recurrent policy re-runs the rollout from `batch.carry`, so its gradient flows through time.
 
     Returns:
         (scalar loss, LossMetrics).
     """
-    chex.assert_rank([batch.advantage, batch.target_return], 1)
-    chex.assert_equal_shape([batch.advantage, batch.target_return])
-    pi_params, values = policy.apply(params, batch.obs)
+    chex.assert_rank([batch.advantage, batch.target_return, batch.done], 2)
+    chex.assert_equal_shape([batch.advantage, batch.target_return, batch.done])
+    pi_params, values = policy.unroll(params, batch.carry, batch.obs, batch.done)
     chex.assert_equal_shape([values, batch.advantage])
     advantage = jax.lax.stop_gradient(batch.advantage)
     if normalize_advantage:

@@ -3,6 +3,10 @@
 The default matches SB3's MlpPolicy for A2C: separate actor and critic MLPs [64, 64] tanh,
 orthogonal init with gain sqrt(2) on hidden layers, 0.01 on the policy head and 1.0 on the value
 head, zero biases, and a state-independent log-std for continuous actions.
+
+Every policy carries a hidden state ("carry", a pytree whose leaves lead with the env axis N). For
+the feed-forward networks ("mlp", "cnn") it is the empty tuple, so one rollout / loss code path
+serves feed-forward and recurrent ("gru") policies alike.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, cast
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -21,6 +24,7 @@ from a2c_jax.distributions import DistributionFns, PiParams, distribution_for
 from a2c_jax.envs import EnvSpec
 
 Params = Any
+Carry = Any  # pytree, every leaf [N, ...]; () for feed-forward policies
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"tanh": jnp.tanh, "relu": nn.relu}
 
@@ -97,88 +101,201 @@ class CNNTorso(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """obs [..., *obs_shape] -> (policy parameters, value [...]).
+    """Actor and critic over obs [..., *obs_shape].
 
-    Policy parameters are logits [..., A] for discrete actions or (mean [..., D], log_std [D])
-    for continuous ones.
+    Feed-forward ("mlp", "cnn"): `actor(obs)` -> policy parameters, `critic(obs)` -> value [...].
+    Recurrent ("gru"): an MLP over `hidden_sizes[:-1]` then a GRU cell of width `hidden_sizes[-1]`;
+    `advance(carry, obs)` -> new carry {"pi": [..., H], "vf": [..., H]} ("vf" only without a shared
+    torso), and `actor_head(carry)` / `critic_head(carry)` read the outputs from it.
+    Policy parameters are logits [..., A] for discrete actions or (mean [..., D], log_std [D]).
     """
 
     spec: EnvSpec
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
-    torso: str = "mlp"
+    network: str = "mlp"
     shared_torso: bool = False
     log_std_init: float = 0.0
     ortho_init: bool = True
 
     def setup(self) -> None:
         ndim = len(self.spec.obs_shape)
+        recurrent = self.network == "gru"
+        dense_sizes = tuple(self.hidden_sizes[:-1] if recurrent else self.hidden_sizes)
         make_torso: Callable[[], nn.Module]
-        if self.torso == "cnn":
-            make_torso = lambda: CNNTorso(self.hidden_sizes, self.activation, self.ortho_init)
+        if self.network == "cnn":
+            make_torso = lambda: CNNTorso(dense_sizes, self.activation, self.ortho_init)
         else:
-            make_torso = lambda: MLPTorso(self.hidden_sizes, self.activation, ndim, self.ortho_init)
+            make_torso = lambda: MLPTorso(dense_sizes, self.activation, ndim, self.ortho_init)
+        init = orthogonal(1.0) if self.ortho_init else nn.initializers.lecun_normal()
+        make_cell = lambda: nn.GRUCell(self.hidden_sizes[-1], kernel_init=init, recurrent_kernel_init=init)
         self.pi_torso = make_torso()
+        if recurrent:
+            self.pi_cell = make_cell()
         if not self.shared_torso:
             self.vf_torso = make_torso()
+            if recurrent:
+                self.vf_cell = make_cell()
         self.pi_head = _dense(self.spec.action_dim, 0.01, self.ortho_init)
         self.vf_head = _dense(1, 1.0, self.ortho_init)
         if self.spec.action_kind == "continuous":
             self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.spec.action_dim,))
 
-    def actor(self, obs: jax.Array) -> PiParams:
-        """Policy parameters for obs [..., *obs_shape]."""
-        out = self.pi_head(self.pi_torso(obs))
+    def _pi(self, features: jax.Array) -> PiParams:
+        out = self.pi_head(features)
         if self.spec.action_kind == "continuous":
             return out, self.log_std
         return out
 
+    def actor(self, obs: jax.Array) -> PiParams:
+        """Policy parameters for obs [..., *obs_shape] (feed-forward networks)."""
+        return self._pi(self.pi_torso(obs))
+
     def critic(self, obs: jax.Array) -> jax.Array:
-        """State value [...] for obs [..., *obs_shape]."""
+        """State value [...] for obs [..., *obs_shape] (feed-forward networks)."""
         torso = self.pi_torso if self.shared_torso else self.vf_torso
         return self.vf_head(torso(obs))[..., 0]
 
     def __call__(self, obs: jax.Array) -> tuple[PiParams, jax.Array]:
         return self.actor(obs), self.critic(obs)
 
+    def advance(self, carry: dict[str, jax.Array], obs: jax.Array) -> dict[str, jax.Array]:
+        """One recurrent step: carry {"pi"[, "vf"]: [..., H]} and obs [..., *obs_shape] -> new carry."""
+        new = {"pi": self.pi_cell(carry["pi"], self.pi_torso(obs))[0]}
+        if not self.shared_torso:
+            new["vf"] = self.vf_cell(carry["vf"], self.vf_torso(obs))[0]
+        return new
+
+    def actor_head(self, carry: dict[str, jax.Array]) -> PiParams:
+        """Policy parameters read from a recurrent carry."""
+        return self._pi(carry["pi"])
+
+    def critic_head(self, carry: dict[str, jax.Array]) -> jax.Array:
+        """State value [...] read from a recurrent carry."""
+        return self.vf_head(carry["pi" if self.shared_torso else "vf"])[..., 0]
+
+    def init_recurrent(self, carry: dict[str, jax.Array], obs: jax.Array) -> tuple[PiParams, jax.Array]:
+        """Touches every recurrent parameter (used only to initialise them)."""
+        new = self.advance(carry, obs)
+        return self.actor_head(new), self.critic_head(new)
+
 
 class Policy(NamedTuple):
-    """Pure functions of (params, obs) plus the action distribution; built once per config.
+    """Pure functions of the parameters, built once per config; every one handles a hidden carry.
 
-    apply(params, obs) -> (pi_params, value); actor(params, obs) -> pi_params;
-    critic(params, obs) -> value; init(key) -> params.
+    - init(key) -> params.
+    - initial_carry(n) -> carry for n environments (zeros; () for feed-forward policies).
+    - act(params, carry, obs [N, ...]) -> (carry after obs, policy parameters [N, ...]).
+    - unroll(params, carry, obs [T, N, ...], done [T, N]) -> (policy parameters [T, N, ...],
+      values [T, N]): re-runs a rollout from its start carry, zeroing the carry after every step
+      whose `done` is set, so a hidden state never crosses an episode boundary.
+    - values(params, carry, obs [T, N, ...], done [T, N], final_obs [T, N, ...]) -> (V(obs_t),
+      V(final_obs_t)), each [T, N]; final_obs_t is valued from the carry that saw obs_t.
+    - dist: the action distribution's functions.
     """
 
     init: Callable[[jax.Array], Params]
-    apply: Callable[[Params, jax.Array], tuple[PiParams, jax.Array]]
-    actor: Callable[[Params, jax.Array], PiParams]
-    critic: Callable[[Params, jax.Array], jax.Array]
+    initial_carry: Callable[[int], Carry]
+    act: Callable[[Params, Carry, jax.Array], tuple[Carry, PiParams]]
+    unroll: Callable[[Params, Carry, jax.Array, jax.Array], tuple[PiParams, jax.Array]]
+    values: Callable[[Params, Carry, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     dist: DistributionFns
+
+
+def reset_carry(carry: Carry, done: jax.Array) -> Carry:
+    """Zero the rows of every carry leaf [N, ...] where done [N] is true (a no-op for ())."""
+    return jax.tree.map(lambda c: jnp.where(done.reshape(done.shape + (1,) * (c.ndim - done.ndim)), 0.0, c), carry)
+
+
+def feedforward_policy(
+    init: Callable[[jax.Array], Params],
+    actor: Callable[[Params, jax.Array], PiParams],
+    critic: Callable[[Params, jax.Array], jax.Array],
+    dist: DistributionFns,
+) -> Policy:
+    """A `Policy` from memoryless actor(params, obs [..., *obs]) and critic(params, obs) -> [...].
+
+    The carry is (); `values` runs the critic once over obs and final_obs stacked along time.
+    """
+
+    def act(params: Params, carry: Carry, obs: jax.Array) -> tuple[Carry, PiParams]:
+        return carry, actor(params, obs)
+
+    def unroll(params: Params, carry: Carry, obs: jax.Array, done: jax.Array) -> tuple[PiParams, jax.Array]:
+        return actor(params, obs), critic(params, obs)
+
+    def values(
+        params: Params, carry: Carry, obs: jax.Array, done: jax.Array, final_obs: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        both = critic(params, jnp.concatenate([obs, final_obs], axis=0))
+        return both[: obs.shape[0]], both[obs.shape[0] :]
+
+    return Policy(init, lambda n: (), act, unroll, values, dist)
+
+
+def recurrent_policy(net: ActorCritic, spec: EnvSpec) -> Policy:
+    """A `Policy` for a recurrent `ActorCritic`; the unroll is one `lax.scan` over time."""
+    keys = ("pi",) if net.shared_torso else ("pi", "vf")
+
+    def initial_carry(n: int) -> Carry:
+        return {k: jnp.zeros((n, net.hidden_sizes[-1]), jnp.float32) for k in keys}
+
+    def init(key: jax.Array) -> Params:
+        return net.init(key, initial_carry(1), jnp.zeros((1, *spec.obs_shape)), method=ActorCritic.init_recurrent)
+
+    def advance(params: Params, carry: Carry, obs: jax.Array) -> Carry:
+        return net.apply(params, carry, obs, method=ActorCritic.advance)
+
+    def act(params: Params, carry: Carry, obs: jax.Array) -> tuple[Carry, PiParams]:
+        carry = advance(params, carry, obs)
+        return carry, net.apply(params, carry, method=ActorCritic.actor_head)
+
+    def hidden_states(params: Params, carry: Carry, obs: jax.Array, done: jax.Array) -> Carry:
+        """The carry after each obs_t (before the reset at done_t): leaves [T, N, H]."""
+
+        def step(c: Carry, xs: tuple[jax.Array, jax.Array]) -> tuple[Carry, Carry]:
+            h = advance(params, c, xs[0])
+            return reset_carry(h, xs[1]), h
+
+        return jax.lax.scan(step, carry, (obs, done))[1]
+
+    def unroll(params: Params, carry: Carry, obs: jax.Array, done: jax.Array) -> tuple[PiParams, jax.Array]:
+        hs = hidden_states(params, carry, obs, done)
+        return net.apply(params, hs, method=ActorCritic.actor_head), critic(params, hs)
+
+    def critic(params: Params, carry: Carry) -> jax.Array:
+        return cast(jax.Array, net.apply(params, carry, method=ActorCritic.critic_head))
+
+    def values(
+        params: Params, carry: Carry, obs: jax.Array, done: jax.Array, final_obs: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        hs = hidden_states(params, carry, obs, done)
+        return critic(params, hs), critic(params, advance(params, hs, final_obs))
+
+    return Policy(init, initial_carry, act, unroll, values, distribution_for(spec.action_kind))
 
 
 def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
     """The ActorCritic for `config` and `spec`, wrapped as pure functions."""
-    if config.torso == "cnn" and len(spec.obs_shape) != 3:
+    if config.network == "cnn" and len(spec.obs_shape) != 3:
         raise ConfigError(
-            f"torso='cnn' needs image observations [H, W, C]; env_id={spec.env_id!r} has observations of "
-            f"shape {spec.obs_shape}: use torso='mlp'"
+            f"network='cnn' needs image observations [H, W, C]; env_id={spec.env_id!r} has observations of "
+            f"shape {spec.obs_shape}: use network='mlp' or 'gru'"
         )
     net = ActorCritic(
         spec=spec,
         hidden_sizes=tuple(config.hidden_sizes),
         activation=config.activation,
-        torso=config.torso,
+        network=config.network,
         shared_torso=config.shared_torso,
         log_std_init=config.log_std_init,
         ortho_init=config.ortho_init,
     )
+    if config.network == "gru":
+        return recurrent_policy(net, spec)
 
     def init(key: jax.Array) -> Params:
         return net.init(key, jnp.zeros((1, *spec.obs_shape), jnp.float32))
-
-    def apply(params: Params, obs: jax.Array) -> tuple[PiParams, jax.Array]:
-        chex.assert_rank(obs, len(spec.obs_shape) + 1)
-        return cast(tuple[PiParams, jax.Array], net.apply(params, obs))
 
     def actor(params: Params, obs: jax.Array) -> PiParams:
         return net.apply(params, obs, method=ActorCritic.actor)
@@ -186,4 +303,4 @@ def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
     def critic(params: Params, obs: jax.Array) -> jax.Array:
         return cast(jax.Array, net.apply(params, obs, method=ActorCritic.critic))
 
-    return Policy(init, apply, actor, critic, distribution_for(spec.action_kind))
+    return feedforward_policy(init, actor, critic, distribution_for(spec.action_kind))

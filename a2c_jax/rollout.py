@@ -6,9 +6,10 @@ from typing import NamedTuple
 
 import chex
 import jax
+import jax.numpy as jnp
 
 from a2c_jax.envs import VecEnv, VecEnvState
-from a2c_jax.networks import Params, Policy
+from a2c_jax.networks import Carry, Params, Policy, reset_carry
 
 
 class Transition(NamedTuple):
@@ -31,6 +32,11 @@ class Transition(NamedTuple):
     episode_return: jax.Array
     episode_length: jax.Array
 
+    @property
+    def done(self) -> jax.Array:
+        """[T, N]: the episode ended at this step (terminated or truncated)."""
+        return jnp.logical_or(self.terminated, self.truncated)
+
 
 def rollout(
     policy: Policy,
@@ -38,29 +44,34 @@ def rollout(
     vec_env: VecEnv,
     env_state: VecEnvState,
     obs: jax.Array,
+    carry: Carry,
     key: jax.Array,
     num_steps: int,
     gamma: jax.Array,
-) -> tuple[VecEnvState, jax.Array, Transition]:
+) -> tuple[VecEnvState, jax.Array, Carry, Transition]:
     """Act with the stochastic policy for `num_steps` steps in all N envs.
 
     Args:
         obs: [N, *obs_shape], the current observations.
+        carry: the policy's hidden state before obs (leaves [N, ...]; () for feed-forward policies);
+            it is zeroed in each env whose episode ends, so episodes never share memory.
         key: consumed here; the caller must not reuse it.
         gamma: discount used by the reward normaliser.
 
     Returns:
-        (env_state after T steps, obs [N, *obs_shape] after T steps, Transition [T, N]).
+        (env_state, obs [N, *obs_shape] and carry after T steps, Transition [T, N]).
     """
     chex.assert_shape(obs, (vec_env.num_envs, *vec_env.spec.obs_shape))
 
     def step(
-        carry: tuple[VecEnvState, jax.Array], step_key: jax.Array
-    ) -> tuple[tuple[VecEnvState, jax.Array], Transition]:
-        state, last_obs = carry
+        loop: tuple[VecEnvState, jax.Array, Carry], step_key: jax.Array
+    ) -> tuple[tuple[VecEnvState, jax.Array, Carry], Transition]:
+        state, last_obs, hidden = loop
         act_key, env_key = jax.random.split(step_key)
-        action = policy.dist.sample(act_key, policy.actor(params, last_obs))
+        hidden, pi = policy.act(params, hidden, last_obs)
+        action = policy.dist.sample(act_key, pi)
         next_obs, state, reward, terminated, truncated, info = vec_env.step(env_key, state, action, gamma)
+        hidden = reset_carry(hidden, jnp.logical_or(terminated, truncated))
         transition = Transition(
             obs=last_obs,
             action=action,
@@ -71,8 +82,9 @@ def rollout(
             episode_return=info.episode_return,
             episode_length=info.episode_length,
         )
-        return (state, next_obs), transition
+        return (state, next_obs, hidden), transition
 
-    (env_state, obs), traj = jax.lax.scan(step, (env_state, obs), jax.random.split(key, num_steps))
+    loop = (env_state, obs, carry)
+    (env_state, obs, carry), traj = jax.lax.scan(step, loop, jax.random.split(key, num_steps))
     chex.assert_shape(traj.reward, (num_steps, vec_env.num_envs))
-    return env_state, obs, traj
+    return env_state, obs, carry, traj

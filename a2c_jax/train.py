@@ -21,7 +21,7 @@ from a2c_jax.advantages import gae
 from a2c_jax.config import A2CConfig, HParams
 from a2c_jax.envs import EnvSpec, VecEnv, VecEnvState, make_env
 from a2c_jax.losses import Batch, a2c_loss
-from a2c_jax.networks import Params, Policy, make_policy
+from a2c_jax.networks import Carry, Params, Policy, make_policy
 from a2c_jax.rollout import Transition, rollout
 
 
@@ -61,7 +61,8 @@ def make_optimizer(kind: str, hparams: HParams, learning_rate: jax.Array | float
 class TrainState:
     """Everything one agent carries between updates (a pytree; checkpointable; vmappable).
 
-    obs is [N, *obs_shape]; key is a uint32[2] PRNG key; update_step counts finished updates.
+    obs is [N, *obs_shape]; carry is the policy's hidden state before obs (leaves [N, ...]; () for
+    feed-forward policies); key is a uint32[2] PRNG key; update_step counts finished updates.
     """
 
     params: Params
@@ -70,6 +71,7 @@ class TrainState:
     obs: jax.Array
     key: jax.Array
     update_step: jax.Array
+    carry: Carry = ()
 
 
 class UpdateMetrics(NamedTuple):
@@ -96,7 +98,8 @@ def init_state(config: A2CConfig, hparams: HParams, key: jax.Array) -> TrainStat
     params = agent.policy.init(params_key)
     opt_state = make_optimizer(config.optimizer, hparams, hparams.lr).init(params)
     obs, env_state = agent.vec_env.reset(env_key)
-    return TrainState(params, opt_state, env_state, obs, key, jnp.zeros((), jnp.int32))
+    carry = agent.policy.initial_carry(config.num_envs)
+    return TrainState(params, opt_state, env_state, obs, key, jnp.zeros((), jnp.int32), carry)
 
 
 def learning_rate(config: A2CConfig, hparams: HParams, update_step: jax.Array) -> jax.Array:
@@ -111,20 +114,19 @@ def learning_rate(config: A2CConfig, hparams: HParams, update_step: jax.Array) -
     return hparams.lr * jnp.maximum(remaining, 0.0)
 
 
-def make_batch(policy: Policy, params: Params, traj: Transition, hparams: HParams) -> tuple[Batch, jax.Array]:
-    """Values of obs and final obs in one critic pass, GAE, then flatten [T, N] -> [T * N].
+def make_batch(
+    policy: Policy, params: Params, traj: Transition, hparams: HParams, carry: Carry = ()
+) -> tuple[Batch, jax.Array]:
+    """Values of obs and final obs (one critic pass), then GAE.
 
-    Returns (Batch, values [T, N]).
+    `carry` is the policy's hidden state at the start of the rollout. Returns (Batch [T, N], values [T, N]).
     """
-    t, n = traj.reward.shape
-    both = jnp.concatenate([traj.obs, traj.final_obs], axis=0)  # [2T, N, ...]
-    all_values = jax.lax.stop_gradient(policy.critic(params, both))
-    values, next_values = all_values[:t], all_values[t:]
+    done = traj.done
+    values, next_values = jax.lax.stop_gradient(policy.values(params, carry, traj.obs, done, traj.final_obs))
     advantages, returns = gae(
         traj.reward, values, next_values, traj.terminated, traj.truncated, hparams.gamma, hparams.gae_lambda
     )
-    flat = lambda x: x.reshape((t * n, *x.shape[2:]))
-    return Batch(flat(traj.obs), flat(traj.action), flat(advantages), flat(returns)), values
+    return Batch(traj.obs, traj.action, advantages, returns, done, carry), values
 
 
 def _episode_stats(traj: Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -140,17 +142,18 @@ def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[Trai
     agent = make_agent(config)
     hparams = hparams.as_arrays()
     key, rollout_key = jax.random.split(state.key)
-    env_state, obs, traj = rollout(
+    env_state, obs, carry, traj = rollout(
         agent.policy,
         state.params,
         agent.vec_env,
         state.env_state,
         state.obs,
+        state.carry,
         rollout_key,
         config.num_steps,
         hparams.gamma,
     )
-    batch, _ = make_batch(agent.policy, state.params, traj, hparams)
+    batch, _ = make_batch(agent.policy, state.params, traj, hparams, state.carry)
     grad_fn = jax.grad(a2c_loss, has_aux=True)
     grads, loss_metrics = grad_fn(state.params, agent.policy, batch, hparams, config.normalize_advantage)
     lr = learning_rate(config, hparams, state.update_step)
@@ -166,7 +169,7 @@ def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[Trai
         episode_length=ep_length,
         episodes=episodes,
     )
-    new_state = TrainState(params, opt_state, env_state, obs, key, state.update_step + 1)
+    new_state = TrainState(params, opt_state, env_state, obs, key, state.update_step + 1, carry)
     return new_state, metrics
 
 

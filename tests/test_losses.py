@@ -10,50 +10,52 @@ import pytest
 from a2c_jax.config import HParams
 from a2c_jax.distributions import CATEGORICAL
 from a2c_jax.losses import Batch, a2c_loss
-from a2c_jax.networks import Policy
+from a2c_jax.networks import Policy, feedforward_policy
 
-B, OBS, A = 32, 3, 4
+T, N, OBS, A = 4, 8, 3, 4
+B = T * N
+
+
+def linear_actor(params, obs):
+    return obs @ params["w"]
 
 
 def linear_policy() -> Policy:
     """logits = obs @ w, value = obs @ v: small enough to differentiate by hand."""
+    return feedforward_policy(lambda key: None, linear_actor, lambda params, obs: obs @ params["v"], CATEGORICAL)
 
-    def actor(params, obs):
-        return obs @ params["w"]
 
-    def critic(params, obs):
-        return obs @ params["v"]
-
-    def apply(params, obs):
-        return actor(params, obs), critic(params, obs)
-
-    return Policy(init=lambda key: None, apply=apply, actor=actor, critic=critic, dist=CATEGORICAL)
+def flat(x):
+    return np.asarray(x).reshape(B, *np.shape(x)[2:])
 
 
 def make_inputs(seed: int = 0):
     rng = np.random.default_rng(seed)
     params = {"w": rng.normal(size=(OBS, A)).astype(np.float32), "v": rng.normal(size=(OBS,)).astype(np.float32)}
     batch = Batch(
-        obs=rng.normal(size=(B, OBS)).astype(np.float32),
-        action=rng.integers(0, A, size=B).astype(np.int32),
-        advantage=rng.normal(size=B).astype(np.float32),
-        target_return=rng.normal(size=B).astype(np.float32),
+        obs=rng.normal(size=(T, N, OBS)).astype(np.float32),
+        action=rng.integers(0, A, size=(T, N)).astype(np.int32),
+        advantage=rng.normal(size=(T, N)).astype(np.float32),
+        target_return=rng.normal(size=(T, N)).astype(np.float32),
+        done=np.zeros((T, N), bool),
     )
     return params, batch
 
 
 def numpy_loss(params, batch, vf_coef, ent_coef, normalize=False):
-    logits = batch.obs.astype(np.float64) @ params["w"]
+    """The loss over the B = T * N samples, written out in float64 from the formula."""
+    obs, action, target = flat(batch.obs).astype(np.float64), flat(batch.action), flat(batch.target_return)
+    logits = obs @ params["w"]
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     p = np.exp(logp)
-    adv = batch.advantage.astype(np.float64)
+    adv = flat(batch.advantage).astype(np.float64)
     if normalize:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    pg = -(adv * logp[np.arange(B), batch.action]).mean()
-    values = batch.obs @ params["v"]
-    vf = ((batch.target_return - values) ** 2).mean()
+    pg = -(adv * logp[np.arange(B), action]).mean()
+    values = obs @ params["v"]
+    vf = ((target - values) ** 2).mean()
     ent = -(p * logp).sum(-1).mean()
-    grad_w_pg = -(batch.obs.T @ ((np.eye(A)[batch.action] - p) * adv[:, None])) / B
+    grad_w_pg = -(obs.T @ ((np.eye(A)[action] - p) * adv[:, None])) / B
     return pg + vf_coef * vf - ent_coef * ent, pg, vf, ent, grad_w_pg
 
 
@@ -85,13 +87,13 @@ def test_policy_gradient_matches_hand_derivation():
 def prob_after_step(advantage: float) -> tuple[float, float, dict]:
     """p(a=2 | s) before and after one SGD step on a single-sample batch with this advantage."""
     params, _ = make_inputs(2)
-    obs = jnp.ones((1, OBS))
-    batch = Batch(obs, jnp.array([2], jnp.int32), jnp.array([advantage]), jnp.zeros(1))
+    obs = jnp.ones((1, 1, OBS))
+    one = lambda x, dtype=jnp.float32: jnp.full((1, 1), x, dtype)
+    batch = Batch(obs, one(2, jnp.int32), one(advantage), one(0.0), one(False, bool))
     hp = HParams(vf_coef=0.0, ent_coef=0.0).as_arrays()
-    policy = linear_policy()
-    grads, _ = jax.grad(a2c_loss, has_aux=True)(params, policy, batch, hp)
+    grads, _ = jax.grad(a2c_loss, has_aux=True)(params, linear_policy(), batch, hp)
     new = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
-    prob = lambda prm: float(jax.nn.softmax(policy.actor(prm, obs))[0, 2])
+    prob = lambda prm: float(jax.nn.softmax(linear_actor(prm, obs))[0, 0, 2])
     return prob(params), prob(new), grads
 
 

@@ -19,16 +19,16 @@ def test_output_shapes(env_id, shared):
     _, _, spec = make_env(env_id)
     policy = make_policy(A2CConfig(env_id=env_id, shared_torso=shared), spec)
     params = policy.init(jax.random.PRNGKey(0))
-    obs = jnp.zeros((5, *spec.obs_shape))
-    pi, value = policy.apply(params, obs)
-    chex.assert_shape(value, (5,))
+    obs = jnp.zeros((3, 5, *spec.obs_shape))
+    pi, value = policy.unroll(params, (), obs, jnp.zeros((3, 5), bool))
+    chex.assert_shape(value, (3, 5))
     if spec.action_kind == "discrete":
-        chex.assert_shape(pi, (5, spec.action_dim))
+        chex.assert_shape(pi, (3, 5, spec.action_dim))
     else:
-        chex.assert_shape(pi[0], (5, spec.action_dim))
+        chex.assert_shape(pi[0], (3, 5, spec.action_dim))
         chex.assert_shape(pi[1], (spec.action_dim,))
     action = policy.dist.sample(jax.random.PRNGKey(1), pi)
-    chex.assert_shape(policy.dist.log_prob(pi, action), (5,))
+    chex.assert_shape(policy.dist.log_prob(pi, action), (3, 5))
     n_layers = len(jax.tree.leaves(params["params"]))
     assert n_layers == (2 * 2 + 4 if shared else 2 * 4 + 4) + (spec.action_kind == "continuous")
 
@@ -72,7 +72,7 @@ def test_cnn_torso_shapes_and_training_on_minatar():
     from a2c_jax.config import HParams
     from a2c_jax.train import make_train
 
-    config = A2CConfig(env_id="Breakout-MinAtar", torso="cnn", hidden_sizes=(32,), activation="relu",
+    config = A2CConfig(env_id="Breakout-MinAtar", network="cnn", hidden_sizes=(32,), activation="relu",
                        num_envs=2, num_steps=4, total_timesteps=16)  # fmt: skip
     _, _, spec = make_env(config.env_id)
     policy = make_policy(config, spec)
@@ -80,10 +80,9 @@ def test_cnn_torso_shapes_and_training_on_minatar():
     conv = params["params"]["pi_torso"]["Conv_0"]["kernel"]
     chex.assert_shape(conv, (3, 3, spec.obs_shape[-1], 16))
     chex.assert_shape(params["params"]["pi_torso"]["Dense_0"]["kernel"], (8 * 8 * 16, 32))  # 10x10 -> 8x8 valid
-    logits, value = policy.apply(params, jnp.zeros((5, *spec.obs_shape)))
-    chex.assert_shape(logits, (5, spec.action_dim))
-    chex.assert_shape(value, (5,))
-    chex.assert_shape(policy.critic(params, jnp.zeros((3, 5, *spec.obs_shape))), (3, 5))  # [T, N] batches too
+    logits, value = policy.unroll(params, (), jnp.zeros((3, 5, *spec.obs_shape)), jnp.zeros((3, 5), bool))
+    chex.assert_shape(logits, (3, 5, spec.action_dim))
+    chex.assert_shape(value, (3, 5))
     state, metrics = jax.jit(make_train(config))(jax.random.PRNGKey(0), HParams())
     assert np.all(np.isfinite(np.asarray(metrics.loss))) and int(state.update_step) == 2
 
@@ -92,5 +91,5 @@ def test_cnn_torso_rejects_vector_observations():
     from a2c_jax.config import ConfigError
 
     _, _, spec = make_env("CartPole-v1")
-    with pytest.raises(ConfigError, match=r"torso='cnn' needs image observations \[H, W, C\]; env_id='CartPole-v1'"):
-        make_policy(A2CConfig(torso="cnn"), spec)
+    with pytest.raises(ConfigError, match=r"network='cnn' needs image observations \[H, W, C\]; env_id='CartPole-v1'"):
+        make_policy(A2CConfig(network="cnn"), spec)
