@@ -226,6 +226,28 @@ _DEFAULT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
 }
 
+# MinAtar (10x10xC images): the MinAtar paper's network (conv 16 3x3 -> dense 128, ReLU) shared by
+# actor and critic, 64 envs x 5 steps, Adam 1e-3 decaying linearly, a strong entropy bonus (0.05: with
+# 0.01 Breakout's policy settles at about 5 points), 5M steps (about 3 minutes on 2 CPU cores).
+_MINATAR = (
+    dict(
+        num_envs=64,
+        num_steps=5,
+        total_timesteps=5_000_000,
+        network="cnn",
+        hidden_sizes=(128,),
+        activation="relu",
+        shared_torso=True,
+        optimizer="adam",
+        lr_schedule="linear",
+    ),
+    dict(lr=1e-3, ent_coef=0.05),
+)
+MINATAR_GAMES: tuple[str, ...] = tuple(
+    f"{game}-MinAtar" for game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+)
+_DEFAULT.update(dict.fromkeys(MINATAR_GAMES, _MINATAR))
+
 # RL Baselines3 Zoo's tuned A2C hyperparameters (hyperparams/a2c.yml). "normalize: true" in the zoo
 # wraps VecNormalize, which normalises both observations and rewards.
 _ZOO: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -273,7 +295,8 @@ def preset(name: str, env_id: str = "CartPole-v1") -> tuple[A2CConfig, HParams]:
     - "zoo": RL-Zoo's tuned A2C values for `env_id` (CartPole, Acrobot, MountainCar, Pendulum,
       MountainCarContinuous).
     - "default": the fast preset: SB3's values with a linear learning-rate decay and 300k steps
-      (tuned on CartPole-v1); Pendulum-v1 gets its own (16 x 16 batch, Adam, 2M steps).
+      (tuned on CartPole-v1); Pendulum-v1 gets its own (16 x 16 batch, Adam, 2M steps), and the
+      MinAtar games a shared CNN (64 x 5 batch, Adam, entropy 0.05, 5M steps).
     """
     _check_choice("preset", name, PRESETS)
     config: dict[str, Any] = {"env_id": env_id}

@@ -80,6 +80,28 @@ class MLPTorso(nn.Module):
         return x
 
 
+class PatchConv(nn.Module):
+    """A k x k "valid" convolution with stride 1 as one matmul over extracted patches (im2col).
+
+    [B, H, W, C] -> [B, H - k + 1, W - k + 1, features]; kernel [k, k, C, features] as in nn.Conv.
+    Same result as `lax.conv_general_dilated`, but XLA's CPU backend runs a convolution inside a
+    compiled loop (our whole training run) several times slower than this dot product.
+    """
+
+    features: int
+    kernel_size: int = 3
+    kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
+        patches = jnp.concatenate([x[:, i : i + h, j : j + w, :] for i in range(k) for j in range(k)], axis=-1)
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return patches @ kernel.reshape(-1, self.features) + bias
+
+
 class CNNTorso(nn.Module):
     """[..., H, W, C] -> Conv 16 3x3 (valid) + activation -> flatten -> dense layers: [..., H_last]."""
 
@@ -93,7 +115,7 @@ class CNNTorso(nn.Module):
         x = obs.reshape((-1, *obs.shape[-3:]))
         init = orthogonal(math.sqrt(2.0)) if self.ortho_init else nn.initializers.lecun_normal()
         act = _ACTIVATIONS[self.activation]
-        x = act(nn.Conv(16, (3, 3), padding="VALID", kernel_init=init, bias_init=nn.initializers.zeros)(x))
+        x = act(PatchConv(16, 3, init, name="Conv_0")(x))
         x = x.reshape((*lead, -1))
         for size in self.hidden_sizes:
             x = act(_dense(size, math.sqrt(2.0), self.ortho_init)(x))

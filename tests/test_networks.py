@@ -93,3 +93,28 @@ def test_cnn_torso_rejects_vector_observations():
     _, _, spec = make_env("CartPole-v1")
     with pytest.raises(ConfigError, match=r"network='cnn' needs image observations \[H, W, C\]; env_id='CartPole-v1'"):
         make_policy(A2CConfig(network="cnn"), spec)
+
+
+def test_patch_conv_equals_xla_convolution():
+    from a2c_jax.networks import PatchConv
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 10, 10, 4))
+    conv = PatchConv(16, 3)
+    params = conv.init(jax.random.PRNGKey(1), x)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias too
+    ref = jax.lax.conv_general_dilated(
+        x, params["params"]["kernel"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    out = conv.apply(params, x)
+    chex.assert_shape(out, (2, 8, 8, 16))
+    np.testing.assert_allclose(out, ref + params["params"]["bias"], rtol=1e-5, atol=1e-5)
+
+
+def test_minatar_games_get_the_cnn_preset():
+    from a2c_jax.config import MINATAR_GAMES, preset
+
+    assert len(MINATAR_GAMES) == 5
+    for game in MINATAR_GAMES:
+        config, hparams = preset("default", game)
+        assert (config.network, config.shared_torso, config.hidden_sizes) == ("cnn", True, (128,))
+        assert float(hparams.ent_coef) == 0.05

@@ -1,0 +1,68 @@
+"""Final greedy returns across classic control and MinAtar, beside the published references.
+
+Each row trains `--seeds` seeds of one preset together in one vmapped program (as `a2c-jax train`
+trains one), evaluates each final policy greedily over 16 episodes, and reports the IQM with a 95%
+bootstrap interval, the env steps per seed, and the program's wall-clock (all seeds, compile included).
+The classic envs run at their preset budgets; MinAtar runs at a CPU budget (`--minatar-steps`, the
+row says which), and at the preset's full budget in the GPU script (`benchmarks/gpu_suite.py`).
+
+    python -m benchmarks.returns_table [--seeds 5] [--minatar-steps 2000000] [--envs ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from benchmarks.common import write_result
+from benchmarks.learning_quality import jax_runs, summary
+
+# env id -> (preset used, gymnax's PPO/ES reference, RL-Zoo's A2C reference or None)
+ROWS: dict[str, tuple[str, float, float | None]] = {
+    "CartPole-v1": ("default", 500.0, 500.0),
+    "Acrobot-v1": ("zoo", -80.0, -83.0),
+    "MountainCar-v0": ("zoo", -118.0, -111.0),
+    "Pendulum-v1": ("default", -130.0, -163.0),
+    "MountainCarContinuous-v0": ("zoo", 92.0, None),
+    "Breakout-MinAtar": ("default", 28.0, None),
+    "Asterix-MinAtar": ("default", 15.0, None),
+    "Freeway-MinAtar": ("default", 58.0, None),
+    "SpaceInvaders-MinAtar": ("default", 131.0, None),
+}
+
+
+def run_row(env_id: str, seeds: int, minatar_steps: int | None) -> dict[str, Any]:
+    """Train and evaluate one row; `minatar_steps` caps MinAtar budgets (None: the preset's)."""
+    from a2c_jax.config import preset
+
+    preset_name, gymnax_ref, zoo_ref = ROWS[env_id]
+    budget = preset(preset_name, env_id)[0].total_timesteps
+    scale = minatar_steps / budget if minatar_steps and env_id.endswith("MinAtar") else 1.0
+    run = jax_runs(env_id, preset_name, seeds, scale)
+    row = {**run, **summary(run["final"]), "seeds": seeds, "gymnax_reference": gymnax_ref, "zoo_a2c_reference": zoo_ref}
+    row["budget"] = "preset" if scale == 1.0 else f"CPU budget ({run['env_steps']:,} of the preset's {budget:,})"
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--minatar-steps", type=int, default=2_000_000, help="0: the preset's full budget")
+    parser.add_argument("--name", default="cpu-returns-table")
+    args = parser.parse_args()
+    rows = {}
+    for env_id in args.envs:
+        rows[env_id] = row = run_row(env_id, args.seeds, args.minatar_steps or None)
+        print(
+            f"{env_id}: IQM {row['iqm']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}] after {row['env_steps']:,} "
+            f"steps, {row['wall_seconds']:.0f} s for {args.seeds} seeds (gymnax ref {row['gymnax_reference']})",
+            flush=True,
+        )
+        # written after every row, so a long run leaves its finished rows behind
+        write_result(args.name, {"benchmark": "returns_table", "seeds": args.seeds, "rows": rows})
+    print(f"wrote benchmarks/results/{args.name}.json")
+
+
+if __name__ == "__main__":
+    main()
