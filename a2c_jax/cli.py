@@ -242,9 +242,8 @@ def train_command(args: Any) -> int:
     if args.resume is not None:
         from a2c_jax.runner import load_run_record
 
-        _, _, saved = load_run_record(args.resume)
-        settings = dataclasses.replace(saved, progress=not args.quiet)
-        train_run(A2CConfig(), HParams(), args.resume, settings, resume=True)
+        config, hparams, saved = load_run_record(args.resume)
+        train_run(config, hparams, args.resume, dataclasses.replace(saved, progress=not args.quiet), resume=True)
         return 0
     config, hparams, options = resolve_train_args(args)
     settings = RunSettings(seed=options["seed"], **settings_kw).validate()

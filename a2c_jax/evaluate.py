@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from a2c_jax.config import A2CConfig
 from a2c_jax.envs import RunningMeanStd, clip_action, make_env, preprocess_obs
 from a2c_jax.networks import Carry, Params
-from a2c_jax.train import make_agent
+from a2c_jax.train import TrainState, make_agent
 
 
 class EvalResult(NamedTuple):
@@ -69,6 +69,15 @@ def evaluate(
 
 evaluate_jit = jax.jit(evaluate, static_argnums=(0, 4, 5))
 """`evaluate` compiled once per (config, num_episodes, greedy)."""
+
+
+def evaluate_final(config: A2CConfig, state: TrainState, seed_key: jax.Array, num_episodes: int) -> EvalResult:
+    """The greedy evaluation every entry point reports after training (train, sweep, PBT): episodes
+    drawn with fold_in(seed_key, 1), observations normalised by the state's frozen statistics."""
+    return evaluate(config, state.params, state.env_state.obs_rms, jax.random.fold_in(seed_key, 1), num_episodes)
+
+
+evaluate_final_jit = jax.jit(evaluate_final, static_argnums=(0, 3))
 
 
 def record_episode(

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import HPARAM_RANGES, A2CConfig, HParams
-from a2c_jax.evaluate import evaluate
+from a2c_jax.evaluate import evaluate_final
 from a2c_jax.train import TrainState, init_state, make_run_chunk
 
 PERTURB_FACTORS = (0.8, 1.25)
@@ -106,9 +106,7 @@ def make_pbt(
         (states, _, _), (fit, schedule, source) = jax.lax.scan(  # type: ignore[var-annotated]
             generation, (states, hparams, key), jnp.arange(generations)
         )
-        final = jax.vmap(
-            lambda s, k: evaluate(config, s.params, s.env_state.obs_rms, jax.random.fold_in(k, 1), eval_episodes)
-        )(states, keys)
+        final = jax.vmap(lambda s, k: evaluate_final(config, s, k, eval_episodes))(states, keys)
         return PBTResult(final.returns.mean(axis=-1), fit, schedule, source)
 
     return pbt

@@ -21,7 +21,7 @@ import numpy as np
 
 from a2c_jax.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
 from a2c_jax.config import A2CConfig, ConfigError, HParams
-from a2c_jax.evaluate import evaluate_jit
+from a2c_jax.evaluate import evaluate_final_jit
 from a2c_jax.logging import MetricsLog, first_nonfinite, progress_bar, summarize_chunk, write_json_atomic
 from a2c_jax.plotting import plot_learning_curve
 from a2c_jax.train import TrainState, init_state, make_agent, make_run_chunk
@@ -116,12 +116,11 @@ def train_run(
     """Train with a host loop over compiled chunks; write config.json, metrics.jsonl, checkpoints,
     learning_curve.png and summary.json into `run_dir`; return the summary.
 
-    With `resume=True` the configuration is read from `run_dir` and training continues from its
-    newest checkpoint (the result equals an uninterrupted run with the same seed).
+    With `resume=True` training continues from the newest checkpoint in `run_dir`; pass the
+    configuration that `load_run_record(run_dir)` reads back (the result equals an uninterrupted run
+    with the same seed).
     """
     wall_start = time.perf_counter()
-    if resume:
-        config, hparams, settings = load_run_record(run_dir)
     config.validate()
     hparams.validate()
     settings.validate()
@@ -202,8 +201,7 @@ def train_run(
         ) from None
     checkpoint(state)
 
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 1)
-    result = evaluate_jit(config, state.params, state.env_state.obs_rms, eval_key, settings.eval_episodes)
+    result = evaluate_final_jit(config, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
     returns = np.asarray(result.returns, np.float64)
     records = metrics_log.read()
     plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
-from a2c_jax.evaluate import evaluate
+from a2c_jax.evaluate import evaluate_final
 from a2c_jax.train import make_agent, make_train
 
 SWEEPABLE_CONFIG = tuple(n for n in CONFIG_NAMES if n not in ("env_id", "total_timesteps"))
@@ -207,7 +207,7 @@ def population_program(config: A2CConfig, eval_episodes: int) -> Any:
     def member(seed: jax.Array, hparams: HParams) -> tuple[jax.Array, jax.Array, jax.Array]:
         key = jax.random.PRNGKey(seed)
         state, metrics = train(key, hparams)
-        result = evaluate(config, state.params, state.env_state.obs_rms, jax.random.fold_in(key, 1), eval_episodes)
+        result = evaluate_final(config, state, key, eval_episodes)
         return result.returns.mean(), metrics.episode_return, metrics.episodes
 
     return jax.jit(jax.vmap(member))

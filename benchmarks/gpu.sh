@@ -12,7 +12,7 @@ fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 if [[ "${SMALL:-0}" == 1 ]]; then
   python3 -m benchmarks.gpu_suite --envs 8 64 --population 2 4 --population-steps 2000 --torch-envs 8 64 \
-    --seconds 0.5 --name "${NAME:-gpu-smoke}"
+    --minatar-seeds 2 --minatar-steps 640 --seconds 0.5 --name "${NAME:-gpu-smoke}"
 else
   python3 -m benchmarks.gpu_suite --name "${NAME:-gpu}"
 fi

@@ -1,5 +1,6 @@
 """Every GPU measurement in one run: a2c_jax throughput against n_envs (to 2^20), populations of
-CartPole agents trained at once (to 1024 and beyond), and the torch-native baseline on CUDA.
+CartPole agents trained at once (to 1024 and beyond), the MinAtar rows of the returns table at the
+presets' full budgets, and the torch-native baseline on CUDA.
 Writes benchmarks/results/<name>-*.json. Runs on a CPU too (tiny sizes) so it can be tested anywhere.
 
     python -m benchmarks.gpu_suite --envs 1024 16384 131072 1048576 --population 64 256 1024 4096 \\
@@ -14,6 +15,7 @@ import dataclasses
 from a2c_jax.config import preset
 from a2c_jax.train import make_train
 from benchmarks.common import write_result
+from benchmarks.returns_table import ROWS, describe, run_row
 from benchmarks.sweep_population import time_population
 from benchmarks.throughput import measure
 
@@ -25,6 +27,8 @@ def main() -> None:
     parser.add_argument("--population-steps", type=int, default=100_000, help="env steps per member")
     parser.add_argument("--torch-envs", type=int, nargs="*", default=[1024, 16384, 131072, 1048576])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--minatar-seeds", type=int, default=5)
+    parser.add_argument("--minatar-steps", type=int, default=0, help="env steps per seed; 0: the preset's")
     parser.add_argument("--name", default="gpu")
     args = parser.parse_args()
 
@@ -45,6 +49,12 @@ def main() -> None:
         print(f"population {p}: {p * steps / r:,.0f} env steps/s ({r:.1f}s)", flush=True)
     payload = {"benchmark": "population", "config": dataclasses.asdict(config), "rows": pop}
     print(f"wrote {write_result(f'{args.name}-population', payload)}")
+
+    minatar = {}
+    for env_id in [e for e in ROWS if e.endswith("MinAtar")]:
+        minatar[env_id] = row = run_row(env_id, args.minatar_seeds, args.minatar_steps or None)
+        print(describe(env_id, row), flush=True)
+        write_result(f"{args.name}-returns-minatar", {"benchmark": "returns_table", "rows": minatar})
 
     try:
         import torch

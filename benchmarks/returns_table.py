@@ -44,6 +44,14 @@ def run_row(env_id: str, seeds: int, minatar_steps: int | None) -> dict[str, Any
     return row
 
 
+def describe(env_id: str, row: dict[str, Any]) -> str:
+    """One printed line per row."""
+    return (
+        f"{env_id}: IQM {row['iqm']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}] after {row['env_steps']:,} "
+        f"steps, {row['wall_seconds']:.0f} s for {row['seeds']} seeds (gymnax ref {row['gymnax_reference']})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -54,11 +62,7 @@ def main() -> None:
     rows = {}
     for env_id in args.envs:
         rows[env_id] = row = run_row(env_id, args.seeds, args.minatar_steps or None)
-        print(
-            f"{env_id}: IQM {row['iqm']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}] after {row['env_steps']:,} "
-            f"steps, {row['wall_seconds']:.0f} s for {args.seeds} seeds (gymnax ref {row['gymnax_reference']})",
-            flush=True,
-        )
+        print(describe(env_id, row), flush=True)
         # written after every row, so a long run leaves its finished rows behind
         write_result(args.name, {"benchmark": "returns_table", "seeds": args.seeds, "rows": rows})
     print(f"wrote benchmarks/results/{args.name}.json")
