@@ -1,0 +1,181 @@
+"""Where a training step's time goes: a split (env / acting / learning), the FLOPs per env step and
+the achieved GFLOP/s against the CPU's peak, and a jax.profiler trace summarised by XLA op kind.
+
+SB3's CartPole settings (n_steps 5, [64, 64] tanh actor and critic) at each `--envs` value:
+- env: gymnax CartPole stepped with random actions (vmapped, auto-reset), in one scan;
+- rollout: the policy acting (actor forward + sampling) plus env steps, as `rollout` does;
+- update: the full A2C update (rollout, values, GAE, loss gradient, clip, RMSprop), fused as in training.
+FLOPs come from XLA's cost analysis of one compiled update. The peak assumes 2 FMA pipes of 256 bits
+per core (32 float32 FLOP per cycle: AVX2, or AVX-512 executed as two halves) at the reported clock.
+The trace (jax.profiler, perfetto JSON) counts how many XLA thunks one update executes and their
+time by kind; the profiler's own per-thunk overhead inflates absolute times, so only shares are used.
+
+    python -m benchmarks.profile [--envs 8 1024] [--updates 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import glob
+import gzip
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from a2c_jax.config import A2CConfig, HParams, preset
+from a2c_jax.rollout import rollout
+from a2c_jax.train import TrainState, init_state, make_agent, make_train, update
+from benchmarks.common import write_result
+
+
+def best_rate(fn: Any, arg: Any, steps: int, repeats: int = 3) -> float:
+    """Env steps per second of compiled `fn(arg)` (best of `repeats` after one warm-up)."""
+    jax.block_until_ready(fn(arg))
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(arg))
+        best = max(best, steps / (time.perf_counter() - start))
+    return best
+
+
+def env_only(config: A2CConfig, updates: int) -> Any:
+    """jit(state -> state): updates * T vmapped env steps with random actions."""
+    agent = make_agent(config)
+    n, dim = config.num_envs, agent.spec.action_dim
+
+    def run(state: TrainState) -> Any:
+        def body(s: Any, key: jax.Array) -> tuple[Any, None]:
+            action = jax.random.randint(key, (n,), 0, dim)
+            obs, env_state, *_ = agent.vec_env.step(key, s[0], action, jnp.float32(0.99))
+            return (env_state, obs), None
+
+        keys = jax.random.split(state.key, updates * config.num_steps)
+        return jax.lax.scan(body, (state.env_state, state.obs), keys)[0]
+
+    return jax.jit(run)
+
+
+def rollouts_only(config: A2CConfig, hparams: HParams, updates: int) -> Any:
+    """jit(state -> state): `updates` rollouts with fixed parameters (acting, no learning)."""
+    agent = make_agent(config)
+
+    def run(state: TrainState) -> Any:
+        def body(s: TrainState, key: jax.Array) -> tuple[TrainState, None]:
+            env_state, obs, carry, _ = rollout(
+                agent.policy, s.params, agent.vec_env, s.env_state, s.obs, s.carry, key, config.num_steps, hparams.gamma
+            )
+            return s.replace(env_state=env_state, obs=obs, carry=carry), None
+
+        return jax.lax.scan(body, state, jax.random.split(state.key, updates))[0]
+
+    return jax.jit(run)
+
+
+def flops_per_update(config: A2CConfig, hparams: HParams, state: TrainState) -> float:
+    compiled = jax.jit(lambda s: update(config, s, hparams)).lower(state).compile()
+    return float(compiled.cost_analysis()["flops"])
+
+
+def peak_gflops() -> tuple[float, str]:
+    """(peak float32 GFLOP/s, how it was computed) from /proc/cpuinfo; 0 when unknown."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        mhz = float(re.search(r"cpu MHz\s*:\s*([\d.]+)", info).group(1))  # type: ignore[union-attr]
+        cores = info.count("processor\t:")
+    except (OSError, AttributeError):
+        return 0.0, "unknown"
+    return cores * mhz / 1e3 * 32, f"{cores} cores x {mhz / 1e3:.2f} GHz x 32 FLOP/cycle"
+
+
+def trace_summary(train: Any, hparams: HParams, updates: int) -> dict[str, Any]:
+    """Run the fused program under jax.profiler and summarise its XLA thunks by kind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            jax.block_until_ready(train(jax.random.PRNGKey(1), hparams))
+        with gzip.open(glob.glob(f"{tmp}/**/*.trace.json.gz", recursive=True)[0]) as f:
+            events = json.load(f)["traceEvents"]
+    time_by_kind: collections.Counter[str] = collections.Counter()
+    count = 0
+    for e in events:
+        name = e.get("name", "")
+        # XLA instructions are named like "copy.12" or "broadcast_add_fusion.3"; loops are containers
+        if e.get("ph") != "X" or not re.fullmatch(r"[a-z][a-z0-9_\-]*\.\d+", name) or name.startswith("while"):
+            continue
+        count += 1
+        kind = name.split(".")[0]
+        kind = next((k for k in ("copy", "dot", "fusion", "call") if k in kind), "other")
+        time_by_kind[kind] += e["dur"]
+    total = sum(time_by_kind.values())
+    return {
+        "thunks_recorded": count,
+        "thunks_per_update": count / updates,
+        "time_share_by_kind": {k: v / total for k, v in time_by_kind.most_common()},
+    }
+
+
+def profile(num_envs: int, updates: int) -> dict[str, Any]:
+    base, hparams = preset("sb3", "CartPole-v1")
+    config = dataclasses.replace(base, num_envs=num_envs, total_timesteps=updates * num_envs * base.num_steps)
+    hp = hparams.as_arrays()
+    state = jax.jit(init_state, static_argnums=0)(config, hp, jax.random.PRNGKey(0))
+    steps = updates * config.batch_size
+    train = jax.jit(make_train(config))
+    rates = {
+        "env": best_rate(env_only(config, updates), state, steps),
+        "rollout": best_rate(rollouts_only(config, hp, updates), state, steps),
+        "update": best_rate(lambda key: train(key, hp), jax.random.PRNGKey(0), steps),
+    }
+    us = {k: 1e6 * config.batch_size / v for k, v in rates.items()}
+    flops = flops_per_update(config, hp, state)
+    peak, how = peak_gflops()
+    achieved = flops / config.batch_size * rates["update"] / 1e9
+    return {
+        "num_envs": num_envs,
+        "num_steps": config.num_steps,
+        "steps_per_second": rates,
+        "microseconds_per_update": {
+            "env": us["env"],
+            "acting": us["rollout"] - us["env"],
+            "learning": us["update"] - us["rollout"],
+            "total": us["update"],
+        },
+        "flops_per_env_step": flops / config.batch_size,
+        "achieved_gflops": achieved,
+        "peak_gflops": peak,
+        "peak_how": how,
+        "share_of_peak": achieved / peak if peak else None,
+        "trace": trace_summary(train, hparams, updates),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", type=int, nargs="+", default=[8, 64, 1024])
+    parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--name", default="cpu-profile")
+    args = parser.parse_args()
+    rows = []
+    for n in args.envs:
+        rows.append(row := profile(n, args.updates))
+        split = ", ".join(f"{k} {v:.0f} us" for k, v in row["microseconds_per_update"].items())
+        print(
+            f"n_envs {n}: {row['steps_per_second']['update']:,.0f} steps/s; per update {split}; "
+            f"{row['flops_per_env_step'] / 1e3:.0f} kFLOP/step, {row['achieved_gflops']:.1f} GFLOP/s "
+            f"({100 * (row['share_of_peak'] or 0):.0f}% of {row['peak_gflops']:.0f}); "
+            f"{row['trace']['thunks_per_update']:.0f} XLA thunks/update, shares {row['trace']['time_share_by_kind']}",
+            flush=True,
+        )
+    print(f"wrote {write_result(args.name, {'benchmark': 'profile', 'rows': rows})}")
+
+
+if __name__ == "__main__":
+    main()
