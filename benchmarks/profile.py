@@ -7,8 +7,10 @@ SB3's CartPole settings (n_steps 5, [64, 64] tanh actor and critic) at each `--e
 - update: the full A2C update (rollout, values, GAE, loss gradient, clip, RMSprop), fused as in training.
 FLOPs come from XLA's cost analysis of one compiled update. The peak assumes 2 FMA pipes of 256 bits
 per core (32 float32 FLOP per cycle: AVX2, or AVX-512 executed as two halves) at the reported clock.
-The trace (jax.profiler, perfetto JSON) counts how many XLA thunks one update executes and their
-time by kind; the profiler's own per-thunk overhead inflates absolute times, so only shares are used.
+The compiled program's two hot loops (the update loop and the rollout's step loop) are sized from
+XLA's optimised HLO: instructions that run as kernels ("thunks") per iteration, and how many of them
+are copies of loop state. The trace (jax.profiler, perfetto JSON) gives the time share by op kind;
+it records a sample of the thunks and adds its own per-thunk overhead, so only shares are used.
 
     python -m benchmarks.profile [--envs 8 1024] [--updates 2000]
 """
@@ -73,7 +75,7 @@ def rollouts_only(config: A2CConfig, hparams: HParams, updates: int) -> Any:
             env_state, obs, carry, _ = rollout(
                 agent.policy, s.params, agent.vec_env, s.env_state, s.obs, s.carry, key, config.num_steps, hparams.gamma
             )
-            return s.replace(env_state=env_state, obs=obs, carry=carry), None
+            return dataclasses.replace(s, env_state=env_state, obs=obs, carry=carry), None
 
         return jax.lax.scan(body, state, jax.random.split(state.key, updates))[0]
 
@@ -82,7 +84,7 @@ def rollouts_only(config: A2CConfig, hparams: HParams, updates: int) -> Any:
 
 def flops_per_update(config: A2CConfig, hparams: HParams, state: TrainState) -> float:
     compiled = jax.jit(lambda s: update(config, s, hparams)).lower(state).compile()
-    return float(compiled.cost_analysis()["flops"])
+    return float((compiled.cost_analysis() or {})["flops"])
 
 
 def peak_gflops() -> tuple[float, str]:
@@ -96,7 +98,22 @@ def peak_gflops() -> tuple[float, str]:
     return cores * mhz / 1e3 * 32, f"{cores} cores x {mhz / 1e3:.2f} GHz x 32 FLOP/cycle"
 
 
-def trace_summary(train: Any, hparams: HParams, updates: int) -> dict[str, Any]:
+_FREE = ("parameter", "get-tuple-element", "tuple", "constant", "bitcast")
+
+
+def hot_loops(hlo: str) -> list[dict[str, Any]]:
+    """Per while loop with more than 40 instructions in its body: kernels and copies per iteration."""
+    computations = {c.split(" ")[0].lstrip("%"): c for c in re.split(r"\n(?=\S.*\{\n)", hlo)}
+    loops = []
+    for body in re.findall(r"while\(.*?\), condition=%\S+, body=%([\w.\-]+)", hlo):
+        ops = re.findall(r"= \S+ ([a-z][a-z\-]*)\(", computations.get(body, ""))
+        kernels = [op for op in ops if op not in _FREE]
+        if len(ops) > 40:
+            loops.append({"kernels": len(kernels), "copies": kernels.count("copy")})
+    return sorted(loops, key=lambda x: -x["kernels"])
+
+
+def trace_summary(train: Any, hparams: HParams) -> dict[str, float]:
     """Run the fused program under jax.profiler and summarise its XLA thunks by kind."""
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
@@ -104,22 +121,16 @@ def trace_summary(train: Any, hparams: HParams, updates: int) -> dict[str, Any]:
         with gzip.open(glob.glob(f"{tmp}/**/*.trace.json.gz", recursive=True)[0]) as f:
             events = json.load(f)["traceEvents"]
     time_by_kind: collections.Counter[str] = collections.Counter()
-    count = 0
     for e in events:
         name = e.get("name", "")
         # XLA instructions are named like "copy.12" or "broadcast_add_fusion.3"; loops are containers
         if e.get("ph") != "X" or not re.fullmatch(r"[a-z][a-z0-9_\-]*\.\d+", name) or name.startswith("while"):
             continue
-        count += 1
         kind = name.split(".")[0]
         kind = next((k for k in ("copy", "dot", "fusion", "call") if k in kind), "other")
         time_by_kind[kind] += e["dur"]
     total = sum(time_by_kind.values())
-    return {
-        "thunks_recorded": count,
-        "thunks_per_update": count / updates,
-        "time_share_by_kind": {k: v / total for k, v in time_by_kind.most_common()},
-    }
+    return {k: v / total for k, v in time_by_kind.most_common()}
 
 
 def profile(num_envs: int, updates: int) -> dict[str, Any]:
@@ -153,7 +164,8 @@ def profile(num_envs: int, updates: int) -> dict[str, Any]:
         "peak_gflops": peak,
         "peak_how": how,
         "share_of_peak": achieved / peak if peak else None,
-        "trace": trace_summary(train, hparams, updates),
+        "hot_loops": hot_loops(train.lower(jax.random.PRNGKey(0), hparams).compile().as_text() or ""),
+        "trace_time_share_by_kind": trace_summary(train, hparams),
     }
 
 
@@ -171,7 +183,8 @@ def main() -> None:
             f"n_envs {n}: {row['steps_per_second']['update']:,.0f} steps/s; per update {split}; "
             f"{row['flops_per_env_step'] / 1e3:.0f} kFLOP/step, {row['achieved_gflops']:.1f} GFLOP/s "
             f"({100 * (row['share_of_peak'] or 0):.0f}% of {row['peak_gflops']:.0f}); "
-            f"{row['trace']['thunks_per_update']:.0f} XLA thunks/update, shares {row['trace']['time_share_by_kind']}",
+            f"loops (kernels, copies per iteration) {row['hot_loops']}; trace time shares "
+            f"{ {k: round(v, 2) for k, v in row['trace_time_share_by_kind'].items()} }",
             flush=True,
         )
     print(f"wrote {write_result(args.name, {'benchmark': 'profile', 'rows': rows})}")

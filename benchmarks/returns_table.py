@@ -52,6 +52,23 @@ def describe(env_id: str, row: dict[str, Any]) -> str:
     )
 
 
+def markdown(rows: dict[str, dict[str, Any]]) -> str:
+    """The README's table."""
+    lines = [
+        "| env | preset | budget per seed | a2c_jax IQM [95% CI] | wall-clock (all seeds, one program) "
+        "| gymnax PPO/ES | RL-Zoo A2C |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for env_id, r in rows.items():
+        zoo = "-" if r["zoo_a2c_reference"] is None else f"{r['zoo_a2c_reference']:g}"
+        cpu = "" if r["budget"] == "preset" else " (CPU budget)"
+        lines.append(
+            f"| {env_id} | `{r['preset']}` | {r['env_steps']:,}{cpu} | {r['iqm']:.1f} [{r['ci_low']:.1f}, "
+            f"{r['ci_high']:.1f}] | {r['wall_seconds']:.0f} s | {r['gymnax_reference']:g} | {zoo} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -65,6 +82,7 @@ def main() -> None:
         print(describe(env_id, row), flush=True)
         # written after every row, so a long run leaves its finished rows behind
         write_result(args.name, {"benchmark": "returns_table", "seeds": args.seeds, "rows": rows})
+    print(markdown(rows))
     print(f"wrote benchmarks/results/{args.name}.json")
 
 
