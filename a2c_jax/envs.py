@@ -135,15 +135,18 @@ def make_env(env_id: str) -> tuple[Any, Any, EnvSpec]:
         close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
         hint = f"close matches: {', '.join(close)}" if close else f"known ids: {', '.join(known)}"
         raise ConfigError(f"env_id={env_id!r} is unknown to gymnax; {hint}")
-    try:
-        env, params = gymnax.make(env_id)
-    except Exception as err:  # e.g. MNISTBandit downloads its data set at construction
-        raise ConfigError(
-            f"env_id={env_id!r} could not be built ({type(err).__name__}: {err}); "
-            "environments that download data at construction are unsupported offline"
-        ) from None
-    max_steps = int(getattr(params, "max_steps_in_episode", 1000))
-    spec = spec_from_spaces(env_id, env.observation_space(params), env.action_space(params), max_steps)
+    # The result is cached for the process, and the first call may come from inside a jit trace;
+    # arrays that an env's constructor creates (MinAtar's action sets) must be concrete, not tracers.
+    with jax.ensure_compile_time_eval():
+        try:
+            env, params = gymnax.make(env_id)
+        except Exception as err:  # e.g. MNISTBandit downloads its data set at construction
+            raise ConfigError(
+                f"env_id={env_id!r} could not be built ({type(err).__name__}: {err}); "
+                "environments that download data at construction are unsupported offline"
+            ) from None
+        max_steps = int(getattr(params, "max_steps_in_episode", 1000))
+        spec = spec_from_spaces(env_id, env.observation_space(params), env.action_space(params), max_steps)
     return env, params, spec
 
 

@@ -156,3 +156,15 @@ def test_normalisation_matches_vecnormalize_reference():
     np.testing.assert_allclose(info.final_obs, ref_final, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(rew, ref_rew, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(info.episode_return, raw_info.episode_return)  # stats stay raw
+
+
+def test_env_first_built_inside_a_trace_holds_no_tracer():
+    """make_env is cached per process; when its first call comes from inside jit (as `a2c-jax eval`
+    does), the arrays MinAtar's constructor makes must still be concrete."""
+    make_env.cache_clear()
+    jax.jit(lambda x: x + make_env("Breakout-MinAtar")[2].action_dim)(1)
+    env, params, _ = make_env("Breakout-MinAtar")
+    key = jax.random.PRNGKey(0)
+    _, state = env.reset(key, params)
+    _, _, reward, _, _, _ = env.step(key, state, 1, params)  # raised UnexpectedTracerError before
+    assert np.isfinite(float(reward))
