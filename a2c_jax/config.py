@@ -56,7 +56,8 @@ class A2CConfig:
         normalize_reward: scale rewards by the running std of the discounted return.
         normalize_advantage: standardise advantages within each batch.
         log_std_init: initial log standard deviation of a Gaussian policy.
-        ortho_init: orthogonal initialisation (sqrt 2 hidden, 0.01 policy, 1.0 value heads).
+        ortho_init: orthogonal initialisation (sqrt 2 hidden, 0.01 policy, 1.0 value heads); else
+            PyTorch's default layer initialisation (what SB3 uses with ortho_init=False).
     """
 
     env_id: str = "CartPole-v1"
@@ -269,6 +270,7 @@ _ZOO: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             normalize_observation=True,
             normalize_reward=True,
             log_std_init=-2.0,
+            ortho_init=False,
         ),
         dict(gamma=0.9, gae_lambda=0.9, vf_coef=0.4),
     ),
@@ -279,6 +281,7 @@ _ZOO: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             total_timesteps=100_000,
             normalize_observation=True,
             normalize_reward=True,
+            ortho_init=False,
         ),
         {},
     ),

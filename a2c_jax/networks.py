@@ -58,9 +58,18 @@ def orthogonal(scale: float) -> Callable[..., jax.Array]:
     return init
 
 
+# PyTorch's default for nn.Linear / nn.Conv2d weights (kaiming_uniform with a = sqrt(5)):
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)). It is what SB3 uses with `ortho_init=False`. (PyTorch also
+# draws biases from that range; here biases start at zero.)
+TORCH_DEFAULT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _kernel_init(scale: float, ortho: bool) -> Callable[..., jax.Array]:
+    return orthogonal(scale) if ortho else TORCH_DEFAULT
+
+
 def _dense(features: int, scale: float, ortho: bool, name: str | None = None) -> nn.Dense:
-    init = orthogonal(scale) if ortho else nn.initializers.lecun_normal()
-    return nn.Dense(features, kernel_init=init, bias_init=nn.initializers.zeros, name=name)
+    return nn.Dense(features, kernel_init=_kernel_init(scale, ortho), bias_init=nn.initializers.zeros, name=name)
 
 
 class MLPTorso(nn.Module):
@@ -113,7 +122,7 @@ class CNNTorso(nn.Module):
     def __call__(self, obs: jax.Array) -> jax.Array:
         lead = obs.shape[:-3]
         x = obs.reshape((-1, *obs.shape[-3:]))
-        init = orthogonal(math.sqrt(2.0)) if self.ortho_init else nn.initializers.lecun_normal()
+        init = _kernel_init(math.sqrt(2.0), self.ortho_init)
         act = _ACTIVATIONS[self.activation]
         x = act(PatchConv(16, 3, init, name="Conv_0")(x))
         x = x.reshape((*lead, -1))
@@ -149,7 +158,7 @@ class ActorCritic(nn.Module):
             make_torso = lambda: CNNTorso(dense_sizes, self.activation, self.ortho_init)
         else:
             make_torso = lambda: MLPTorso(dense_sizes, self.activation, ndim, self.ortho_init)
-        init = orthogonal(1.0) if self.ortho_init else nn.initializers.lecun_normal()
+        init = _kernel_init(1.0, self.ortho_init)
         make_cell = lambda: nn.GRUCell(self.hidden_sizes[-1], kernel_init=init, recurrent_kernel_init=init)
         self.pi_torso = make_torso()
         if recurrent:

@@ -12,9 +12,10 @@ row says which), and at the preset's full budget in the GPU script (`benchmarks/
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 from benchmarks.learning_quality import jax_runs, summary
 
 # env id -> (preset used, gymnax's PPO/ES reference, RL-Zoo's A2C reference or None)
@@ -76,13 +77,15 @@ def main() -> None:
     parser.add_argument("--minatar-steps", type=int, default=2_000_000, help="0: the preset's full budget")
     parser.add_argument("--name", default="cpu-returns-table")
     args = parser.parse_args()
-    rows = {}
+    path = RESULTS / f"{args.name}.json"
+    # rows of earlier runs stay, so one row can be re-measured on its own
+    rows = json.loads(path.read_text())["rows"] if path.exists() else {}
     for env_id in args.envs:
         rows[env_id] = row = run_row(env_id, args.seeds, args.minatar_steps or None)
         print(describe(env_id, row), flush=True)
         # written after every row, so a long run leaves its finished rows behind
         write_result(args.name, {"benchmark": "returns_table", "seeds": args.seeds, "rows": rows})
-    print(markdown(rows))
+    print(markdown({env_id: rows[env_id] for env_id in ROWS if env_id in rows}))
     print(f"wrote benchmarks/results/{args.name}.json")
 
 

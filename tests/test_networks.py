@@ -118,3 +118,16 @@ def test_minatar_games_get_the_cnn_preset():
         config, hparams = preset("default", game)
         assert (config.network, config.shared_torso, config.hidden_sizes) == ("cnn", True, (128,))
         assert float(hparams.ent_coef) == 0.05
+
+
+def test_non_orthogonal_init_is_pytorch_default():
+    """ortho_init=False draws weights like torch.nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    import dataclasses
+
+    _, _, spec = make_env("CartPole-v1")
+    config = dataclasses.replace(A2CConfig(), ortho_init=False, hidden_sizes=(256, 256))
+    params = make_policy(config, spec).init(jax.random.PRNGKey(0))["params"]
+    w = np.asarray(params["pi_torso"]["Dense_1"]["kernel"], np.float64)  # fan_in 256
+    bound = 1.0 / np.sqrt(256)
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.98 * bound
+    np.testing.assert_allclose(w.var(), bound**2 / 3, rtol=0.03)  # variance of U(-b, b) is b^2 / 3
