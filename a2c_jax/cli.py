@@ -113,18 +113,10 @@ class EvalArgs:
 class _PopulationArgs:
     """Options shared by `sweep` and `pbt`."""
 
-    env_id: str | None = None
-    """gymnax environment id (default CartPole-v1)"""
     preset: Literal["default", "sb3", "zoo"] | None = None
     """starting values for everything not swept (default 'default')"""
     config: Path | None = None
     """JSON file of base settings (e.g. a best.json); flags given here override it"""
-    total_timesteps: int | None = None
-    """env steps per member"""
-    num_envs: int | None = None
-    """environments per member"""
-    num_steps: int | None = None
-    """rollout length"""
     grid: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
     """a swept name and its values, e.g. --grid lr=1e-4,3e-4 (repeat for more names)"""
     ranges: Annotated[tyro.conf.UseAppendAction[tuple[str, ...]], tyro.conf.arg(name="range")] = ()
@@ -146,21 +138,24 @@ class _PopulationArgs:
 
 
 @dataclasses.dataclass
-class SweepArgs(_PopulationArgs):
-    """Train seeds x settings (grid and/or random search) as one vmapped program per static config."""
-
+class _SweepOptions(_PopulationArgs):
     max_population: int | None = None
     """most members per compiled chunk (default: as many as fit in memory)"""
 
 
 @dataclasses.dataclass
-class PBTArgs(_PopulationArgs):
-    """Population-based training: exploit and explore every --interval updates, inside one program."""
-
+class _PBTOptions(_PopulationArgs):
     interval: int | None = None
     """updates between exploit/explore steps (default: a tenth of the run)"""
     fraction: float = 0.25
     """share of the population replaced (and copied from) at each step"""
+
+
+# Every A2CConfig / HParams field is a flag of sweep and pbt too: the base every member starts from.
+SweepArgs = dataclasses.make_dataclass("SweepArgs", _optional_fields(), bases=(_SweepOptions,))
+SweepArgs.__doc__ = "Train seeds x settings (grid and/or random search) as one vmapped program per static config."
+PBTArgs = dataclasses.make_dataclass("PBTArgs", _optional_fields(), bases=(_PBTOptions,))
+PBTArgs.__doc__ = "Population-based training: exploit and explore every --interval updates, inside one program."
 
 
 def cache_dir() -> Path:
@@ -318,7 +313,7 @@ def _print_table(rows: list[dict[str, Any]], names: list[str], title: str, limit
     Console().print(table)
 
 
-def sweep_command(args: SweepArgs) -> int:
+def sweep_command(args: Any) -> int:
     """`a2c-jax sweep`."""
     import numpy as np
 
@@ -354,7 +349,7 @@ def sweep_command(args: SweepArgs) -> int:
     return 0
 
 
-def pbt_command(args: PBTArgs) -> int:
+def pbt_command(args: Any) -> int:
     """`a2c-jax pbt`."""
     import jax
     import numpy as np

@@ -195,6 +195,18 @@ def test_sweep_command_outputs(tmp_path, capsys):
     assert (config.num_envs, float(hparams.lr)) == (4, best["lr"])
 
 
+def test_sweep_and_pbt_take_every_train_flag():
+    import tyro
+
+    from a2c_jax.cli import PBTArgs
+
+    argv = ["--env-id", "MemoryChain-bsuite", "--network", "gru", "--hidden-sizes", "16", "--ent-coef", "0.02"]
+    for cls in (SweepArgs, PBTArgs):
+        config, hparams, _ = resolve_train_args(tyro.cli(cls, args=argv))
+        assert (config.env_id, config.network, config.hidden_sizes) == ("MemoryChain-bsuite", "gru", (16,))
+        assert float(hparams.ent_coef) == 0.02
+
+
 def test_pbt_command_outputs(tmp_path):
     out = tmp_path / "pbt"
     argv = ["pbt", *SMALL_FLAGS, "--grid", "lr=1e-4,3e-4,1e-3,3e-3", "--seeds", "1", "--interval", "4"]
