@@ -154,6 +154,7 @@ def test_optimizer_matches_pytorch_semantics(kind):
         ("total_timesteps", 10, "total_timesteps=10 is invalid: must be >= num_envs \\* num_steps = 40"),
         ("hidden_sizes", (), "hidden_sizes"),
         ("optimizer", "sgd", "optimizer='sgd' is invalid: must be one of rmsprop, adam"),
+        ("network", "lstm", "network='lstm' is invalid: must be one of mlp, cnn, gru"),
     ],
 )
 def test_config_validation(field, value, message):
