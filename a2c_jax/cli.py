@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
+import re
 import sys
 import time
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import tyro
 
@@ -25,6 +25,10 @@ from a2c_jax.config import (
     A2CConfig,
     ConfigError,
     HParams,
+    PresetName,
+    check_seed,
+    coerce_setting,
+    coerce_value,
     flat_settings,
     split_overrides,
 )
@@ -33,6 +37,7 @@ from a2c_jax.config import preset as make_preset
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 1
 EXIT_INTERRUPTED = 130
+EXIT_FAULT = 1
 
 
 def attribute_docs(cls: type) -> dict[str, str]:
@@ -49,6 +54,16 @@ def attribute_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def _preset_hint(name: str) -> str:
+    """The help's default note: values come from the preset; the 'default' preset's CartPole value."""
+    config, hparams = make_preset("default", "CartPole-v1")
+    value = getattr(config, name) if name in CONFIG_NAMES else float(getattr(hparams, name))
+    shown = (
+        " ".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
+    )
+    return f"(default: the preset's; 'default' on CartPole-v1: {shown})"
+
+
 def _optional_fields() -> list[tuple[str, Any, Any]]:
     """One optional flag per A2CConfig and HParams field (None = keep the preset's value)."""
     hints = typing.get_type_hints(A2CConfig)
@@ -56,7 +71,8 @@ def _optional_fields() -> list[tuple[str, Any, Any]]:
     fields: list[tuple[str, Any, Any]] = []
     for name in CONFIG_NAMES + HPARAM_NAMES:
         kind = hints[name] if name in CONFIG_NAMES else float
-        annotated = Annotated[kind | None, tyro.conf.arg(help=docs.get(name, ""))]  # type: ignore[valid-type]
+        arg = tyro.conf.arg(help=docs.get(name, ""), help_behavior_hint=_preset_hint(name))
+        annotated = Annotated[kind | None, arg]  # type: ignore[valid-type]
         fields.append((name, annotated, dataclasses.field(default=None)))
     return fields
 
@@ -65,7 +81,7 @@ def _optional_fields() -> list[tuple[str, Any, Any]]:
 class _RunOptions:
     """Options of the run itself (not of the algorithm)."""
 
-    preset: Literal["default", "sb3", "zoo"] | None = None
+    preset: PresetName | None = None
     """starting values: 'default' (fast), 'sb3' (SB3 A2C defaults) or 'zoo' (RL-Zoo tuned); default 'default'"""
     seed: int | None = None
     """PRNG seed (default 0)"""
@@ -75,12 +91,12 @@ class _RunOptions:
     """output directory (default runs/ENV-seedN-TIME)"""
     resume: Path | None = None
     """continue the run in this directory from its newest checkpoint"""
-    eval_episodes: int = 32
-    """greedy episodes in the final evaluation"""
-    log_points: int = 100
-    """about how many records metrics.jsonl gets (one per compiled chunk)"""
-    checkpoint_seconds: float = 60.0
-    """seconds between periodic checkpoints"""
+    eval_episodes: int | None = None
+    """greedy episodes in the final evaluation (default 32)"""
+    log_points: int | None = None
+    """about how many records metrics.jsonl gets, one per compiled chunk (default 100)"""
+    checkpoint_seconds: float | None = None
+    """seconds between periodic checkpoints (default 60)"""
     quiet: bool = False
     """no progress bar"""
     compile_cache: bool = True
@@ -113,7 +129,7 @@ class EvalArgs:
 class _PopulationArgs:
     """Options shared by `sweep` and `pbt`."""
 
-    preset: Literal["default", "sb3", "zoo"] | None = None
+    preset: PresetName | None = None
     """starting values for everything not swept (default 'default')"""
     config: Path | None = None
     """JSON file of base settings (e.g. a best.json); flags given here override it"""
@@ -174,21 +190,38 @@ def enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
-    """Flat settings from a JSON file: either flat keys, or a run's config.json layout."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config={str(path)!r} does not exist") from None
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"config={str(path)!r} is not a readable JSON file ({err})") from None
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """Typed flat settings from a JSON file: flat keys (a `--config` or best.json), or a run's config.json.
+
+    Every value is checked against its field's type (ConfigError naming the file and the field), so a
+    file never silently means something else than it says.
+    """
+    from a2c_jax.logging import read_json
+
+    data = read_json(path, "config")
+    source = f"config {str(path)!r}"
     if not isinstance(data, dict):
-        raise ConfigError(f"config={str(path)!r} must hold a JSON object of settings")
+        raise ConfigError(f"{source} must hold a JSON object of settings, not {type(data).__name__}")
     if "config" in data and isinstance(data["config"], dict):  # a run's config.json
-        flat = {**data["config"], **data.get("hparams", {})}
-        flat["seed"] = data.get("settings", {}).get("seed")
-        return {k: v for k, v in flat.items() if v is not None}
-    return data
+        from a2c_jax.runner import run_record_settings
+
+        flat = run_record_settings(data, source)
+    else:
+        flat = dict(data)
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        if value is None and name != "seed":
+            continue
+        try:
+            if name == "seed":
+                out[name] = check_seed("seed", value)
+            elif name == "preset":
+                out[name] = coerce_value("preset", PresetName, value)
+            else:
+                out[name] = coerce_setting(name, value)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    return out
 
 
 def resolve_train_args(args: Any) -> tuple[A2CConfig, HParams, dict[str, Any]]:
@@ -196,7 +229,7 @@ def resolve_train_args(args: Any) -> tuple[A2CConfig, HParams, dict[str, Any]]:
 
     `args` is any of the argument dataclasses; fields it lacks count as not given.
     """
-    from_file = _read_config_file(args.config) if args.config is not None else {}
+    from_file = read_settings_file(args.config) if args.config is not None else {}
     preset_name = args.preset or from_file.pop("preset", None) or "default"
     seed = getattr(args, "seed", None)
     seed = seed if seed is not None else from_file.pop("seed", 0)
@@ -222,28 +255,54 @@ def default_run_dir(env_id: str, seed: int) -> Path:
     return path
 
 
+RUN_OPTIONS = ("eval_episodes", "log_points", "checkpoint_seconds")
+RESUME_MAY_CHANGE = ("total_timesteps", *RUN_OPTIONS)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _run_settings(args: Any, base: Any) -> Any:
+    """`base` RunSettings with the run options given on the command line."""
+    given = {n: getattr(args, n) for n in RUN_OPTIONS if getattr(args, n) is not None}
+    return dataclasses.replace(base, progress=not args.quiet, **given).validate()
+
+
+def resume_command(args: Any) -> int:
+    """`a2c-jax train --resume DIR`: continue with the saved settings; only the total and run options change."""
+    from a2c_jax.runner import load_run_record, train_run
+
+    refused = [n for n in ("preset", "seed", "config", "run_dir") if getattr(args, n) is not None]
+    refused += [n for n in CONFIG_NAMES + HPARAM_NAMES if getattr(args, n) is not None and n not in RESUME_MAY_CHANGE]
+    if refused:
+        raise ConfigError(
+            f"--resume continues a run with its saved settings: {', '.join(map(_flag, refused))} cannot be given "
+            f"with it (allowed: {', '.join(map(_flag, RESUME_MAY_CHANGE))}, --quiet)"
+        )
+    config, hparams, saved = load_run_record(args.resume)
+    if args.total_timesteps is not None and args.total_timesteps != config.total_timesteps:
+        if config.lr_schedule == "linear":
+            raise ConfigError(
+                f"total_timesteps={args.total_timesteps} cannot change on --resume with lr_schedule='linear': "
+                f"its learning rate decays to zero over the original {config.total_timesteps} steps"
+            )
+        config = dataclasses.replace(config, total_timesteps=args.total_timesteps).validate()
+    train_run(config, hparams, args.resume, _run_settings(args, saved), resume=True)
+    return 0
+
+
 def train_command(args: Any) -> int:
     """`a2c-jax train`."""
     from a2c_jax.runner import RunSettings, train_run
 
     if args.compile_cache:
         enable_compile_cache()
-    settings_kw = dict(
-        eval_episodes=args.eval_episodes,
-        log_points=args.log_points,
-        checkpoint_seconds=args.checkpoint_seconds,
-        progress=not args.quiet,
-    )
     if args.resume is not None:
-        from a2c_jax.runner import load_run_record
-
-        config, hparams, saved = load_run_record(args.resume)
-        train_run(config, hparams, args.resume, dataclasses.replace(saved, progress=not args.quiet), resume=True)
-        return 0
+        return resume_command(args)
     config, hparams, options = resolve_train_args(args)
-    settings = RunSettings(seed=options["seed"], **settings_kw).validate()
+    settings = _run_settings(args, RunSettings(seed=options["seed"]))
     run_dir = args.run_dir or default_run_dir(config.env_id, settings.seed)
-    print(f"a2c-jax: training {config.env_id} (preset {options['preset']}, seed {settings.seed}) -> {run_dir}")
     train_run(config, hparams, run_dir, settings)
     return 0
 
@@ -255,16 +314,23 @@ def eval_command(args: EvalArgs) -> int:
 
     from a2c_jax.checkpoint import restore_checkpoint
     from a2c_jax.evaluate import evaluate_jit, record_episode
-    from a2c_jax.runner import load_run_record
+    from a2c_jax.resources import check_fits
+    from a2c_jax.runner import check_output_dir, load_run_record, warn
     from a2c_jax.train import init_state
 
     if args.compile_cache:
         enable_compile_cache()
     if args.episodes <= 0:
         raise ConfigError(f"episodes={args.episodes!r} is invalid: must be a positive integer")
+    check_seed("seed", args.seed)
     config, hparams, settings = load_run_record(args.run_dir)
+    check_fits(config, 1, args.episodes)
+    if args.gif is not None:
+        if args.gif.is_dir():
+            raise ConfigError(f"gif={str(args.gif)!r} is a directory: give a file name like episode.gif")
+        check_output_dir(args.gif.parent, "gif")
     like = jax.eval_shape(functools.partial(init_state, config), hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
-    state, meta, _ = restore_checkpoint(args.run_dir / "checkpoints", like)
+    state, meta, _ = restore_checkpoint(args.run_dir / "checkpoints", like, warn=warn)
     key = jax.random.PRNGKey(args.seed)
     result = evaluate_jit(config, state.params, state.env_state.obs_rms, key, args.episodes, not args.stochastic)
     returns = np.asarray(result.returns, np.float64)
@@ -284,18 +350,25 @@ def eval_command(args: EvalArgs) -> int:
 
 def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any], list[Any], Path]:
     """Validate everything a sweep or PBT run needs before anything compiles or is written."""
-    from a2c_jax.sweep import expand_settings, make_members, parse_grid, parse_ranges
+    from a2c_jax.resources import check_fits
+    from a2c_jax.runner import check_output_dir
+    from a2c_jax.sweep import check_population_size, expand_settings, make_members, parse_grid, parse_ranges
 
     for name in ("seeds", "eval_episodes"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"{name}={getattr(args, name)!r} is invalid: must be a positive integer")
+    check_seed("sample_seed", args.sample_seed)
     config, hparams, _ = resolve_train_args(args)
     grid, ranges = parse_grid(args.grid), parse_ranges(args.ranges)
+    check_population_size(grid, args.random, args.seeds)
     settings = expand_settings(grid, ranges, args.random, args.sample_seed)
     members = make_members(config, hparams, settings, list(range(args.seeds)))
+    for static in {m.config for m in members}:
+        check_fits(static, static.num_updates, args.eval_episodes)
     out = args.out or Path(f"{kind}s") / f"{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")
+    check_output_dir(out, "out", create=False)
     return config, settings, members, out
 
 
@@ -304,12 +377,13 @@ def _print_table(rows: list[dict[str, Any]], names: list[str], title: str, limit
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ["rank", *names, "IQM return", "95% CI", "mean", "seeds"]:
+    for col in ["rank", *names, "IQM return", "95% CI", "mean", "seeds", "diverged"]:
         table.add_column(col, justify="right")
     for rank, r in enumerate(rows[:limit], start=1):
         values = [f"{r[n]:.4g}" if isinstance(r[n], float) else str(r[n]) for n in names]
         ci = f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
-        table.add_row(str(rank), *values, f"{r['iqm']:.1f}", ci, f"{r['mean']:.1f}", str(r["seeds"]))
+        bad = f"[red]{r['diverged']}[/red]" if r["diverged"] else "0"
+        table.add_row(str(rank), *values, f"{r['iqm']:.1f}", ci, f"{r['mean']:.1f}", str(r["seeds"]), bad)
     Console().print(table)
 
 
@@ -319,6 +393,7 @@ def sweep_command(args: Any) -> int:
 
     from a2c_jax.logging import count_bar, write_json_atomic
     from a2c_jax.plotting import plot_sweep
+    from a2c_jax.runner import check_output_dir
     from a2c_jax.sweep import best_config, member_rows, rank_settings, run_sweep, write_csv
 
     if args.max_population is not None and args.max_population <= 0:
@@ -327,6 +402,7 @@ def sweep_command(args: Any) -> int:
         enable_compile_cache()
     config, settings, members, out = _population_setup(args, "sweep")
     names = list(settings[0])
+    check_output_dir(out, "out")
     print(f"a2c-jax: sweeping {config.env_id}: {len(settings)} settings x {args.seeds} seeds -> {out}")
     with count_bar(len(members), "members", not args.quiet) as advance:
         result = run_sweep(members, settings, args.eval_episodes, args.max_population, advance)
@@ -339,13 +415,23 @@ def sweep_command(args: Any) -> int:
         setting=np.array([m.setting for m in members]), seed=np.array([m.seed for m in members]),
         final_return=result.final_return,
     )  # fmt: skip
-    write_json_atomic(out / "best.json", best_config(result, ranked))
+    best = best_config(result, ranked)
+    if best is not None:
+        write_json_atomic(out / "best.json", best)
     plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
     _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
     print(
         f"{len(members)} members in {result.wall_seconds:.1f}s ({result.groups} compiled program(s), compile "
-        f"{result.compile_seconds:.1f}s); best setting -> {out / 'best.json'}"
+        f"{result.compile_seconds:.1f}s)" + (f"; best setting -> {out / 'best.json'}" if best is not None else "")
     )
+    if result.diverged.any():
+        print(
+            f"a2c-jax: warning: {int(result.diverged.sum())} of {len(members)} members diverged (non-finite loss or "
+            "parameters); their settings are ranked last and never chosen as best",
+            file=sys.stderr,
+        )
+    if best is None:
+        return _error("every setting diverged: no best.json written", EXIT_FAULT)
     return 0
 
 
@@ -357,6 +443,7 @@ def pbt_command(args: Any) -> int:
     from a2c_jax.logging import write_json_atomic
     from a2c_jax.pbt import make_pbt
     from a2c_jax.plotting import plot_pbt_schedule
+    from a2c_jax.runner import check_output_dir
     from a2c_jax.sweep import bootstrap_ci, iqm, stack_hparams, write_csv
 
     if args.compile_cache:
@@ -369,9 +456,10 @@ def pbt_command(args: Any) -> int:
         raise ConfigError(f"pbt searches HParams only ({', '.join(HPARAM_NAMES)}); got {', '.join(names)}")
     if not 0 < args.fraction <= 0.5:
         raise ConfigError(f"fraction={args.fraction!r} is invalid: must be in (0, 0.5]")
-    interval = args.interval or max(1, config.num_updates // 10)
+    interval = args.interval if args.interval is not None else max(1, config.num_updates // 10)
     if not 0 < interval <= config.num_updates:
         raise ConfigError(f"interval={interval!r} is invalid: must be in [1, {config.num_updates}] updates")
+    check_output_dir(out, "out")
     print(f"a2c-jax: PBT on {config.env_id}: {len(members)} members, exploit every {interval} updates -> {out}")
     program = jax.jit(make_pbt(config, interval, names, args.fraction, args.eval_episodes))
     seeds = np.array([m.seed for m in members], np.int32)
@@ -379,6 +467,7 @@ def pbt_command(args: Any) -> int:
     result = jax.block_until_ready(program(seeds, stack_hparams(members), jax.random.PRNGKey(args.sample_seed)))
     wall = time.perf_counter() - start
     final = np.asarray(result.final_return, np.float64)
+    bad = np.asarray(result.diverged, bool)
     generations = np.asarray(result.fitness).shape[0]
     steps = np.minimum(np.arange(1, generations + 1) * interval, config.num_updates) * config.batch_size
     schedule = {n: np.asarray(getattr(result.schedule, n)) for n in names}
@@ -393,6 +482,7 @@ def pbt_command(args: Any) -> int:
                 "final_return": final[i],
                 "env_steps": config.num_updates * config.batch_size,
                 "seconds": wall / len(members),
+                "diverged": bool(bad[i]),
             }
         )
         rows.append(row)
@@ -405,36 +495,85 @@ def pbt_command(args: Any) -> int:
     write_csv(out / "schedule.csv", sched_rows)
     arrays: dict[str, Any] = {f"schedule_{n}": v for n, v in schedule.items()}
     arrays.update(env_steps=steps, fitness=np.asarray(result.fitness), source=np.asarray(result.source))
-    np.savez_compressed(out / "curves.npz", final_return=final, **arrays)
-    best = int(np.argmax(final))
+    np.savez_compressed(out / "curves.npz", final_return=final, diverged=bad, **arrays)
+    plot_pbt_schedule(steps, schedule, np.asarray(result.fitness), out / "pbt.png", f"PBT on {config.env_id}")
+    print(f"{len(members)} members in {wall:.1f}s (compile included) -> {out}")
+    if bad.all():
+        return _error("every PBT member diverged: no best.json written", EXIT_FAULT)
+    if bad.any():
+        print(
+            f"a2c-jax: warning: {int(bad.sum())} of {len(members)} members diverged; never chosen as best",
+            file=sys.stderr,
+        )
+    best = int(np.argmax(np.where(bad, -np.inf, final)))
     best_cfg = flat_settings(config, members[best].hparams)
     best_cfg.update({n: float(schedule[n][-1, best]) for n in names})
     write_json_atomic(out / "best.json", best_cfg)
-    plot_pbt_schedule(steps, schedule, np.asarray(result.fitness), out / "pbt.png", f"PBT on {config.env_id}")
-    low, high = bootstrap_ci(final)
+    low, high = bootstrap_ci(final[~bad])
     print(
-        f"population final greedy return: IQM {iqm(final):.1f} [{low:.1f}, {high:.1f}], best member {best} "
-        f"{final[best]:.1f} with final " + ", ".join(f"{n}={schedule[n][-1, best]:.4g}" for n in names)
+        f"population final greedy return: IQM {iqm(final[~bad]):.1f} [{low:.1f}, {high:.1f}] (members that did not "
+        f"diverge), best member {best} {final[best]:.1f} with final "
+        + ", ".join(f"{n}={schedule[n][-1, best]:.4g}" for n in names)
     )
-    print(f"{len(members)} members in {wall:.1f}s (compile included) -> {out}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `a2c-jax` command; returns the exit status."""
-    from a2c_jax.runner import TrainingDiverged, TrainingInterrupted
+def parse_args(argv: list[str] | None) -> Any:
+    """tyro's parse, with its boxed multi-line errors turned into the one-line form every other error has."""
+    import contextlib
+    import io
 
     train_cmd: Any = Annotated[TrainArgs, tyro.conf.subcommand("train", description=TrainArgs.__doc__)]
     eval_cmd: Any = Annotated[EvalArgs, tyro.conf.subcommand("eval", description=EvalArgs.__doc__)]
     sweep_cmd: Any = Annotated[SweepArgs, tyro.conf.subcommand("sweep", description=SweepArgs.__doc__)]
     pbt_cmd: Any = Annotated[PBTArgs, tyro.conf.subcommand("pbt", description=PBTArgs.__doc__)]
-    args = tyro.cli(
-        train_cmd | eval_cmd | sweep_cmd | pbt_cmd,
-        args=argv,
-        prog="a2c-jax",
-        description="Pure-functional A2C in JAX on gymnax environments.",
-    )
+    captured = io.StringIO()
     try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(
+                train_cmd | eval_cmd | sweep_cmd | pbt_cmd,
+                args=argv,
+                prog="a2c-jax",
+                description="Pure-functional A2C in JAX on gymnax environments.",
+            )
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            sys.stderr.write(captured.getvalue())
+            raise
+        raise ConfigError(_one_line_parse_error(captured.getvalue(), argv)) from None
+
+
+def _one_line_parse_error(text: str, argv: list[str] | None) -> str:
+    """The gist of a tyro error box on one line, plus where to find help."""
+    body = [line.strip().strip("│").strip() for line in text.splitlines() if line.strip().startswith("│")]
+    paragraph: list[str] = []
+    for line in body:
+        if not line or set(line) <= {"─"}:
+            if paragraph:
+                break
+            continue
+        paragraph.append(line)
+    message = " ".join(paragraph) or "bad arguments"
+    if message.startswith("Error parsing"):
+        reasons = [line.split(">: ", 1)[1] for line in body if line.startswith("- <class") and "NoneType" not in line]
+        if reasons:
+            message = message.split(":", 1)[0] + ": " + "; ".join(reasons)
+    message = re.sub(r"^Missing from [^:]*:", "missing required argument", message).replace("{None}|", "")
+    message = message.replace("'None', ", "").replace(", 'None'", "")
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if a in ("train", "eval", "sweep", "pbt")), "")
+    return f"{message} (see `a2c-jax {command + ' ' if command else ''}--help`)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `a2c-jax` command; returns the exit status.
+
+    Exit status: 0 done (or already finished), 2 bad input (nothing written), 1 a fault (training
+    diverged, disk full, out of memory; the last checkpoint stays intact), 130 / 143 interrupted by
+    SIGINT / SIGTERM (resumable). Every error is one line on stderr.
+    """
+    try:
+        args = parse_args(argv)
         if isinstance(args, EvalArgs):
             return eval_command(args)
         if isinstance(args, SweepArgs):
@@ -443,14 +582,40 @@ def main(argv: list[str] | None = None) -> int:
             return pbt_command(args)
         return train_command(args)
     except ConfigError as err:
-        print(f"a2c-jax: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except TrainingDiverged as err:
-        print(f"a2c-jax: training diverged: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except TrainingInterrupted as err:
-        print(f"a2c-jax: {err}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _error(str(err), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return _error("interrupted", EXIT_INTERRUPTED, prefix="a2c-jax: ")
+    except Exception as err:
+        return _fault(err)
+
+
+def _error(text: str, status: int, prefix: str = "a2c-jax: error: ") -> int:
+    print(prefix + " ".join(text.split()), file=sys.stderr)
+    return status
+
+
+def _fault(err: Exception) -> int:
+    """One line for a failure that is not bad input; the traceback only with A2C_JAX_TRACEBACK=1."""
+    from a2c_jax.checkpoint import CheckpointWriteError, root_cause
+    from a2c_jax.runner import TrainingDiverged, TrainingInterrupted
+
+    if os.environ.get("A2C_JAX_TRACEBACK"):
+        raise err
+    if isinstance(err, TrainingInterrupted):
+        return _error(str(err), 128 + int(err.signum), prefix="a2c-jax: ")
+    if isinstance(err, TrainingDiverged):
+        return _error(str(err), EXIT_DIVERGED, prefix="a2c-jax: training diverged: ")
+    if isinstance(err, CheckpointWriteError):
+        return _error(str(err), EXIT_FAULT)
+    if isinstance(err, OSError):
+        where = f": {err.filename!r}" if err.filename else ""
+        return _error(f"{err.strerror or err}{where}", EXIT_FAULT)
+    if type(err).__name__ in ("XlaRuntimeError", "JaxRuntimeError") or isinstance(err, MemoryError):
+        return _error(f"the computation failed: {root_cause(err)}", EXIT_FAULT)
+    return _error(
+        f"internal error: {root_cause(err)} (rerun with A2C_JAX_TRACEBACK=1 for the traceback and please report it)",
+        EXIT_FAULT,
+    )
 
 
 def run() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -102,18 +103,42 @@ class A2CConfig:
                 self.total_timesteps,
                 f">= num_envs * num_steps = {self.batch_size} (at least one update)",
             )
-        _check_choice("activation", self.activation, ("tanh", "relu"))
-        _check_choice("network", self.network, ("mlp", "cnn", "gru"))
-        _check_choice("optimizer", self.optimizer, ("rmsprop", "adam"))
-        _check_choice("lr_schedule", self.lr_schedule, ("constant", "linear"))
+        if self.num_updates > MAX_UPDATES:
+            _fail(
+                "total_timesteps",
+                self.total_timesteps,
+                f"<= {MAX_UPDATES} updates x num_envs x num_steps = {MAX_UPDATES * self.batch_size} "
+                "(update counters are int32)",
+            )
+        for name in ("activation", "network", "optimizer", "lr_schedule"):
+            _check_choice(name, getattr(self, name), choices(name))
         if not math.isfinite(self.log_std_init):
             _fail("log_std_init", self.log_std_init, "a finite float")
         return self
 
 
+MAX_UPDATES = 2**31 - 1
+"""The largest update count: `TrainState.update_step` is an int32."""
+
+MAX_SEED = 2**31 - 1
+"""Seeds are int32 so that populations can carry them as arrays; larger ones would wrap and collide."""
+
+
 def _check_choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         _fail(field, value, "one of " + ", ".join(allowed))
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The allowed values of a Literal-typed A2CConfig field (read from its annotation)."""
+    return typing.get_args(typing.get_type_hints(A2CConfig)[name])
+
+
+def check_seed(field: str, value: Any) -> int:
+    """Return `value` if it is an integer seed in [0, MAX_SEED], else raise ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        _fail(field, value, f"an integer in [0, {MAX_SEED}]")
+    return value
 
 
 @struct.dataclass
@@ -181,6 +206,60 @@ def _range_text(lo: float, lo_open: bool, hi: float, hi_open: bool) -> str:
 
 HPARAM_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HParams))
 CONFIG_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(A2CConfig))
+
+
+def coerce_value(name: str, kind: Any, value: Any) -> Any:
+    """Check a value read from a JSON file against the annotated type `kind` of field `name`.
+
+    Returns the value typed for the dataclass (tuples for lists, floats for numbers). Raises
+    ConfigError naming the field, the value and what is allowed: booleans must be JSON true/false
+    (the string "false" is refused, never read as True), integers whole numbers.
+    """
+    if typing.get_origin(kind) is Literal:
+        _check_choice(name, value, typing.get_args(kind))
+    elif typing.get_origin(kind) is tuple:
+        if not isinstance(value, list | tuple) or any(isinstance(h, bool) or not isinstance(h, int) for h in value):
+            _fail(name, value, "a list of integers, e.g. [64, 64]")
+        return tuple(value)
+    elif kind is bool:
+        if not isinstance(value, bool):
+            _fail(name, value, "true or false (a JSON boolean)")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(name, value, "an integer")
+    elif kind is float or kind is Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(name, value, "a number")
+        return float(value)
+    elif kind is str and not isinstance(value, str):
+        _fail(name, value, "a string")
+    return value
+
+
+def coerce_setting(name: str, value: Any) -> Any:
+    """`coerce_value` for an A2CConfig or HParams field; unknown names raise ConfigError."""
+    if name in HPARAM_NAMES:
+        return coerce_value(name, float, value)
+    if name not in CONFIG_NAMES:
+        known = ", ".join(CONFIG_NAMES + HPARAM_NAMES)
+        raise ConfigError(f"unknown setting {name!r}: known settings are {known}")
+    return coerce_value(name, typing.get_type_hints(A2CConfig)[name], value)
+
+
+def coerce_dataclass_fields(cls: type, data: Any, source: str) -> dict[str, Any]:
+    """Typed keyword arguments for dataclass `cls` from a JSON object; errors are prefixed by `source`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: must be a JSON object, not {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for name, value in data.items():
+        if name not in hints:
+            raise ConfigError(f"{source}: unknown field {name!r}: known fields are {', '.join(hints)}")
+        try:
+            out[name] = coerce_value(name, hints[name], value)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    return out
 
 
 def split_overrides(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -287,7 +366,7 @@ _ZOO: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
 }
 
-PRESETS: tuple[str, ...] = ("default", "sb3", "zoo")
+PRESETS: tuple[str, ...] = typing.get_args(PresetName)
 
 
 def preset(name: str, env_id: str = "CartPole-v1") -> tuple[A2CConfig, HParams]:

@@ -14,23 +14,54 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from a2c_jax.config import ConfigError
 from a2c_jax.train import UpdateMetrics
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same directory, fsync, then rename over `path`."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary file in the same directory, fsync, then rename over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never a torn one. The file gets
+    the permissions the umask gives a new file (mkstemp alone would leave it readable by the owner only).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """`write_text_atomic` of pretty-printed JSON."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path, field: str) -> Any:
+    """Parse a JSON file; ConfigError (one line, naming `field` and the path) when it cannot be read."""
+    shown = f"{field}={str(path)!r}"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{shown} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown} is a directory, not a JSON file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{shown} cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    except ValueError as err:
+        raise ConfigError(f"{shown} is not a readable JSON file ({err})") from None
 
 
 def summarize_chunk(metrics: UpdateMetrics, num_valid: int) -> dict[str, float]:
@@ -70,9 +101,7 @@ class MetricsLog:
         if not self.path.exists():
             return
         keep = [line for line in self.read() if line["update"] <= update]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def append(self, record: Mapping[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
@@ -80,9 +109,18 @@ class MetricsLog:
             f.write(json.dumps(clean) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
+        """Every complete record; a line torn by a crash mid-write (or otherwise unreadable) is skipped."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        records = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("update"), int):
+                records.append(record)
+        return records
 
 
 @contextmanager

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from a2c_jax.config import HPARAM_RANGES, A2CConfig, HParams
 from a2c_jax.evaluate import evaluate_final
+from a2c_jax.sweep import diverged
 from a2c_jax.train import TrainState, init_state, make_run_chunk
 
 PERTURB_FACTORS = (0.8, 1.25)
@@ -30,6 +31,7 @@ class PBTResult(NamedTuple):
     fitness: jax.Array  # [G, P] mean episode return per generation
     schedule: HParams  # leaves [G, P]: the hyperparameters each member trained with in generation g
     source: jax.Array  # [G, P] int: whom each member copied after generation g (itself if kept)
+    diverged: jax.Array  # [P] bool: non-finite final parameters, or a non-finite loss in the last generation
 
 
 def fitness_of(episode_return: jax.Array, episodes: jax.Array) -> jax.Array:
@@ -94,19 +96,21 @@ def make_pbt(
             states, hps, key = carry
             n = jnp.minimum(interval, total - g * interval)
             states, metrics = jax.vmap(run_chunk, in_axes=(0, 0, None))(states, hps, n)
-            fit = fitness_of(metrics.episode_return, metrics.episodes)
+            # a member whose training diverged is the least fit, whatever its episodes returned
+            bad = jax.vmap(diverged)(states, metrics)
+            fit = jnp.where(bad, -jnp.inf, fitness_of(metrics.episode_return, metrics.episodes))
             key, sel_key, pert_key = jax.random.split(key, 3)
             last = g == generations - 1
             source = jnp.where(last, jnp.arange(seeds.shape[0]), select_sources(sel_key, fit, fraction))
             replaced = source != jnp.arange(seeds.shape[0])
             new_states = exploit(states, source)
             new_hps = perturb(pert_key, jax.tree.map(lambda x: x[source], hps), names, replaced)
-            return (new_states, new_hps, key), (fit, hps, source)
+            return (new_states, new_hps, key), (fit, hps, source, bad)
 
-        (states, _, _), (fit, schedule, source) = jax.lax.scan(  # type: ignore[var-annotated]
+        (states, _, _), (fit, schedule, source, bad) = jax.lax.scan(  # type: ignore[var-annotated]
             generation, (states, hparams, key), jnp.arange(generations)
         )
         final = jax.vmap(lambda s, k: evaluate_final(config, s, k, eval_episodes))(states, keys)
-        return PBTResult(final.returns.mean(axis=-1), fit, schedule, source)
+        return PBTResult(final.returns.mean(axis=-1), fit, schedule, source, bad[-1])
 
     return pbt

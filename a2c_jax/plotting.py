@@ -17,9 +17,14 @@ def _save(fig: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, dpi=100)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
 
 
 def plot_learning_curve(
@@ -65,6 +70,9 @@ def render_gif(env_id: str, states: Sequence[Any], rewards: Sequence[float], pat
     tmp = path.with_name(f".{path.name}.tmp.gif")
     try:
         Visualizer(env, env_params, list(states), np.cumsum(rewards)).animate(str(tmp))
+    except OSError:  # a write fault (full disk, permissions), not the renderer's
+        tmp.unlink(missing_ok=True)
+        raise
     except Exception as err:  # gymnax raises assorted errors for envs it cannot draw
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"gif: gymnax cannot render env_id={env_id!r} ({type(err).__name__}: {err})") from None

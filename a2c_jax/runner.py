@@ -5,13 +5,17 @@ the compiled work is `make_run_chunk` and `evaluate`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-import json
 import math
+import os
 import platform
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +23,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
-from a2c_jax.config import A2CConfig, ConfigError, HParams
+from a2c_jax.checkpoint import CheckpointError, latest_step, restore_checkpoint, save_checkpoint, set_aside_newer
+from a2c_jax.config import A2CConfig, ConfigError, HParams, check_seed, coerce_dataclass_fields, flat_settings
 from a2c_jax.evaluate import evaluate_final_jit
-from a2c_jax.logging import MetricsLog, first_nonfinite, progress_bar, summarize_chunk, write_json_atomic
+from a2c_jax.logging import (
+    MetricsLog,
+    first_nonfinite,
+    progress_bar,
+    read_json,
+    summarize_chunk,
+    write_json_atomic,
+)
 from a2c_jax.plotting import plot_learning_curve
+from a2c_jax.resources import check_fits
 from a2c_jax.train import TrainState, init_state, make_agent, make_run_chunk
 
 
@@ -32,7 +44,11 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """Ctrl-C: the last completed chunk was checkpointed and the run can be resumed."""
+    """Ctrl-C (SIGINT) or SIGTERM: the last completed chunk was checkpointed and the run can be resumed."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +75,7 @@ class RunSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name}={value!r} is invalid: must be a positive integer")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r} is invalid: must be a non-negative integer")
+        check_seed("seed", self.seed)
         if not self.checkpoint_seconds >= 0:
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} is invalid: must be >= 0")
         return self
@@ -79,6 +94,11 @@ def compile_chunk(config: A2CConfig, chunk: int) -> Any:
     return jax.jit(make_run_chunk(config, chunk)).lower(state, hp, jnp.int32(chunk)).compile()
 
 
+def chunk_size(config: A2CConfig, settings: RunSettings) -> int:
+    """Updates per compiled chunk of the host loop."""
+    return max(1, math.ceil(config.num_updates / settings.log_points))
+
+
 def run_record(config: A2CConfig, hparams: HParams, settings: RunSettings) -> dict[str, Any]:
     """What config.json holds: enough to rebuild and resume the run."""
     return {
@@ -89,20 +109,157 @@ def run_record(config: A2CConfig, hparams: HParams, settings: RunSettings) -> di
     }
 
 
+def parse_run_record(data: Any, source: str) -> tuple[A2CConfig, HParams, RunSettings]:
+    """The typed (config, hparams, settings) of a config.json's content; ConfigError naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must hold a JSON object, not {type(data).__name__}")
+    for section in ("config", "hparams", "settings"):
+        if section not in data:
+            raise ConfigError(f"{source} has no {section!r} section")
+    config = A2CConfig(**coerce_dataclass_fields(A2CConfig, data["config"], f"{source} config"))
+    hparams = HParams(**coerce_dataclass_fields(HParams, data["hparams"], f"{source} hparams"))
+    settings = RunSettings(**coerce_dataclass_fields(RunSettings, data["settings"], f"{source} settings"))
+    try:
+        return config.validate(), hparams.validate(), settings.validate()
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def run_record_settings(data: Any, source: str) -> dict[str, Any]:
+    """A run's config.json as flat settings for `--config` (config, hyperparameters and seed)."""
+    config, hparams, settings = parse_run_record(data, source)
+    return {**flat_settings(config, hparams), "seed": settings.seed}
+
+
 def load_run_record(run_dir: Path) -> tuple[A2CConfig, HParams, RunSettings]:
     """Read RUN_DIR/config.json back, or raise CheckpointError saying what is wrong with it."""
-    path = run_dir / "config.json"
-    if not run_dir.is_dir():
+    if not run_dir.exists():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {str(run_dir)!r} is a file, not a run directory")
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"{str(path)!r} is missing: {str(run_dir)!r} is not an a2c-jax run directory")
     try:
-        data = json.loads(path.read_text())
-        cfg = dict(data["config"])
-        cfg["hidden_sizes"] = tuple(cfg["hidden_sizes"])
-        return A2CConfig(**cfg), HParams(**data["hparams"]), RunSettings(**data["settings"])
-    except FileNotFoundError:
-        raise CheckpointError(f"{str(path)!r} is missing: {str(run_dir)!r} is not an a2c-jax run directory") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{str(path)!r} is corrupt ({type(err).__name__}: {err})") from None
+        return parse_run_record(read_json(path, "config"), f"{str(path)!r}")
+    except ConfigError as err:
+        raise CheckpointError(f"{str(path)!r} is corrupt ({err})") from None
+
+
+def check_output_dir(path: Path, field: str, create: bool = True) -> None:
+    """ConfigError (one line) unless `path` is, or can be made, a writable directory; creates it when
+    `create`, else only checks that its nearest existing ancestor is a writable directory."""
+    shown = f"{field}={str(path)!r}"
+    try:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{shown} is a file: must be a directory")
+        if not create:
+            ancestor = path.absolute()
+            while not ancestor.exists():
+                ancestor = ancestor.parent
+            if not ancestor.is_dir():
+                raise ConfigError(f"{shown} cannot be created: {str(ancestor)!r} is a file")
+            if not os.access(ancestor, os.W_OK):
+                raise ConfigError(f"{shown} cannot be created: {str(ancestor)!r} is not writable")
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".a2c-jax-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{shown} cannot be written ({err.strerror or err})") from None
+
+
+def restartable(run_dir: Path) -> bool:
+    """A run directory that never reached its first checkpoint (nothing in it is worth keeping)."""
+    return (run_dir / "config.json").exists() and latest_step(run_dir / "checkpoints") is None
+
+
+@contextlib.contextmanager
+def graceful_stop(log: Callable[[str], None]) -> Iterator[Callable[[], int]]:
+    """Defer SIGINT and SIGTERM to safe points: yields `requested()` -> the signal number, or 0.
+
+    The first signal only asks the host loop to checkpoint and stop after the current step (an
+    exception raised inside XLA's compiler or orbax's writer could crash the process or tear a file);
+    a second Ctrl-C interrupts at once. Outside the main thread signals cannot be caught: no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: 0
+        return
+    requested: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.append(signum)
+        name = signal.Signals(signum).name
+        log(f"{name}: stopping at the next safe point with a checkpoint (Ctrl-C again to stop at once)")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: requested[0] if requested else 0
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def warn(text: str) -> None:
+    print(f"a2c-jax: warning: {text}", file=sys.stderr)
+
+
+def open_run(
+    config: A2CConfig, hparams: HParams, run_dir: Path, settings: RunSettings, resume: bool, log: Callable[[str], None]
+) -> tuple[TrainState, dict[str, Any]] | None:
+    """Validate everything, then start `run_dir` fresh or restore its newest intact checkpoint.
+
+    Returns (state, meta of the checkpoint or {}), or None when a resumed run has already finished.
+    Nothing is written before every check has passed. A directory that never reached its first
+    checkpoint is started again in place (a crash or Ctrl-C during the first compile is no dead end).
+    """
+    config.validate()
+    hparams.validate()
+    settings.validate()
+    make_agent(config)  # unknown env ids and unsupported spaces fail before anything is written
+    check_fits(config, chunk_size(config, settings), settings.eval_episodes)
+    hp = hparams.as_arrays()
+    key = jax.random.PRNGKey(settings.seed)
+    ckpt_dir = run_dir / "checkpoints"
+    if resume and latest_step(ckpt_dir) is not None:
+        like = jax.eval_shape(functools.partial(init_state, config), hp, key)
+        state, meta, step = restore_checkpoint(ckpt_dir, like, warn=warn)
+        if int(state.update_step) > config.num_updates:
+            raise ConfigError(
+                f"total_timesteps={config.total_timesteps} is invalid: the run has already trained "
+                f"{int(state.update_step) * config.batch_size} steps"
+            )
+        moved = set_aside_newer(ckpt_dir, step)
+        if moved:
+            warn(f"moved unreadable checkpoint(s) {moved} to {str(run_dir / 'corrupt_checkpoints')!r}")
+        if int(state.update_step) == config.num_updates and (run_dir / "summary.json").exists():
+            return None
+        write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
+        MetricsLog(run_dir / "metrics.jsonl").truncate_after(int(meta["update"]))
+        return state, meta
+    try:
+        _prepare_fresh_dir(run_dir, resume)
+    except OSError as err:
+        raise ConfigError(f"run_dir={str(run_dir)!r} cannot be used ({err.strerror or err})") from None
+    check_output_dir(run_dir, "run_dir")
+    write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
+    return jax.jit(init_state, static_argnums=0)(config, hp, key), {}
+
+
+def _prepare_fresh_dir(run_dir: Path, resume: bool) -> None:
+    """Check that a fresh run may use `run_dir`: empty, new, or a run that never checkpointed (cleared)."""
+    if resume or (run_dir.is_dir() and restartable(run_dir)):
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            warn(f"{str(run_dir)!r} never reached its first checkpoint: starting it again from update 0")
+        for stale in ("metrics.jsonl", "summary.json", "learning_curve.png"):
+            (run_dir / stale).unlink(missing_ok=True)
+    elif run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"run_dir={str(run_dir)!r} already exists and is not empty: resume it with --resume or choose another"
+        )
 
 
 def train_run(
@@ -114,108 +271,145 @@ def train_run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train with a host loop over compiled chunks; write config.json, metrics.jsonl, checkpoints,
-    learning_curve.png and summary.json into `run_dir`; return the summary.
+    summary.json and learning_curve.png into `run_dir`; return the summary.
 
-    With `resume=True` training continues from the newest checkpoint in `run_dir`; pass the
-    configuration that `load_run_record(run_dir)` reads back (the result equals an uninterrupted run
-    with the same seed).
+    With `resume=True` training continues from the newest intact checkpoint in `run_dir` (or starts
+    it again when it has none); pass the configuration that `load_run_record(run_dir)` reads back
+    (the result equals an uninterrupted run with the same seed). Resuming a finished run returns its
+    summary.
     """
     wall_start = time.perf_counter()
-    config.validate()
-    hparams.validate()
-    settings.validate()
-    make_agent(config)  # unknown env ids and unsupported spaces fail before anything is written
-    ckpt_dir = run_dir / "checkpoints"
-    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
-    hp = hparams.as_arrays()
-    init = jax.jit(init_state, static_argnums=0)
-    key = jax.random.PRNGKey(settings.seed)
-    prior_wall = prior_compile = 0.0
-    if resume:
-        state, meta, _ = restore_checkpoint(ckpt_dir, jax.eval_shape(init, config, hp, key))
-        prior_wall, prior_compile = float(meta["wall_seconds"]), float(meta["compile_seconds"])
-        metrics_log.truncate_after(int(meta["update"]))
-    else:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigError(
-                f"run_dir={str(run_dir)!r} already exists and is not empty: resume it with --resume or choose another"
-            )
-        write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
-        state = init(config, hp, key)
+    with graceful_stop(warn) as stop_requested:
+        opened = open_run(config, hparams, run_dir, settings, resume, log)
+        if opened is None:
+            summary = read_json(run_dir / "summary.json", "summary")
+            log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
+            return dict(summary)
+        state, meta = opened
+        log(f"a2c-jax: training {config.env_id} (seed {settings.seed}) -> {run_dir}")
+        loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested)
+        state = loop.run(state)
+    return finish_run(config, state, run_dir, settings, loop, resume, log)
 
-    total = config.num_updates
-    chunk = max(1, math.ceil(total / settings.log_points))
-    t0 = time.perf_counter()
-    compiled = compile_chunk(config, chunk)
-    compile_seconds = time.perf_counter() - t0
 
-    done = int(state.update_step)
-    start_done = done
-    train_seconds = 0.0
-    last_ckpt = time.perf_counter()
+class _ChunkLoop:
+    """The host loop: compiled chunks, metrics records, periodic checkpoints, divergence and stops."""
 
-    def checkpoint(s: TrainState) -> None:
+    def __init__(
+        self,
+        config: A2CConfig,
+        hparams: HParams,
+        run_dir: Path,
+        settings: RunSettings,
+        meta: dict[str, Any],
+        wall_start: float,
+        stop_requested: Callable[[], int],
+    ) -> None:
+        self.config, self.settings, self.run_dir = config, settings, run_dir
+        self.hp = hparams.as_arrays()
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.metrics_log = MetricsLog(run_dir / "metrics.jsonl")
+        self.prior_wall = float(meta.get("wall_seconds", 0.0))
+        self.prior_compile = float(meta.get("compile_seconds", 0.0))
+        self.wall_start = wall_start
+        self.stop_requested = stop_requested
+        self.compile_seconds = 0.0
+        self.train_seconds = 0.0
+        self.start_update = 0
+
+    def checkpoint(self, state: TrainState) -> None:
+        step = int(state.update_step)
         meta = {
-            "update": int(s.update_step),
-            "env_steps": int(s.update_step) * config.batch_size,
-            "wall_seconds": prior_wall + time.perf_counter() - wall_start,
-            "compile_seconds": prior_compile + compile_seconds,
+            "update": step,
+            "env_steps": step * self.config.batch_size,
+            "wall_seconds": self.prior_wall + time.perf_counter() - self.wall_start,
+            "compile_seconds": self.prior_compile + self.compile_seconds,
         }
-        save_checkpoint(ckpt_dir, int(s.update_step), s, meta)
+        save_checkpoint(self.ckpt_dir, step, state, meta)
 
-    try:
-        with progress_bar(total * config.batch_size, settings.progress) as advance:
-            advance(done * config.batch_size, 0.0, math.nan)
-            while done < total:
-                n = min(chunk, total - done)
-                t = time.perf_counter()
-                new_state, metrics = compiled(state, hp, jnp.int32(n))
-                jax.block_until_ready(new_state)
-                train_seconds += time.perf_counter() - t
-                bad = first_nonfinite(metrics, n)
-                if bad is None and not params_finite(new_state.params):
-                    bad = n - 1
-                if bad is not None:
-                    checkpoint(state)
-                    raise TrainingDiverged(
-                        f"non-finite loss or parameters at update {done + bad} (env step "
-                        f"{(done + bad) * config.batch_size}); training stopped and the last good state "
-                        f"(update {done}) is checkpointed in {str(ckpt_dir)!r}"
-                    )
-                # log first, then adopt the state: an interruption in between leaves records past the
-                # checkpoint, which resuming truncates, never a checkpoint without its records
-                record: dict[str, Any] = {"update": done + n, "env_steps": (done + n) * config.batch_size}
-                record.update(summarize_chunk(metrics, n))
-                record["wall_seconds"] = prior_wall + time.perf_counter() - wall_start
-                metrics_log.append(record)
-                state, done = new_state, done + n
-                sps = (done - start_done) * config.batch_size / max(train_seconds, 1e-9)
-                advance(done * config.batch_size, sps, record["episode_return"])
-                if time.perf_counter() - last_ckpt >= settings.checkpoint_seconds and done < total:
-                    checkpoint(state)
-                    last_ckpt = time.perf_counter()
-    except KeyboardInterrupt:
-        checkpoint(state)
-        raise TrainingInterrupted(
-            f"interrupted at update {done}/{total}; checkpoint saved: continue with `a2c-jax train --resume {run_dir}`"
-        ) from None
-    checkpoint(state)
+    def _stop(self, state: TrainState, signum: int) -> TrainingInterrupted:
+        self.checkpoint(state)
+        done, total = int(state.update_step), self.config.num_updates
+        return TrainingInterrupted(
+            f"interrupted at update {done}/{total}; checkpoint saved: continue with "
+            f"`a2c-jax train --resume {self.run_dir}`",
+            signum,
+        )
 
+    def run(self, state: TrainState) -> TrainState:
+        config, total = self.config, self.config.num_updates
+        chunk = chunk_size(config, self.settings)
+        done = self.start_update = int(state.update_step)
+        try:
+            t0 = time.perf_counter()
+            compiled = compile_chunk(config, chunk) if done < total else None
+            self.compile_seconds = time.perf_counter() - t0
+            last_ckpt = time.perf_counter()
+            with progress_bar(total * config.batch_size, self.settings.progress) as advance:
+                advance(done * config.batch_size, 0.0, math.nan)
+                while done < total:
+                    if self.stop_requested():
+                        raise self._stop(state, self.stop_requested())
+                    n = min(chunk, total - done)
+                    t = time.perf_counter()
+                    new_state, metrics = compiled(state, self.hp, jnp.int32(n))  # type: ignore[misc]
+                    jax.block_until_ready(new_state)
+                    self.train_seconds += time.perf_counter() - t
+                    bad = first_nonfinite(metrics, n)
+                    if bad is None and not params_finite(new_state.params):
+                        bad = n - 1
+                    if bad is not None:
+                        self.checkpoint(state)
+                        raise TrainingDiverged(
+                            f"non-finite loss or parameters at update {done + bad} (env step "
+                            f"{(done + bad) * config.batch_size}); training stopped and the last good state "
+                            f"(update {done}) is checkpointed in {str(self.ckpt_dir)!r}"
+                        )
+                    # log first, then adopt the state: an interruption in between leaves records past the
+                    # checkpoint, which resuming truncates, never a checkpoint without its records
+                    record: dict[str, Any] = {"update": done + n, "env_steps": (done + n) * config.batch_size}
+                    record.update(summarize_chunk(metrics, n))
+                    record["wall_seconds"] = self.prior_wall + time.perf_counter() - self.wall_start
+                    self.metrics_log.append(record)
+                    state, done = new_state, done + n
+                    sps = (done - self.start_update) * config.batch_size / max(self.train_seconds, 1e-9)
+                    advance(done * config.batch_size, sps, record["episode_return"])
+                    if time.perf_counter() - last_ckpt >= self.settings.checkpoint_seconds and done < total:
+                        self.checkpoint(state)
+                        last_ckpt = time.perf_counter()
+        except KeyboardInterrupt:
+            raise self._stop(state, signal.SIGINT) from None
+        self.checkpoint(state)
+        if self.stop_requested():  # the signal came during the last chunk: the run is complete but stop here
+            raise self._stop(state, self.stop_requested())
+        return state
+
+
+def finish_run(
+    config: A2CConfig,
+    state: TrainState,
+    run_dir: Path,
+    settings: RunSettings,
+    loop: _ChunkLoop,
+    resume: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Greedy evaluation, summary.json, then the learning-curve plot; returns the summary."""
+    done = int(state.update_step)
     result = evaluate_final_jit(config, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
     returns = np.asarray(result.returns, np.float64)
-    records = metrics_log.read()
-    plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))
-    trained_steps = (done - start_done) * config.batch_size
+    records = loop.metrics_log.read()
+    trained_steps = (done - loop.start_update) * config.batch_size
     last_return = next((r["episode_return"] for r in reversed(records) if r.get("episode_return") is not None), None)
     summary = {
         "env_id": config.env_id,
         "seed": settings.seed,
         "env_steps": done * config.batch_size,
         "updates": done,
-        "wall_seconds": prior_wall + time.perf_counter() - wall_start,
-        "compile_seconds": prior_compile + compile_seconds,
-        "train_seconds": train_seconds,
-        "steps_per_second": trained_steps / train_seconds if train_seconds > 0 else None,
+        "wall_seconds": loop.prior_wall + time.perf_counter() - loop.wall_start,
+        "compile_seconds": loop.prior_compile + loop.compile_seconds,
+        "train_seconds": loop.train_seconds,
+        "steps_per_second": trained_steps / loop.train_seconds if loop.train_seconds > 0 else None,
         "eval_return_mean": float(returns.mean()),
         "eval_return_std": float(returns.std()),
         "eval_episodes": settings.eval_episodes,
@@ -223,6 +417,7 @@ def train_run(
         "resumed": resume,
     }
     write_json_atomic(run_dir / "summary.json", summary)
+    plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))
     log(
         f"{config.env_id}: {summary['env_steps']:,} steps in {summary['wall_seconds']:.1f}s "
         f"(compile {summary['compile_seconds']:.1f}s, {summary['steps_per_second'] or 0:,.0f} steps/s); "

@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import os
 import time
 import typing
 from collections.abc import Callable, Sequence
@@ -29,7 +28,8 @@ import numpy as np
 
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
 from a2c_jax.evaluate import evaluate_final
-from a2c_jax.train import make_agent, make_train
+from a2c_jax.resources import available_bytes, eval_bytes, train_bytes
+from a2c_jax.train import TrainState, UpdateMetrics, make_agent, make_train
 
 SWEEPABLE_CONFIG = tuple(n for n in CONFIG_NAMES if n not in ("env_id", "total_timesteps"))
 
@@ -127,6 +127,20 @@ def sample_settings(ranges: dict[str, Range], count: int, seed: int) -> list[dic
     return out
 
 
+MAX_MEMBERS = 2**20
+"""The largest population a sweep or PBT run accepts (settings x seeds)."""
+
+
+def check_population_size(grid: dict[str, list[Any]], random: int, seeds: int) -> None:
+    """ConfigError before anything is expanded when settings x seeds exceeds MAX_MEMBERS."""
+    settings = math.prod(len(v) for v in grid.values()) * max(random, 1)
+    if settings * seeds > MAX_MEMBERS:
+        raise ConfigError(
+            f"the population of {settings} settings x {seeds} seeds = {settings * seeds} members is too large: "
+            f"at most {MAX_MEMBERS} members"
+        )
+
+
 def expand_settings(
     grid: dict[str, list[Any]], ranges: dict[str, Range], random: int, seed: int = 0
 ) -> list[dict[str, Any]]:
@@ -170,30 +184,16 @@ def make_members(
     return members
 
 
-def member_bytes(config: A2CConfig) -> int:
-    """A rough upper estimate of device memory one member needs while training (bytes)."""
-    agent = make_agent(config)
-    obs = math.prod(agent.spec.obs_shape)
-    params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(agent.policy.init, jax.random.PRNGKey(0))))
-    rollout = config.num_envs * config.num_steps * (2 * obs + agent.spec.action_dim + 12)
-    return 4 * (12 * config.num_updates + 16 * rollout + 8 * params) + 4096
-
-
-def available_bytes() -> int:
-    """Memory the population may use: the accelerator's limit, or half of the host's RAM."""
-    stats = jax.devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"] * 0.8)
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-    except (ValueError, OSError):
-        return 8 * 2**30
+def member_bytes(config: A2CConfig, eval_episodes: int) -> int:
+    """An upper estimate of the memory one member needs: a fused training run, then its evaluation."""
+    return max(train_bytes(config, config.num_updates), eval_bytes(config, eval_episodes))
 
 
 class GroupResult(NamedTuple):
     """Per-member outputs of one static-config group, in member order."""
 
     final_return: np.ndarray  # [P] greedy evaluation mean
+    diverged: np.ndarray  # [P] bool: a non-finite loss, gradient or parameter at some update
     curve_return: np.ndarray  # [P, U] mean return of episodes that ended in each update (NaN if none)
     seconds: float  # wall-clock of the group, compile included
     compile_seconds: float
@@ -204,13 +204,21 @@ def population_program(config: A2CConfig, eval_episodes: int) -> Any:
     """jit(vmap(member)): train from PRNGKey(seed) and evaluate greedily, as `a2c-jax train` does."""
     train = make_train(config)
 
-    def member(seed: jax.Array, hparams: HParams) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def member(seed: jax.Array, hparams: HParams) -> tuple[jax.Array, ...]:
         key = jax.random.PRNGKey(seed)
         state, metrics = train(key, hparams)
         result = evaluate_final(config, state, key, eval_episodes)
-        return result.returns.mean(), metrics.episode_return, metrics.episodes
+        return result.returns.mean(), metrics.episode_return, metrics.episodes, diverged(state, metrics)
 
     return jax.jit(jax.vmap(member))
+
+
+def diverged(state: TrainState, metrics: UpdateMetrics) -> jax.Array:
+    """True when any update's loss or gradient norm, or any final parameter, is not finite."""
+    finite = jnp.isfinite(metrics.loss).all() & jnp.isfinite(metrics.grad_norm).all()
+    for leaf in jax.tree.leaves(state.params):
+        finite &= jnp.isfinite(leaf).all()
+    return ~finite
 
 
 def stack_hparams(members: Sequence[Member]) -> HParams:
@@ -223,7 +231,7 @@ def run_group(
 ) -> GroupResult:
     """Train members that share one static config, in equal chunks of at most `max_population`."""
     config = members[0].config
-    limit = max_population or max(1, available_bytes() // member_bytes(config))
+    limit = max_population or max(1, available_bytes() // member_bytes(config, eval_episodes))
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
     program = population_program(config, eval_episodes)
@@ -234,19 +242,15 @@ def run_group(
     t = time.perf_counter()
     compiled = program.lower(seeds[:size], jax.tree.map(lambda x: x[:size], hps)).compile()
     compile_seconds = time.perf_counter() - t
-    finals, returns, counts = [], [], []
+    outs: list[tuple[np.ndarray, ...]] = []
     for c in range(n_chunks):
         sl = slice(c * size, (c + 1) * size)
-        out = compiled(seeds[sl], jax.tree.map(lambda x, sl=sl: x[sl], hps))
-        final, ret, cnt = (np.asarray(x) for x in out)
-        finals.append(final)
-        returns.append(ret)
-        counts.append(cnt)
+        outs.append(tuple(np.asarray(x) for x in compiled(seeds[sl], jax.tree.map(lambda x, sl=sl: x[sl], hps))))
         on_chunk(min((c + 1) * size, len(members)))
     n = len(members)
-    ret, cnt = np.concatenate(returns)[:n], np.concatenate(counts)[:n]
+    final, ret, cnt, bad = (np.concatenate(parts)[:n] for parts in zip(*outs, strict=True))
     curve = np.where(cnt > 0, ret, np.nan)
-    return GroupResult(np.concatenate(finals)[:n], curve, time.perf_counter() - start, compile_seconds, n_chunks)
+    return GroupResult(final, bad.astype(bool), curve, time.perf_counter() - start, compile_seconds, n_chunks)
 
 
 def iqm(x: np.ndarray) -> float:
@@ -295,6 +299,7 @@ class SweepResult:
     members: list[Member]
     settings: list[dict[str, Any]]
     final_return: np.ndarray
+    diverged: np.ndarray
     curves: np.ndarray
     curve_steps: np.ndarray
     seconds: np.ndarray
@@ -320,6 +325,7 @@ def run_sweep(
     for i, m in enumerate(members):
         groups.setdefault(m.config, []).append(i)
     final = np.zeros(len(members))
+    bad = np.zeros(len(members), bool)
     points = min(CURVE_POINTS, max(m.config.num_updates for m in members))
     curves = np.full((len(members), points), np.nan)
     steps = np.full((len(members), points), np.nan)  # NaN past a shorter group's last point
@@ -332,6 +338,7 @@ def run_sweep(
         )
         done += len(idx)
         final[idx] = res.final_return
+        bad[idx] = res.diverged
         down = downsample_curve(res.curve_return, points)
         curves[idx, : down.shape[1]] = down
         edges = np.linspace(0, config.num_updates, down.shape[1] + 1)[1:]
@@ -339,40 +346,46 @@ def run_sweep(
         seconds[idx] = res.seconds / len(idx)
         compile_total += res.compile_seconds
     return SweepResult(
-        members, settings, final, curves, steps, seconds, time.perf_counter() - start, compile_total, len(groups)
+        members, settings, final, bad, curves, steps, seconds, time.perf_counter() - start, compile_total, len(groups)
     )
 
 
 def rank_settings(result: SweepResult) -> list[dict[str, Any]]:
-    """One row per setting: its values, IQM and 95% bootstrap interval across seeds; best first."""
+    """One row per setting: its values, IQM and 95% bootstrap interval across seeds, and how many of
+    its seeds diverged; best first, every setting with a diverged seed after every clean one."""
     rows = []
     for index, setting in enumerate(result.settings):
-        returns = np.array([r for m, r in zip(result.members, result.final_return, strict=True) if m.setting == index])
+        mine = np.array([m.setting == index for m in result.members])
+        returns = result.final_return[mine]
         low, high = bootstrap_ci(returns)
         rows.append(
             {"setting": index, **setting, "iqm": iqm(returns), "ci_low": low, "ci_high": high,
-             "mean": float(returns.mean()), "seeds": len(returns)}
+             "mean": float(returns.mean()), "seeds": len(returns), "diverged": int(result.diverged[mine].sum())}
         )  # fmt: skip
-    return sorted(rows, key=lambda r: -r["iqm"])
+    return sorted(rows, key=lambda r: (r["diverged"] > 0, -r["iqm"]))
 
 
 def member_rows(result: SweepResult) -> list[dict[str, Any]]:
     """One row per member: every hyperparameter and swept config field, seed, return, steps, seconds."""
     swept_config = sorted({k for s in result.settings for k in s if k in CONFIG_NAMES})
     rows = []
-    for m, ret, sec in zip(result.members, result.final_return, result.seconds, strict=True):
+    for m, ret, sec, bad in zip(result.members, result.final_return, result.seconds, result.diverged, strict=True):
         row: dict[str, Any] = {"setting": m.setting, "seed": m.seed}
         row.update({k: float(v) for k, v in m.hparams.to_dict().items()})
         row.update({k: getattr(m.config, k) for k in swept_config})
         row.update({"final_return": float(ret), "env_steps": m.config.num_updates * m.config.batch_size,
-                    "seconds": float(sec)})  # fmt: skip
+                    "seconds": float(sec), "diverged": bool(bad)})  # fmt: skip
         rows.append(row)
     return rows
 
 
-def best_config(result: SweepResult, ranked: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best setting as a flat settings file for `a2c-jax train --config`."""
-    member = next(m for m in result.members if m.setting == ranked[0]["setting"])
+def best_config(result: SweepResult, ranked: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best setting none of whose seeds diverged, as a flat settings file for `a2c-jax train
+    --config`; None when every setting diverged."""
+    clean = [r for r in ranked if r["diverged"] == 0]
+    if not clean:
+        return None
+    member = next(m for m in result.members if m.setting == clean[0]["setting"])
     return flat_settings(member.config, member.hparams)
 
 

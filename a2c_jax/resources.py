@@ -1,0 +1,95 @@
+"""Up-front memory estimates, so that sizes that cannot fit are refused before anything is written
+or compiled (instead of ending in RESOURCE_EXHAUSTED, or a hang under a memory limit, after it).
+
+The estimates are deliberately generous upper bounds from shapes alone (`jax.eval_shape`, nothing is
+allocated): they only have to tell "fits easily" from "cannot possibly fit".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+
+from a2c_jax.config import A2CConfig, ConfigError
+from a2c_jax.train import make_agent
+
+# Copies of the per-env loop state XLA may hold at once inside a compiled update (loop carries,
+# double buffers, the rollout's stacked outputs and their gradients).
+_LIVE_COPIES = 8
+_METRIC_FIELDS = 10
+
+
+def _tree_bytes(tree: object) -> int:
+    return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def per_env_bytes(config: A2CConfig) -> int:
+    """Bytes one environment costs: its state, and T steps of observations, actions and rewards."""
+    agent = make_agent(config)
+    env_state = jax.eval_shape(agent.vec_env.reset, jax.random.PRNGKey(0))[1]
+    obs = 4 * math.prod(agent.spec.obs_shape)
+    per_step = 2 * obs + 4 * agent.spec.action_dim + 4 * 12
+    carry = _tree_bytes(jax.eval_shape(agent.policy.initial_carry, 1))
+    return _tree_bytes(env_state) // config.num_envs + config.num_steps * per_step + carry
+
+
+def params_bytes(config: A2CConfig) -> int:
+    """Bytes of the policy's parameters."""
+    return _tree_bytes(jax.eval_shape(make_agent(config).policy.init, jax.random.PRNGKey(0)))
+
+
+def train_bytes(config: A2CConfig, updates_per_program: int) -> int:
+    """Upper estimate of the device memory one agent needs while training.
+
+    `updates_per_program` is how many updates' metrics one compiled program keeps (a chunk of the
+    host loop, or the whole run in a fused sweep).
+    """
+    envs = _LIVE_COPIES * config.num_envs * per_env_bytes(config)
+    return envs + 8 * params_bytes(config) + 4 * _METRIC_FIELDS * updates_per_program + 2**16
+
+
+def eval_bytes(config: A2CConfig, episodes: int) -> int:
+    """Upper estimate of the device memory of `episodes` parallel evaluation episodes."""
+    agent = make_agent(config)
+    env_state = jax.eval_shape(agent.vec_env.reset, jax.random.PRNGKey(0))[1]
+    per_episode = _tree_bytes(env_state) // config.num_envs + 4 * math.prod(agent.spec.obs_shape) + 64
+    per_episode += _tree_bytes(jax.eval_shape(agent.policy.initial_carry, 1))
+    return _LIVE_COPIES * episodes * per_episode + 2 * params_bytes(config)
+
+
+def available_bytes() -> int:
+    """Memory a program may use: 80% of the accelerator's limit, or half of the host's RAM."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"] * 0.8)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+    except (ValueError, OSError):
+        return 8 * 2**30
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_fits(config: A2CConfig, updates_per_program: int, eval_episodes: int, members: int = 1) -> None:
+    """Raise ConfigError naming the field and the largest value that fits when the run cannot fit."""
+    limit = available_bytes()
+    need = members * train_bytes(config, updates_per_program)
+    if need > limit:
+        per_env = _LIVE_COPIES * per_env_bytes(config) * members
+        fit = max(0, (limit - need + config.num_envs * per_env) // max(per_env, 1))
+        raise ConfigError(
+            f"num_envs={config.num_envs} needs about {_gib(need)} of memory to train"
+            + (f" ({members} members)" if members > 1 else "")
+            + f", more than the {_gib(limit)} available: at most about {fit} envs fit with num_steps={config.num_steps}"
+        )
+    need = members * eval_bytes(config, eval_episodes)
+    if need > limit:
+        fit = eval_episodes * limit // need
+        raise ConfigError(
+            f"eval_episodes={eval_episodes} needs about {_gib(need)} of memory, more than the {_gib(limit)} "
+            f"available: at most about {fit} fit"
+        )
