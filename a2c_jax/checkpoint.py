@@ -9,6 +9,8 @@ so it holds the same state). Restoring falls back to the newest checkpoint that 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -74,11 +76,51 @@ def save_checkpoint(directory: Path, step: int, state: Any, meta: dict[str, Any]
                 force=True,
             )
             mngr.wait_until_finished()
+        _write_digest(directory / str(step))
     except Exception as err:  # orbax wraps OS errors in several exception types
+        for partial in directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what the failed write took
+            shutil.rmtree(partial, ignore_errors=True)
+        try:
+            intact = f"the newest intact checkpoint is {latest_step(directory)}"
+        except CheckpointError:
+            intact = "the checkpoints written before it are untouched"
         raise CheckpointWriteError(
-            f"could not write checkpoint {step} in {str(directory)!r} ({root_cause(err)}); "
-            "the checkpoints written before it are intact"
+            f"could not write checkpoint {step} in {str(directory)!r} ({root_cause(err)}); {intact}"
         ) from None
+
+
+DIGEST = "a2c_jax_sha256.json"
+
+
+def _digest(step_dir: Path) -> dict[str, str]:
+    files = sorted(p for p in step_dir.rglob("*") if p.is_file() and p.name != DIGEST)
+    return {str(p.relative_to(step_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _write_digest(step_dir: Path) -> None:
+    """Record a SHA-256 of every file of a finished checkpoint, so a damaged one is recognised
+    before orbax reads it (orbax's own failure on a torn file is a wall of TensorStore errors)."""
+    from a2c_jax.logging import write_json_atomic
+
+    write_json_atomic(step_dir / DIGEST, _digest(step_dir))
+
+
+def verify_digest(step_dir: Path) -> None:
+    """ValueError naming the first file that is missing or differs from its recorded checksum.
+
+    Checkpoints without a digest (written by older versions) pass unverified.
+    """
+    path = step_dir / DIGEST
+    if not path.exists():
+        return
+    try:
+        recorded = json.loads(path.read_text())
+    except ValueError:
+        raise ValueError("its checksum file is damaged") from None
+    actual = _digest(step_dir)
+    for name, digest in recorded.items():
+        if actual.get(name) != digest:
+            raise ValueError(f"file {name!r} is {'missing' if name not in actual else 'damaged'}")
 
 
 def checkpoint_steps(directory: Path) -> list[int]:
@@ -99,6 +141,7 @@ def latest_step(directory: Path) -> int | None:
 
 
 def _restore_step(directory: Path, step: int, abstract: Any) -> tuple[Any, dict[str, Any]]:
+    verify_digest(directory / str(step))
     with _manager(directory) as mngr:
         restored = mngr.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())

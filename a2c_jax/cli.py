@@ -545,7 +545,11 @@ def parse_args(argv: list[str] | None) -> Any:
 
 def _one_line_parse_error(text: str, argv: list[str] | None) -> str:
     """The gist of a tyro error box on one line, plus where to find help."""
-    body = [line.strip().strip("│").strip() for line in text.splitlines() if line.strip().startswith("│")]
+    raw = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(("╭", "╰"))]
+    body = [line.strip("│|").strip() for line in raw]
+    is_rule = [bool(line) and set(line) <= {"─", "-"} for line in body]
+    if len(body) > 1 and is_rule[1] and not raw[0].startswith("│"):  # a plain-text box: title, rule, body
+        body = body[2:]
     paragraph: list[str] = []
     for line in body:
         if not line or set(line) <= {"─"}:

@@ -1,0 +1,491 @@
+"""Bad input and real faults, table-driven: every case asserts the exit status, a single line on
+stderr that names the problem, no traceback, and the state of the run directory afterwards.
+
+Faults are injected for real: SIGINT / SIGTERM / SIGKILL sent to a training subprocess at different
+moments (during the first compile, right after a checkpoint, while checkpointing), a full disk (a
+small tmpfs, or an injected ENOSPC where mounting is not allowed), corrupted and truncated files.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import a2c_jax.checkpoint as checkpoint
+from a2c_jax.checkpoint import checkpoint_steps
+from a2c_jax.cli import main
+
+SMALL = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
+RUN = [*SMALL, "--quiet", "--eval-episodes", "4", "--log-points", "12"]
+CLI = [str(Path(sys.executable).with_name("a2c-jax"))]
+TIMEOUT = 120
+
+
+def one_line(err: str) -> str:
+    """The single stderr line of a failed command (warnings excluded); fails on tracebacks."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("a2c-jax: warning:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished run of the shared small config (12 updates, a checkpoint after every one)."""
+    run = tmp_path_factory.mktemp("faults") / "finished"
+    assert main(["train", *RUN, "--run-dir", str(run), "--checkpoint-seconds", "0"]) == 0
+    return run
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+# --- bad input: exit 2, one line, nothing written ----------------------------------------------
+
+LONG_NAME = "x" * 300
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+# (argv with {tmp} for the test's directory, the message's key phrase); {new} must never be created.
+TRAIN_BAD = {
+    "seed 2**32 would wrap to 0": (["--seed", "4294967296"], "seed=4294967296 is invalid: must be an integer in [0,"),
+    "seed 2**64-1": (["--seed", str(2**64 - 1)], "seed=18446744073709551615 is invalid"),
+    "negative seed": (["--seed", "-1"], "seed=-1 is invalid"),
+    "a billion envs": (
+        ["--num-envs", "1000000000", "--total-timesteps", "100000000000"],
+        "num_envs=1000000000 needs about",
+    ),
+    "int32 update counter": (["--total-timesteps", "10000000000000"], "(update counters are int32)"),
+    "a billion eval episodes": (["--eval-episodes", "1000000000"], "eval_episodes=1000000000 needs about"),
+    "zero eval episodes": (["--eval-episodes", "0"], "eval_episodes=0 is invalid"),
+    "zero log points": (["--log-points", "0"], "log_points=0 is invalid"),
+    "negative checkpoint seconds": (["--checkpoint-seconds", "-1"], "checkpoint_seconds=-1.0 is invalid"),
+    "nan checkpoint seconds": (["--checkpoint-seconds", "nan"], "checkpoint_seconds=nan is invalid"),
+    "zero hidden width": (["--hidden-sizes", "64", "0"], "hidden_sizes=(64, 0) is invalid"),
+    "nan learning rate": (["--lr", "nan"], "lr=nan is invalid"),
+    "infinite vf_coef": (["--vf-coef", "inf"], "vf_coef=inf is invalid"),
+    "rms decay 1": (["--rms-decay", "1"], "rms_decay=1.0 is invalid"),
+    "non-integer env count": (["--num-envs", "abc"], "Error parsing --num-envs: invalid literal for int()"),
+    "unknown flag": (["--learning-rate", "1"], "Unrecognized options: --learning-rate"),
+    "missing value": (["--lr"], "Missing value for argument '--lr'"),
+    "bad choice": (["--network", "transformer"], "invalid choice 'transformer' for argument '--network'"),
+    "bad preset": (["--preset", "best"], "invalid choice 'best' for argument '--preset'"),
+    "run dir is a file": (["--run-dir", "{tmp}/afile"], "is a file: must be a directory"),
+    "run dir under a file": (["--run-dir", "{tmp}/afile/x"], "cannot be written (Not a directory)"),
+    "run dir name too long": (["--run-dir", "{tmp}/" + LONG_NAME], "(File name too long)"),
+    "run dir on /proc": (["--run-dir", "/proc/a2c-jax-test"], "run_dir='/proc/a2c-jax-test' cannot be"),
+    "config: lr not a number": (["--config", '{"lr": "abc"}'], "lr='abc' is invalid: must be a number"),
+    "config: hidden_sizes an int": (["--config", '{"hidden_sizes": 64}'], "hidden_sizes=64 is invalid"),
+    "config: bool given as list": (["--config", '{"shared_torso": [1]}'], "shared_torso=[1] is invalid"),
+    "config: env id a number": (["--config", '{"env_id": 5}'], "env_id=5 is invalid: must be a string"),
+    "config: 'false' as a string": (
+        ["--config", '{"normalize_reward": "false"}'],
+        "normalize_reward='false' is invalid: must be true or false",
+    ),
+    "config: fractional env count": (["--config", '{"num_envs": 2.5}'], "num_envs=2.5 is invalid: must be an integer"),
+    "config: seed a string": (["--config", '{"seed": "x"}'], "seed='x' is invalid"),
+    "config: unknown preset": (["--config", '{"preset": "best"}'], "preset='best' is invalid"),
+    "config: unknown key": (["--config", '{"learning_rate": 1}'], "unknown setting 'learning_rate'"),
+    "config: a list": (["--config", "[1, 2]"], "must hold a JSON object of settings, not list"),
+    "config: torn JSON": (["--config", '{"lr": 0.1'], "is not a readable JSON file"),
+    "config: a directory": (["--config", "{tmp}"], "is a directory, not a JSON file"),
+    "config: missing": (["--config", "{tmp}/none.json"], "none.json' does not exist"),
+    "config: run record with bad settings": (["--config", "RECORD:settings=oops"], "settings: must be a JSON object"),
+    "config: run record with string lr": (["--config", "RECORD:hparams.lr=abc"], "lr='abc' is invalid"),
+}
+
+
+def materialise(argv: list[str], tmp: Path, finished: Path) -> list[str]:
+    """Fill {tmp}; turn inline JSON after --config into a file; RECORD:a.b=v edits a copy of a run's config.json."""
+    out = []
+    for i, arg in enumerate(argv):
+        arg = arg.replace("{tmp}", str(tmp))
+        if i > 0 and argv[i - 1] == "--config" and arg.startswith(("{", "[")):
+            arg = write(tmp / f"config{i}.json", arg)
+        elif arg.startswith("RECORD:"):
+            record = json.loads((finished / "config.json").read_text())
+            path, _, value = arg[len("RECORD:") :].partition("=")
+            *parents, leaf = path.split(".")
+            node = record
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+            arg = write(tmp / "record.json", json.dumps(record))
+        out.append(arg)
+    return out
+
+
+@pytest.mark.parametrize("case", TRAIN_BAD)
+def test_train_bad_input(case, tmp_path, capsys, finished):
+    (tmp_path / "afile").write_text("")
+    argv, message = TRAIN_BAD[case]
+    argv = materialise(argv, tmp_path, finished)
+    if "--run-dir" not in argv:
+        argv += ["--run-dir", str(tmp_path / "new")]
+    assert main(["train", "--quiet", *argv]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("a2c-jax: error: ") and message in line, line
+    assert not (tmp_path / "new").exists()
+    assert not (tmp_path / LONG_NAME[:200]).exists()
+
+
+EVAL_BAD = {
+    "missing run": (["{tmp}/missing"], "does not exist"),
+    "a file as run": (["{tmp}/afile"], "is a file, not a run directory"),
+    "not a run dir": (["{tmp}"], "is not an a2c-jax run directory"),
+    "zero episodes": (["{run}", "--episodes", "0"], "episodes=0 is invalid"),
+    "seed 2**64": (["{run}", "--seed", str(2**64)], "seed=18446744073709551616 is invalid"),
+    "a billion episodes": (["{run}", "--episodes", "1000000000"], "eval_episodes=1000000000 needs about"),
+    "gif onto a directory": (["{run}", "--gif", "{tmp}"], "is a directory: give a file name"),
+    "gif under a file": (["{run}", "--gif", "{tmp}/afile/x.gif"], "is a file: must be a directory"),
+    "gif on /proc": (["{run}", "--gif", "/proc/a2c-jax-test.gif"], "gif='/proc' cannot be written"),
+    "run without a checkpoint": (["{fresh}"], "no checkpoint found"),
+    "corrupt config.json": (["{corrupt}"], "config.json' is corrupt"),
+    "missing subcommand argument": ([], "missing required argument"),
+}
+
+
+@pytest.mark.parametrize("case", EVAL_BAD)
+def test_eval_bad_input(case, tmp_path, capsys, finished):
+    (tmp_path / "afile").write_text("")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    shutil.copy(finished / "config.json", fresh / "config.json")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text('{"config": {"num_envs": "four"}, "hparams": {}, "settings": {}}')
+    argv, message = EVAL_BAD[case]
+    subs = {"{tmp}": str(tmp_path), "{run}": str(finished), "{fresh}": str(fresh), "{corrupt}": str(corrupt)}
+    argv = [next((a.replace(k, v) for k, v in subs.items() if k in a), a) for a in argv]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["eval", *argv]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("a2c-jax: error: ") and message in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stray temporary GIF or directory
+
+
+RESUME_BAD = {
+    "missing run": (["--resume", "{tmp}/missing"], "does not exist"),
+    "a changed learning rate": (["--resume", "{run}", "--lr", "0.1"], "--lr cannot be given with it"),
+    "a changed seed": (["--resume", "{run}", "--seed", "3"], "--seed cannot be given with it"),
+    "a changed env": (["--resume", "{run}", "--env-id", "Acrobot-v1"], "--env-id cannot be given with it"),
+    "a changed env count": (["--resume", "{run}", "--num-envs", "8"], "--num-envs cannot be given with it"),
+    "a run dir too": (["--resume", "{run}", "--run-dir", "{tmp}/x"], "--run-dir cannot be given with it"),
+    "a config file too": (["--resume", "{run}", "--config", "{run}/config.json"], "--config cannot be given"),
+    "fewer steps than trained": (["--resume", "{run}", "--total-timesteps", "64"], "has already trained 384 steps"),
+}
+
+
+@pytest.mark.parametrize("case", RESUME_BAD)
+def test_resume_bad_input(case, tmp_path, capsys, finished):
+    run = copy_run(finished, tmp_path / "run")
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    argv, message = RESUME_BAD[case]
+    argv = [a.replace("{run}", str(run)).replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["train", "--quiet", *argv]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("a2c-jax: error: ") and message in line, line
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert not (tmp_path / "x").exists()
+
+
+POPULATION_BAD = {
+    "sweep out is a file": (["sweep", "--grid", "lr=1e-3,2e-3", "--out", "{tmp}/afile"], "is a file"),
+    "sweep out under a file": (["sweep", "--grid", "lr=1e-3", "--out", "{tmp}/afile/o"], "is a file"),
+    "sweep out not empty": (["sweep", "--grid", "lr=1e-3", "--out", "{tmp}/full"], "already exists and is not empty"),
+    "pbt interval 0": (["pbt", "--grid", "lr=1e-3,2e-3", "--interval", "0"], "interval=0 is invalid"),
+    "pbt interval -5": (["pbt", "--grid", "lr=1e-3,2e-3", "--interval", "-5"], "interval=-5 is invalid"),
+    "sample seed 2**32": (["sweep", "--grid", "lr=1e-3", "--sample-seed", str(2**32)], "sample_seed=4294967296"),
+    "ten million seeds": (["sweep", "--grid", "lr=1e-3", "--seeds", "10000000"], "members is too large"),
+    "a trillion random settings": (
+        ["sweep", "--range", "lr=1e-4:1e-3", "--random", "1000000000000"],
+        "members is too large",
+    ),
+    "a huge grid": (
+        [
+            "sweep",
+            *[a for n in ("vf_coef", "ent_coef", "gae_lambda", "gamma") for a in ("--grid", f"{n}=" + "0.5," * 40)],
+        ],
+        "members is too large",
+    ),
+    "eval episodes 0": (["sweep", "--grid", "lr=1e-3", "--eval-episodes", "0"], "eval_episodes=0 is invalid"),
+    "bad grid value": (["sweep", "--grid", "shared_torso=maybe"], "shared_torso='maybe' is invalid"),
+}
+
+
+@pytest.mark.parametrize("case", POPULATION_BAD)
+def test_population_bad_input(case, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep").write_text("")
+    argv, message = POPULATION_BAD[case]
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "o")]
+    assert main([*argv, *SMALL, "--quiet"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("a2c-jax: error: ") and message in line, line
+    assert not (tmp_path / "o").exists()
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep"]
+
+
+# --- resume rules and damaged files --------------------------------------------------------------
+
+
+def test_resume_finished_run_says_so_and_changes_nothing(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path / "run")
+    summary = (run / "summary.json").read_text()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "has already finished (12 updates); nothing to do" in capsys.readouterr().out
+    assert (run / "summary.json").read_text() == summary
+
+
+def test_resume_diverged_run_reports_divergence_again(tmp_path, capsys):
+    run = tmp_path / "diverged"
+    assert main(["train", *RUN, "--run-dir", str(run), "--lr", "1e38"]) == 1
+    first = one_line(capsys.readouterr().err)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 1
+    again = one_line(capsys.readouterr().err)
+    assert first == again and again.startswith("a2c-jax: training diverged: non-finite loss")
+    assert checkpoint_steps(run / "checkpoints") == [0] and not (run / "summary.json").exists()
+
+
+def test_longer_total_on_resume_continues_a_constant_schedule(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path / "run")
+    assert main(["train", "--resume", str(run), "--total-timesteps", "512", "--quiet"]) == 0
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 512
+    assert json.loads((run / "config.json").read_text())["config"]["total_timesteps"] == 512
+    linear = tmp_path / "linear"
+    assert main(["train", *RUN, "--run-dir", str(linear), "--lr-schedule", "linear"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(linear), "--total-timesteps", "512"]) == 2
+    assert "cannot change on --resume with lr_schedule='linear'" in one_line(capsys.readouterr().err)
+
+
+def test_torn_metrics_line_is_skipped_on_resume(finished, tmp_path):
+    run = copy_run(finished, tmp_path / "run")
+    shutil.rmtree(run / "checkpoints" / "12")
+    (run / "summary.json").unlink()
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"update": 13, "env_steps": 41')  # a crash in the middle of a write
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in records] == list(range(1, 13))
+
+
+def test_corrupt_newest_checkpoint_falls_back_with_one_warning(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path / "run")
+    for blob in (run / "checkpoints" / "12" / "state").rglob("d/*"):
+        blob.write_bytes(blob.read_bytes()[:10])
+    assert main(["eval", str(run), "--episodes", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "after 352 steps" in captured.out  # checkpoint 11
+    warning = captured.err.strip()
+    assert warning.count("\n") == 0 and "skipped unreadable checkpoint 12" in warning and len(warning) < 300
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # retrains update 12 and finishes
+    assert checkpoint_steps(run / "checkpoints")[0] == 12
+    assert (run / "corrupt_checkpoints" / "12").is_dir()
+
+
+def test_every_checkpoint_corrupt_is_one_line_exit_2(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path / "run")
+    for step_dir in (run / "checkpoints").iterdir():
+        (step_dir / "meta" / "metadata").write_text("garbage")
+    assert main(["eval", str(run)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "no checkpoint in" in line and "checkpoint 12 (ValueError: file 'meta/metadata' is damaged)" in line
+
+
+def test_run_that_never_checkpointed_restarts_in_place(finished, tmp_path, capsys):
+    run = tmp_path / "never"
+    run.mkdir()
+    shutil.copy(finished / "config.json", run / "config.json")
+    (run / "metrics.jsonl").write_text('{"update": 1')
+    assert main(["eval", str(run)]) == 2  # nothing to evaluate yet
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "never reached its first checkpoint: starting it again" in capsys.readouterr().err
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 384
+    again = tmp_path / "never2"
+    again.mkdir()
+    shutil.copy(finished / "config.json", again / "config.json")
+    assert main(["train", *RUN, "--run-dir", str(again)]) == 0  # a plain rerun into it works too
+
+
+def test_files_follow_the_umask(finished):
+    for name in ("config.json", "summary.json", "metrics.jsonl"):
+        mode = stat.S_IMODE((finished / name).stat().st_mode)
+        assert mode == 0o666 & ~current_umask(), (name, oct(mode))
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_diverged_sweep_members_are_flagged_and_never_best(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", *SMALL, "--grid", "lr=1e-3,1e38", "--seeds", "2", "--eval-episodes", "2"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 4 members diverged" in err and "Traceback" not in err
+    ranking = (out / "ranking.csv").read_text().splitlines()
+    header = ranking[0].split(",")
+    last = dict(zip(header, ranking[-1].split(","), strict=True))
+    assert float(last["lr"]) == 1e38 and last["diverged"] == "2"
+    assert json.loads((out / "best.json").read_text())["lr"] == pytest.approx(1e-3)
+    results = (out / "results.csv").read_text()
+    assert results.count("True") == 2
+
+
+def test_sweep_where_every_setting_diverges_writes_no_best(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", *SMALL, "--grid", "lr=1e38", "--seeds", "1", "--eval-episodes", "2"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 1
+    assert "every setting diverged: no best.json written" in capsys.readouterr().err
+    assert (out / "results.csv").exists() and not (out / "best.json").exists()
+
+
+# --- real faults: a full disk and signals at different moments ---------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs (room for config.json and about two checkpoints), or None where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        yield None
+        return
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_full_disk_while_checkpointing(small_disk, finished, tmp_path, monkeypatch, capsys):
+    if small_disk is None:
+        # no tmpfs here: the same fault injected into orbax's writer (ENOSPC after two checkpoints)
+        real, saves = checkpoint.ocp.CheckpointManager.save, {"n": 0}
+
+        def failing_save(self, *args, **kwargs):
+            saves["n"] += 1
+            if saves["n"] > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", failing_save)
+        run = tmp_path / "run"
+    else:
+        run = small_disk / "run"
+    argv = ["train", *RUN, "--checkpoint-seconds", "0", "--run-dir", str(run)]
+    assert main(argv) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "could not write checkpoint" in line and "No space left on device" in line
+    assert "the newest intact checkpoint is" in line
+    steps = checkpoint_steps(run / "checkpoints")
+    assert steps and not list((run / "checkpoints").glob("*tmp*"))  # the partial write was removed
+    assert main(["eval", str(run), "--episodes", "2"]) == 0  # the last good checkpoint reads back
+    if small_disk is not None:
+        subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    else:
+        monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 384
+
+
+def spawn(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, proc: subprocess.Popen, seconds: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"the moment never came (exit {proc.returncode}): {err[-2000:]}")
+        time.sleep(0.01)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=30)
+        pytest.fail("the process did not stop")
+    return proc.returncode, err
+
+
+LONG = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "64000", "--quiet"]
+LONG += ["--eval-episodes", "2", "--log-points", "2000", "--checkpoint-seconds", "0"]
+
+
+def has_checkpoint(run: Path) -> bool:
+    ckpts = run / "checkpoints"
+    return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
+
+
+def saving(run: Path) -> bool:
+    """True while orbax is writing a checkpoint (its temporary directory exists)."""
+    ckpts = run / "checkpoints"
+    return ckpts.is_dir() and any("tmp" in p.name for p in ckpts.iterdir())
+
+
+SIGNAL_CASES = {
+    # name: (signal, when, expected exit)
+    "SIGINT during the first compile": (signal.SIGINT, "compile", 130),
+    "SIGINT right after a checkpoint": (signal.SIGINT, "checkpoint", 130),
+    "SIGTERM mid-run": (signal.SIGTERM, "checkpoint", 143),
+    "SIGKILL while checkpointing": (signal.SIGKILL, "saving", -9),
+}
+
+
+@pytest.mark.parametrize("case", SIGNAL_CASES)
+def test_signals_leave_a_resumable_run(case, tmp_path):
+    signum, moment, status = SIGNAL_CASES[case]
+    run = tmp_path / "run"
+    proc = spawn(["train", *LONG, "--run-dir", str(run)])
+    if moment == "compile":
+        wait_for(lambda: (run / "config.json").exists(), proc)  # written just before the first compile
+    elif moment == "checkpoint":
+        wait_for(lambda: has_checkpoint(run), proc)
+    else:
+        wait_for(lambda: saving(run), proc)
+    proc.send_signal(signum)
+    code, err = finish(proc)
+    assert code == status, err
+    if signum != signal.SIGKILL:
+        assert "Traceback" not in err and "Segmentation" not in err
+        assert "checkpoint saved: continue with `a2c-jax train --resume" in err
+        assert has_checkpoint(run)
+    # resumable (or restartable in place) whatever the moment; a shorter total keeps this quick
+    record = json.loads((run / "config.json").read_text())
+    done = max(checkpoint_steps(run / "checkpoints"), default=0)
+    if record["config"]["lr_schedule"] == "constant":
+        target = str(max(done + 2, 2) * 32)
+        proc = spawn(["train", "--resume", str(run), "--total-timesteps", target, "--quiet"])
+        code, err = finish(proc)
+        assert code == 0, err
+        assert json.loads((run / "summary.json").read_text())["env_steps"] == int(target)
+        assert np.isfinite(json.loads((run / "summary.json").read_text())["eval_return_mean"])
