@@ -1,26 +1,81 @@
-"""a2c_jax: pure-functional Advantage Actor-Critic in JAX on gymnax environments."""
+"""a2c_jax: pure-functional Advantage Actor-Critic in JAX on gymnax environments.
 
-from a2c_jax.advantages import gae
-from a2c_jax.config import A2CConfig, ConfigError, HParams, preset
-from a2c_jax.distributions import CATEGORICAL, DIAG_GAUSSIAN, DistributionFns
-from a2c_jax.envs import EnvSpec, VecEnv, make_env
-from a2c_jax.evaluate import EvalResult, evaluate
-from a2c_jax.losses import Batch, LossMetrics, a2c_loss
-from a2c_jax.networks import ActorCritic, Policy, feedforward_policy, make_policy, recurrent_policy, reset_carry
-from a2c_jax.pbt import PBTResult, make_pbt
-from a2c_jax.rollout import Transition, rollout
-from a2c_jax.sweep import Member, SweepResult, expand_settings, make_members, rank_settings, run_sweep
-from a2c_jax.train import (
-    TrainState,
-    UpdateMetrics,
-    init_state,
-    make_agent,
-    make_batch,
-    make_optimizer,
-    make_run_chunk,
-    make_train,
-    update,
-)
+The public names below are imported on first use (PEP 562), so `import a2c_jax.cli` (and
+`a2c-jax --help`) does not pay for importing gymnax, flax and optax, and so nothing touches a JAX
+backend before `jax.distributed.initialize` may run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from a2c_jax.advantages import gae
+    from a2c_jax.config import A2CConfig, ConfigError, HParams, preset
+    from a2c_jax.distributions import CATEGORICAL, DIAG_GAUSSIAN, DistributionFns
+    from a2c_jax.envs import EnvSpec, VecEnv, make_env
+    from a2c_jax.evaluate import EvalResult, evaluate
+    from a2c_jax.losses import Batch, LossMetrics, a2c_loss
+    from a2c_jax.networks import ActorCritic, Policy, feedforward_policy, make_policy, recurrent_policy, reset_carry
+    from a2c_jax.pbt import PBTResult, make_pbt
+    from a2c_jax.rollout import Transition, rollout
+    from a2c_jax.sweep import Member, SweepResult, expand_settings, make_members, rank_settings, run_sweep
+    from a2c_jax.train import (
+        TrainState,
+        UpdateMetrics,
+        init_state,
+        make_agent,
+        make_batch,
+        make_optimizer,
+        make_run_chunk,
+        make_train,
+        update,
+    )
+
+_LAZY: dict[str, str] = {
+    "A2CConfig": "a2c_jax.config",
+    "ActorCritic": "a2c_jax.networks",
+    "Batch": "a2c_jax.losses",
+    "CATEGORICAL": "a2c_jax.distributions",
+    "ConfigError": "a2c_jax.config",
+    "DIAG_GAUSSIAN": "a2c_jax.distributions",
+    "DistributionFns": "a2c_jax.distributions",
+    "EnvSpec": "a2c_jax.envs",
+    "EvalResult": "a2c_jax.evaluate",
+    "HParams": "a2c_jax.config",
+    "LossMetrics": "a2c_jax.losses",
+    "Member": "a2c_jax.sweep",
+    "PBTResult": "a2c_jax.pbt",
+    "Policy": "a2c_jax.networks",
+    "SweepResult": "a2c_jax.sweep",
+    "TrainState": "a2c_jax.train",
+    "Transition": "a2c_jax.rollout",
+    "UpdateMetrics": "a2c_jax.train",
+    "VecEnv": "a2c_jax.envs",
+    "a2c_loss": "a2c_jax.losses",
+    "evaluate": "a2c_jax.evaluate",
+    "expand_settings": "a2c_jax.sweep",
+    "feedforward_policy": "a2c_jax.networks",
+    "gae": "a2c_jax.advantages",
+    "init_state": "a2c_jax.train",
+    "make_agent": "a2c_jax.train",
+    "make_batch": "a2c_jax.train",
+    "make_env": "a2c_jax.envs",
+    "make_members": "a2c_jax.sweep",
+    "make_optimizer": "a2c_jax.train",
+    "make_pbt": "a2c_jax.pbt",
+    "make_policy": "a2c_jax.networks",
+    "make_run_chunk": "a2c_jax.train",
+    "make_train": "a2c_jax.train",
+    "preset": "a2c_jax.config",
+    "rank_settings": "a2c_jax.sweep",
+    "recurrent_policy": "a2c_jax.networks",
+    "reset_carry": "a2c_jax.networks",
+    "rollout": "a2c_jax.rollout",
+    "run_sweep": "a2c_jax.sweep",
+    "update": "a2c_jax.train",
+}
 
 __version__ = "0.1.0"
 
@@ -67,3 +122,15 @@ __all__ = [
     "run_sweep",
     "update",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'a2c_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

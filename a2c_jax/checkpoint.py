@@ -76,7 +76,8 @@ def save_checkpoint(directory: Path, step: int, state: Any, meta: dict[str, Any]
                 force=True,
             )
             mngr.wait_until_finished()
-        _write_digest(directory / str(step))
+        if jax.process_index() == 0:
+            _write_digest(directory / str(step))
     except Exception as err:  # orbax wraps OS errors in several exception types
         for partial in directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what the failed write took
             shutil.rmtree(partial, ignore_errors=True)
@@ -152,6 +153,10 @@ def _restore_step(directory: Path, step: int, abstract: Any) -> tuple[Any, dict[
     return restored["state"], dict(meta)
 
 
+def _sharding(x: Any) -> Any:
+    return getattr(x, "sharding", None)
+
+
 def restore_checkpoint(
     directory: Path, like: Any, warn: Callable[[str], None] | None = None
 ) -> tuple[Any, dict[str, Any], int]:
@@ -163,7 +168,7 @@ def restore_checkpoint(
     steps = checkpoint_steps(directory)
     if not steps:
         raise CheckpointError(f"no checkpoint found in {str(directory)!r}")
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=_sharding(x)), like)
     failures: list[str] = []
     for step in steps:
         try:

@@ -78,7 +78,25 @@ def _optional_fields() -> list[tuple[str, Any, Any]]:
 
 
 @dataclasses.dataclass
-class _RunOptions:
+class _ClusterOptions:
+    """Devices and processes (shared by train, sweep and pbt)."""
+
+    devices: str | None = None
+    """'all' or a device count: train shards its envs, sweep and pbt their members, over them (default 1)"""
+    coordinator_address: str | None = None
+    """multi-process run: host:port of process 0's coordinator (with --num-processes and --process-id)"""
+    num_processes: int | None = None
+    """multi-process run: how many processes take part"""
+    process_id: int | None = None
+    """multi-process run: this process's index, 0 .. num_processes - 1"""
+    distributed: bool = False
+    """multi-process run: detect the processes from the cluster's environment (SLURM, TPU pods)"""
+    distributed_timeout: int = 60
+    """seconds to wait for every process of a multi-process run to join"""
+
+
+@dataclasses.dataclass
+class _RunOptions(_ClusterOptions):
     """Options of the run itself (not of the algorithm)."""
 
     preset: PresetName | None = None
@@ -126,7 +144,7 @@ class EvalArgs:
 
 
 @dataclasses.dataclass
-class _PopulationArgs:
+class _PopulationArgs(_ClusterOptions):
     """Options shared by `sweep` and `pbt`."""
 
     preset: PresetName | None = None
@@ -255,7 +273,7 @@ def default_run_dir(env_id: str, seed: int) -> Path:
     return path
 
 
-RUN_OPTIONS = ("eval_episodes", "log_points", "checkpoint_seconds")
+RUN_OPTIONS = ("eval_episodes", "log_points", "checkpoint_seconds", "devices")
 RESUME_MAY_CHANGE = ("total_timesteps", *RUN_OPTIONS)
 
 
@@ -391,6 +409,7 @@ def sweep_command(args: Any) -> int:
     """`a2c-jax sweep`."""
     import numpy as np
 
+    from a2c_jax.distributed import is_primary
     from a2c_jax.logging import count_bar, write_json_atomic
     from a2c_jax.plotting import plot_sweep
     from a2c_jax.runner import check_output_dir
@@ -404,8 +423,10 @@ def sweep_command(args: Any) -> int:
     names = list(settings[0])
     check_output_dir(out, "out")
     print(f"a2c-jax: sweeping {config.env_id}: {len(settings)} settings x {args.seeds} seeds -> {out}")
-    with count_bar(len(members), "members", not args.quiet) as advance:
-        result = run_sweep(members, settings, args.eval_episodes, args.max_population, advance)
+    with count_bar(len(members), "members", not args.quiet and is_primary()) as advance:
+        result = run_sweep(members, settings, args.eval_episodes, args.max_population, advance, args.devices or "1")
+    if not is_primary():
+        return 0
     ranked = rank_settings(result)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "results.csv", member_rows(result))
@@ -440,11 +461,12 @@ def pbt_command(args: Any) -> int:
     import jax
     import numpy as np
 
+    from a2c_jax.distributed import is_primary
     from a2c_jax.logging import write_json_atomic
     from a2c_jax.pbt import make_pbt
     from a2c_jax.plotting import plot_pbt_schedule
     from a2c_jax.runner import check_output_dir
-    from a2c_jax.sweep import bootstrap_ci, iqm, stack_hparams, write_csv
+    from a2c_jax.sweep import bootstrap_ci, iqm, population_layout, stack_hparams, write_csv
 
     if args.compile_cache:
         enable_compile_cache()
@@ -461,11 +483,20 @@ def pbt_command(args: Any) -> int:
         raise ConfigError(f"interval={interval!r} is invalid: must be in [1, {config.num_updates}] updates")
     check_output_dir(out, "out")
     print(f"a2c-jax: PBT on {config.env_id}: {len(members)} members, exploit every {interval} updates -> {out}")
-    program = jax.jit(make_pbt(config, interval, names, args.fraction, args.eval_episodes))
+    layout = population_layout(args.devices or "1", config.num_envs, len(members))
+    if layout is not None and len(members) % layout.pop_devices:
+        raise ConfigError(
+            f"the population of {len(members)} members does not divide over {layout.pop_devices} devices: "
+            f"use a population that is a multiple of {layout.pop_devices}, or fewer --devices"
+        )
+    pbt = make_pbt(config, interval, names, args.fraction, args.eval_episodes, layout)
+    program = jax.jit(pbt) if layout is None else jax.jit(pbt, out_shardings=layout.replicated)
     seeds = np.array([m.seed for m in members], np.int32)
     start = time.perf_counter()
     result = jax.block_until_ready(program(seeds, stack_hparams(members), jax.random.PRNGKey(args.sample_seed)))
     wall = time.perf_counter() - start
+    if not is_primary():
+        return 0
     final = np.asarray(result.final_return, np.float64)
     bad = np.asarray(result.diverged, bool)
     generations = np.asarray(result.fitness).shape[0]
@@ -578,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = parse_args(argv)
+        if isinstance(args, _ClusterOptions):
+            join_processes(args)
         if isinstance(args, EvalArgs):
             return eval_command(args)
         if isinstance(args, SweepArgs):
@@ -593,6 +626,18 @@ def main(argv: list[str] | None = None) -> int:
         return _fault(err)
 
 
+def join_processes(args: _ClusterOptions) -> None:
+    """Validate --devices and start `jax.distributed` when the flags ask for several processes."""
+    from a2c_jax.distributed import DistributedOptions, initialize, parse_devices
+
+    if args.devices is not None:
+        parse_devices(args.devices)
+    options = DistributedOptions(
+        args.coordinator_address, args.num_processes, args.process_id, args.distributed, args.distributed_timeout
+    )
+    initialize(options.validate())
+
+
 def _error(text: str, status: int, prefix: str = "a2c-jax: error: ") -> int:
     print(prefix + " ".join(text.split()), file=sys.stderr)
     return status
@@ -601,6 +646,7 @@ def _error(text: str, status: int, prefix: str = "a2c-jax: error: ") -> int:
 def _fault(err: Exception) -> int:
     """One line for a failure that is not bad input; the traceback only with A2C_JAX_TRACEBACK=1."""
     from a2c_jax.checkpoint import CheckpointWriteError, root_cause
+    from a2c_jax.distributed import DistributedError
     from a2c_jax.runner import TrainingDiverged, TrainingInterrupted
 
     if os.environ.get("A2C_JAX_TRACEBACK"):
@@ -609,7 +655,7 @@ def _fault(err: Exception) -> int:
         return _error(str(err), 128 + int(err.signum), prefix="a2c-jax: ")
     if isinstance(err, TrainingDiverged):
         return _error(str(err), EXIT_DIVERGED, prefix="a2c-jax: training diverged: ")
-    if isinstance(err, CheckpointWriteError):
+    if isinstance(err, CheckpointWriteError | DistributedError):
         return _error(str(err), EXIT_FAULT)
     if isinstance(err, OSError):
         where = f": {err.filename!r}" if err.filename else ""

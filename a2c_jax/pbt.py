@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import HPARAM_RANGES, A2CConfig, HParams
+from a2c_jax.distributed import Layout
 from a2c_jax.evaluate import evaluate_final
-from a2c_jax.sweep import diverged
+from a2c_jax.sweep import constrain_population, diverged
 from a2c_jax.train import TrainState, init_state, make_run_chunk
 
 PERTURB_FACTORS = (0.8, 1.25)
@@ -76,12 +77,18 @@ def exploit(states: TrainState, source: jax.Array) -> TrainState:
 
 
 def make_pbt(
-    config: A2CConfig, interval: int, names: Sequence[str], fraction: float = 0.25, eval_episodes: int = 32
+    config: A2CConfig,
+    interval: int,
+    names: Sequence[str],
+    fraction: float = 0.25,
+    eval_episodes: int = 32,
+    layout: Layout | None = None,
 ) -> Callable[[jax.Array, HParams, jax.Array], PBTResult]:
     """pbt(seeds [P] int, hparams leaves [P], key) -> PBTResult, one compiled program when jitted.
 
     Members start like `a2c-jax train --seed s` (key PRNGKey(seed)); `key` drives selection and
-    perturbation.
+    perturbation. With a `layout` the members' states stay sharded over its "pop" (and "env")
+    devices; the exploit step's gather across members crosses devices where it must.
     """
     run_chunk = make_run_chunk(config, interval)
     total = config.num_updates
@@ -90,7 +97,7 @@ def make_pbt(
     def pbt(seeds: jax.Array, hparams: HParams, key: jax.Array) -> PBTResult:
         hparams = hparams.as_arrays()
         keys = jax.vmap(jax.random.PRNGKey)(seeds)
-        states = jax.vmap(lambda k, h: init_state(config, h, k))(keys, hparams)
+        states = constrain_population(jax.vmap(lambda k, h: init_state(config, h, k))(keys, hparams), layout)
 
         def generation(carry: tuple, g: jax.Array) -> tuple:
             states, hps, key = carry
@@ -103,7 +110,7 @@ def make_pbt(
             last = g == generations - 1
             source = jnp.where(last, jnp.arange(seeds.shape[0]), select_sources(sel_key, fit, fraction))
             replaced = source != jnp.arange(seeds.shape[0])
-            new_states = exploit(states, source)
+            new_states = constrain_population(exploit(states, source), layout)
             new_hps = perturb(pert_key, jax.tree.map(lambda x: x[source], hps), names, replaced)
             return (new_states, new_hps, key), (fit, hps, source, bad)
 

@@ -61,7 +61,7 @@ def eval_bytes(config: A2CConfig, episodes: int) -> int:
 
 def available_bytes() -> int:
     """Memory a program may use: 80% of the accelerator's limit, or half of the host's RAM."""
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"] * 0.8)
     try:

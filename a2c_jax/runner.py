@@ -25,7 +25,17 @@ import numpy as np
 
 from a2c_jax.checkpoint import CheckpointError, latest_step, restore_checkpoint, save_checkpoint, set_aside_newer
 from a2c_jax.config import A2CConfig, ConfigError, HParams, check_seed, coerce_dataclass_fields, flat_settings
-from a2c_jax.evaluate import evaluate_final_jit
+from a2c_jax.distributed import (
+    Layout,
+    abstract_with_shardings,
+    any_process,
+    barrier,
+    is_primary,
+    make_layout,
+    parse_devices,
+    state_shardings,
+)
+from a2c_jax.evaluate import evaluate_final, evaluate_final_jit
 from a2c_jax.logging import (
     MetricsLog,
     first_nonfinite,
@@ -62,6 +72,7 @@ class RunSettings:
         checkpoint_seconds: minimum wall-clock between periodic checkpoints (one is always written
             at the end, on Ctrl-C and before stopping on a non-finite loss).
         progress: show the progress bar.
+        devices: "all" or a count: the env axis of the state is sharded over that many devices.
     """
 
     seed: int = 0
@@ -69,6 +80,7 @@ class RunSettings:
     log_points: int = 100
     checkpoint_seconds: float = 60.0
     progress: bool = True
+    devices: str = "1"
 
     def validate(self) -> RunSettings:
         for name in ("eval_episodes", "log_points"):
@@ -78,6 +90,7 @@ class RunSettings:
         check_seed("seed", self.seed)
         if not self.checkpoint_seconds >= 0:
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} is invalid: must be >= 0")
+        parse_devices(self.devices)
         return self
 
 
@@ -86,12 +99,26 @@ def params_finite(params: Any) -> bool:
     return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(params))
 
 
+def abstract_state(config: A2CConfig) -> TrainState:
+    """The TrainState's shapes and dtypes (nothing is computed)."""
+    return jax.eval_shape(functools.partial(init_state, config), HParams().as_arrays(), jax.random.PRNGKey(0))
+
+
 @functools.lru_cache(maxsize=8)
-def compile_chunk(config: A2CConfig, chunk: int) -> Any:
-    """The compiled `run_chunk(state, hparams, n)` for `config` (cached: one compile per process)."""
-    state = jax.eval_shape(functools.partial(init_state, config), HParams().as_arrays(), jax.random.PRNGKey(0))
+def compile_chunk(config: A2CConfig, chunk: int, layout: Layout | None = None) -> Any:
+    """The compiled `run_chunk(state, hparams, n)` for `config` (cached: one compile per process).
+
+    With a `layout` the state's env axis is sharded over its devices and the metrics come out
+    replicated, so every process can read them.
+    """
+    state = abstract_state(config)
     hp = jax.eval_shape(HParams().as_arrays)
-    return jax.jit(make_run_chunk(config, chunk)).lower(state, hp, jnp.int32(chunk)).compile()
+    run = make_run_chunk(config, chunk)
+    if layout is None:
+        return jax.jit(run).lower(state, hp, jnp.int32(chunk)).compile()
+    shard, rep = state_shardings(state, layout), layout.replicated
+    program = jax.jit(run, in_shardings=(shard, rep, rep), out_shardings=(shard, rep))
+    return program.lower(state, hp, jnp.int32(chunk)).compile()
 
 
 def chunk_size(config: A2CConfig, settings: RunSettings) -> int:
@@ -220,33 +247,48 @@ def open_run(
     hparams.validate()
     settings.validate()
     make_agent(config)  # unknown env ids and unsupported spaces fail before anything is written
+    layout = run_layout(config, settings)
     check_fits(config, chunk_size(config, settings), settings.eval_episodes)
     hp = hparams.as_arrays()
     key = jax.random.PRNGKey(settings.seed)
     ckpt_dir = run_dir / "checkpoints"
+    shardings = None if layout is None else state_shardings(abstract_state(config), layout)
     if resume and latest_step(ckpt_dir) is not None:
         like = jax.eval_shape(functools.partial(init_state, config), hp, key)
+        if shardings is not None:  # restored straight into this run's layout, whatever layout saved it
+            like = abstract_with_shardings(like, shardings)
         state, meta, step = restore_checkpoint(ckpt_dir, like, warn=warn)
         if int(state.update_step) > config.num_updates:
             raise ConfigError(
                 f"total_timesteps={config.total_timesteps} is invalid: the run has already trained "
                 f"{int(state.update_step) * config.batch_size} steps"
             )
-        moved = set_aside_newer(ckpt_dir, step)
-        if moved:
-            warn(f"moved unreadable checkpoint(s) {moved} to {str(run_dir / 'corrupt_checkpoints')!r}")
         if int(state.update_step) == config.num_updates and (run_dir / "summary.json").exists():
             return None
-        write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
-        MetricsLog(run_dir / "metrics.jsonl").truncate_after(int(meta["update"]))
+        if is_primary():
+            moved = set_aside_newer(ckpt_dir, step)
+            if moved:
+                warn(f"moved unreadable checkpoint(s) {moved} to {str(run_dir / 'corrupt_checkpoints')!r}")
+            write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
+            MetricsLog(run_dir / "metrics.jsonl").truncate_after(int(meta["update"]))
+        barrier("a2c-jax-open")
         return state, meta
-    try:
-        _prepare_fresh_dir(run_dir, resume)
-    except OSError as err:
-        raise ConfigError(f"run_dir={str(run_dir)!r} cannot be used ({err.strerror or err})") from None
-    check_output_dir(run_dir, "run_dir")
-    write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
-    return jax.jit(init_state, static_argnums=0)(config, hp, key), {}
+    if is_primary():
+        try:
+            _prepare_fresh_dir(run_dir, resume)
+        except OSError as err:
+            raise ConfigError(f"run_dir={str(run_dir)!r} cannot be used ({err.strerror or err})") from None
+        check_output_dir(run_dir, "run_dir")
+        write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
+    barrier("a2c-jax-open")
+    return jax.jit(init_state, static_argnums=0, out_shardings=shardings)(config, hp, key), {}
+
+
+def run_layout(config: A2CConfig, settings: RunSettings) -> Layout | None:
+    """The mesh a run shards its env axis over; None for one device in one process (plain jit)."""
+    if parse_devices(settings.devices) == 1 and jax.process_count() == 1:
+        return None
+    return make_layout(settings.devices, config.num_envs)
 
 
 def _prepare_fresh_dir(run_dir: Path, resume: bool) -> None:
@@ -280,16 +322,23 @@ def train_run(
     """
     wall_start = time.perf_counter()
     with graceful_stop(warn) as stop_requested:
+        log = log if is_primary() else _silent
         opened = open_run(config, hparams, run_dir, settings, resume, log)
         if opened is None:
             summary = read_json(run_dir / "summary.json", "summary")
             log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
             return dict(summary)
         state, meta = opened
-        log(f"a2c-jax: training {config.env_id} (seed {settings.seed}) -> {run_dir}")
-        loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested)
+        layout = run_layout(config, settings)
+        where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
+        log(f"a2c-jax: training {config.env_id} (seed {settings.seed}){where} -> {run_dir}")
+        loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested, layout)
         state = loop.run(state)
     return finish_run(config, state, run_dir, settings, loop, resume, log)
+
+
+def _silent(text: str) -> None:
+    """The log of every process but the first."""
 
 
 class _ChunkLoop:
@@ -304,7 +353,9 @@ class _ChunkLoop:
         meta: dict[str, Any],
         wall_start: float,
         stop_requested: Callable[[], int],
+        layout: Layout | None = None,
     ) -> None:
+        self.layout = layout
         self.config, self.settings, self.run_dir = config, settings, run_dir
         self.hp = hparams.as_arrays()
         self.ckpt_dir = run_dir / "checkpoints"
@@ -342,14 +393,14 @@ class _ChunkLoop:
         done = self.start_update = int(state.update_step)
         try:
             t0 = time.perf_counter()
-            compiled = compile_chunk(config, chunk) if done < total else None
+            compiled = compile_chunk(config, chunk, self.layout) if done < total else None
             self.compile_seconds = time.perf_counter() - t0
             last_ckpt = time.perf_counter()
-            with progress_bar(total * config.batch_size, self.settings.progress) as advance:
+            with progress_bar(total * config.batch_size, self.settings.progress and is_primary()) as advance:
                 advance(done * config.batch_size, 0.0, math.nan)
                 while done < total:
-                    if self.stop_requested():
-                        raise self._stop(state, self.stop_requested())
+                    if any_process(bool(self.stop_requested())):  # every process stops at the same chunk
+                        raise self._stop(state, self.stop_requested() or signal.SIGTERM)
                     n = min(chunk, total - done)
                     t = time.perf_counter()
                     new_state, metrics = compiled(state, self.hp, jnp.int32(n))  # type: ignore[misc]
@@ -370,18 +421,20 @@ class _ChunkLoop:
                     record: dict[str, Any] = {"update": done + n, "env_steps": (done + n) * config.batch_size}
                     record.update(summarize_chunk(metrics, n))
                     record["wall_seconds"] = self.prior_wall + time.perf_counter() - self.wall_start
-                    self.metrics_log.append(record)
+                    if is_primary():
+                        self.metrics_log.append(record)
                     state, done = new_state, done + n
                     sps = (done - self.start_update) * config.batch_size / max(self.train_seconds, 1e-9)
                     advance(done * config.batch_size, sps, record["episode_return"])
-                    if time.perf_counter() - last_ckpt >= self.settings.checkpoint_seconds and done < total:
+                    due = time.perf_counter() - last_ckpt >= self.settings.checkpoint_seconds
+                    if any_process(due) and done < total:
                         self.checkpoint(state)
                         last_ckpt = time.perf_counter()
         except KeyboardInterrupt:
             raise self._stop(state, signal.SIGINT) from None
         self.checkpoint(state)
-        if self.stop_requested():  # the signal came during the last chunk: the run is complete but stop here
-            raise self._stop(state, self.stop_requested())
+        if any_process(bool(self.stop_requested())):  # the signal came during the last chunk: stop here
+            raise self._stop(state, self.stop_requested() or signal.SIGTERM)
         return state
 
 
@@ -396,7 +449,10 @@ def finish_run(
 ) -> dict[str, Any]:
     """Greedy evaluation, summary.json, then the learning-curve plot; returns the summary."""
     done = int(state.update_step)
-    result = evaluate_final_jit(config, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
+    evaluate = evaluate_final_jit
+    if loop.layout is not None:  # every process reads the returns
+        evaluate = jax.jit(evaluate_final, static_argnums=(0, 3), out_shardings=loop.layout.replicated)
+    result = evaluate(config, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
     returns = np.asarray(result.returns, np.float64)
     records = loop.metrics_log.read()
     trained_steps = (done - loop.start_update) * config.batch_size
@@ -416,8 +472,10 @@ def finish_run(
         "final_train_return": last_return,
         "resumed": resume,
     }
-    write_json_atomic(run_dir / "summary.json", summary)
-    plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))
+    if is_primary():
+        write_json_atomic(run_dir / "summary.json", summary)
+        plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))
+    barrier("a2c-jax-finish")
     log(
         f"{config.env_id}: {summary['env_steps']:,} steps in {summary['wall_seconds']:.1f}s "
         f"(compile {summary['compile_seconds']:.1f}s, {summary['steps_per_second'] or 0:,.0f} steps/s); "

@@ -27,9 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
+from a2c_jax.distributed import POP, Layout, make_layout, parse_devices, state_shardings
 from a2c_jax.evaluate import evaluate_final
 from a2c_jax.resources import available_bytes, eval_bytes, train_bytes
-from a2c_jax.train import TrainState, UpdateMetrics, make_agent, make_train
+from a2c_jax.train import TrainState, UpdateMetrics, init_state, make_agent, make_run_chunk
 
 SWEEPABLE_CONFIG = tuple(n for n in CONFIG_NAMES if n not in ("env_id", "total_timesteps"))
 
@@ -200,17 +201,43 @@ class GroupResult(NamedTuple):
     chunks: int
 
 
-def population_program(config: A2CConfig, eval_episodes: int) -> Any:
-    """jit(vmap(member)): train from PRNGKey(seed) and evaluate greedily, as `a2c-jax train` does."""
-    train = make_train(config)
+def population_program(config: A2CConfig, eval_episodes: int, layout: Layout | None = None) -> Any:
+    """jit(vmap(member)): each member trains from PRNGKey(seed) and is evaluated greedily, as
+    `a2c-jax train` does. program(seeds [P], hparams leaves [P]) -> (final return [P], per-update
+    episode return [P, U], episodes [P, U], diverged [P]).
 
-    def member(seed: jax.Array, hparams: HParams) -> tuple[jax.Array, ...]:
-        key = jax.random.PRNGKey(seed)
-        state, metrics = train(key, hparams)
-        result = evaluate_final(config, state, key, eval_episodes)
-        return result.returns.mean(), metrics.episode_return, metrics.episodes, diverged(state, metrics)
+    With a `layout` the population axis is sharded over its "pop" devices and each member's env axis
+    over its "env" devices (a 2-D mesh); the outputs come back replicated.
+    """
+    run = make_run_chunk(config, config.num_updates)
 
-    return jax.jit(jax.vmap(member))
+    def program(seeds: jax.Array, hparams: HParams) -> tuple[jax.Array, ...]:
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)
+        states = jax.vmap(lambda k, h: init_state(config, h, k))(keys, hparams)
+        states = constrain_population(states, layout)
+        states, metrics = jax.vmap(run)(states, hparams)
+        result = jax.vmap(lambda s, k: evaluate_final(config, s, k, eval_episodes))(states, keys)
+        bad = jax.vmap(diverged)(states, metrics)
+        return result.returns.mean(axis=-1), metrics.episode_return, metrics.episodes, bad
+
+    if layout is None:
+        return jax.jit(program)
+    pop = layout.sharding(POP)
+    return jax.jit(program, in_shardings=(pop, pop), out_shardings=layout.replicated)
+
+
+def constrain_population(states: TrainState, layout: Layout | None) -> TrainState:
+    """Pin a population of states to the layout ("pop" x "env"); identity without one."""
+    if layout is None:
+        return states
+    return jax.lax.with_sharding_constraint(states, state_shardings(states, layout, population=True))
+
+
+def population_layout(devices: str, num_envs: int, population: int) -> Layout | None:
+    """The mesh of a population program; None for one device in one process (plain jit)."""
+    if parse_devices(devices) == 1 and jax.process_count() == 1:
+        return None
+    return make_layout(devices, num_envs, population)
 
 
 def diverged(state: TrainState, metrics: UpdateMetrics) -> jax.Array:
@@ -227,14 +254,22 @@ def stack_hparams(members: Sequence[Member]) -> HParams:
 
 
 def run_group(
-    members: Sequence[Member], eval_episodes: int, max_population: int | None, on_chunk: Callable[[int], None]
+    members: Sequence[Member],
+    eval_episodes: int,
+    max_population: int | None,
+    on_chunk: Callable[[int], None],
+    devices: str = "1",
 ) -> GroupResult:
-    """Train members that share one static config, in equal chunks of at most `max_population`."""
+    """Train members that share one static config, in equal chunks of at most `max_population`
+    (each chunk a multiple of the devices on the population axis, padded with copies)."""
     config = members[0].config
     limit = max_population or max(1, available_bytes() // member_bytes(config, eval_episodes))
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
-    program = population_program(config, eval_episodes)
+    layout = population_layout(devices, config.num_envs, size)
+    if layout is not None:
+        size = layout.pop_devices * math.ceil(size / layout.pop_devices)
+    program = population_program(config, eval_episodes, layout)
     start = time.perf_counter()
     padded = list(members) + [members[-1]] * (size * n_chunks - len(members))
     seeds = jnp.asarray([m.seed for m in padded], jnp.int32)
@@ -318,6 +353,7 @@ def run_sweep(
     eval_episodes: int = 16,
     max_population: int | None = None,
     on_progress: Callable[[int], None] = lambda done: None,
+    devices: str = "1",
 ) -> SweepResult:
     """Train every member, one vmapped program per static config, and collect results."""
     start = time.perf_counter()
@@ -334,7 +370,11 @@ def run_sweep(
     for config, idx in groups.items():
         base = done
         res = run_group(
-            [members[i] for i in idx], eval_episodes, max_population, functools.partial(_offset, on_progress, base)
+            [members[i] for i in idx],
+            eval_episodes,
+            max_population,
+            functools.partial(_offset, on_progress, base),
+            devices,
         )
         done += len(idx)
         final[idx] = res.final_return

@@ -367,12 +367,19 @@ def test_sweep_where_every_setting_diverges_writes_no_best(tmp_path, capsys):
 # --- real faults: a full disk and signals at different moments ---------------------------------
 
 
+def disk_bytes(directory: Path) -> int:
+    """Bytes the files under `directory` take on a file system of 4 KiB blocks."""
+    return sum(-(-p.stat().st_size // 4096) * 4096 for p in directory.rglob("*") if p.is_file())
+
+
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 600 KiB tmpfs (room for config.json and about two checkpoints), or None where mounting is not allowed."""
+def small_disk(tmp_path, finished):
+    """A tmpfs with room for the run files and two and a half checkpoints (orbax writes a third before
+    deleting the oldest, so the third save fills it), or None where mounting is not allowed."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
+    size_kib = (int(2.5 * disk_bytes(finished / "checkpoints" / "12")) + 64 * 1024) // 1024
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mount)], capture_output=True)
     if proc.returncode != 0:
         yield None
         return
