@@ -8,6 +8,7 @@ so it holds the same state). Restoring falls back to the newest checkpoint that 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -37,9 +38,12 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (a fault such as a full disk: exit 1); older ones are intact."""
 
 
-def _manager(directory: Path) -> ocp.CheckpointManager:
+def _manager(directory: Path, writer: bool = False) -> ocp.CheckpointManager:
+    # Leftovers of a killed save are removed only by the writer of a single-process run: a reader (an
+    # `eval` while training runs) or another process would delete a save that is in progress.
+    cleanup = writer and jax.process_count() == 1
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=KEEP, enable_async_checkpointing=False, create=True, cleanup_tmp_directories=True
+        max_to_keep=KEEP, enable_async_checkpointing=False, create=writer, cleanup_tmp_directories=cleanup
     )
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
@@ -60,34 +64,59 @@ def root_cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def save_checkpoint(directory: Path, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Write `state` (any pytree of arrays) and JSON `meta` as checkpoint `step`, atomically.
+class CheckpointWriter:
+    """One orbax CheckpointManager kept open for a whole run (every process of a multi-process run
+    opens it at the same point of the program, as orbax's multi-host saving expects)."""
 
-    A step that already exists is left as it is. Raises CheckpointWriteError (one line, the OS reason)
-    when the write fails; the checkpoints written before stay intact.
-    """
-    try:
-        with _manager(directory) as mngr:
-            if step in mngr.all_steps():
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._mngr: ocp.CheckpointManager | None = None
+
+    def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        """Write `state` (any pytree of arrays) and JSON `meta` as checkpoint `step`, atomically.
+
+        A step that already exists is left as it is. Raises CheckpointWriteError (one line, the OS
+        reason) when the write fails; the checkpoints written before stay intact.
+        """
+        try:
+            if self._mngr is None:
+                self._mngr = _manager(self.directory, writer=True)
+            if step in self._mngr.all_steps():
                 return
-            mngr.save(
+            self._mngr.save(
                 step,
                 args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
                 force=True,
             )
-            mngr.wait_until_finished()
-        if jax.process_index() == 0:
-            _write_digest(directory / str(step))
-    except Exception as err:  # orbax wraps OS errors in several exception types
-        for partial in directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what the failed write took
-            shutil.rmtree(partial, ignore_errors=True)
-        try:
-            intact = f"the newest intact checkpoint is {latest_step(directory)}"
-        except CheckpointError:
-            intact = "the checkpoints written before it are untouched"
-        raise CheckpointWriteError(
-            f"could not write checkpoint {step} in {str(directory)!r} ({root_cause(err)}); {intact}"
-        ) from None
+            self._mngr.wait_until_finished()
+            if jax.process_index() == 0:
+                _write_digest(self.directory / str(step))
+        except Exception as err:  # orbax wraps OS errors in several exception types
+            self.close()
+            for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what the write took
+                shutil.rmtree(partial, ignore_errors=True)
+            try:
+                intact = f"the newest intact checkpoint is {latest_step(self.directory)}"
+            except CheckpointError:
+                intact = "the checkpoints written before it are untouched"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {step} in {str(self.directory)!r} ({root_cause(err)}); {intact}"
+            ) from None
+
+    def close(self) -> None:
+        if self._mngr is not None:
+            mngr, self._mngr = self._mngr, None
+            with contextlib.suppress(Exception):
+                mngr.close()
+
+
+def save_checkpoint(directory: Path, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """`CheckpointWriter(directory).save(...)` for a single checkpoint."""
+    writer = CheckpointWriter(directory)
+    try:
+        writer.save(step, state, meta)
+    finally:
+        writer.close()
 
 
 DIGEST = "a2c_jax_sha256.json"
@@ -154,7 +183,9 @@ def _restore_step(directory: Path, step: int, abstract: Any) -> tuple[Any, dict[
 
 
 def _sharding(x: Any) -> Any:
-    return getattr(x, "sharding", None)
+    """The target sharding of a leaf: its own, or this process's first device (a checkpoint written by
+    another topology, several devices or processes, is resharded onto it)."""
+    return getattr(x, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
 
 def restore_checkpoint(

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.checkpoint import CheckpointError, latest_step, restore_checkpoint, save_checkpoint, set_aside_newer
+from a2c_jax.checkpoint import CheckpointError, CheckpointWriter, latest_step, restore_checkpoint, set_aside_newer
 from a2c_jax.config import A2CConfig, ConfigError, HParams, check_seed, coerce_dataclass_fields, flat_settings
 from a2c_jax.distributed import (
     Layout,
@@ -359,6 +359,7 @@ class _ChunkLoop:
         self.config, self.settings, self.run_dir = config, settings, run_dir
         self.hp = hparams.as_arrays()
         self.ckpt_dir = run_dir / "checkpoints"
+        self.writer = CheckpointWriter(self.ckpt_dir)
         self.metrics_log = MetricsLog(run_dir / "metrics.jsonl")
         self.prior_wall = float(meta.get("wall_seconds", 0.0))
         self.prior_compile = float(meta.get("compile_seconds", 0.0))
@@ -376,7 +377,7 @@ class _ChunkLoop:
             "wall_seconds": self.prior_wall + time.perf_counter() - self.wall_start,
             "compile_seconds": self.prior_compile + self.compile_seconds,
         }
-        save_checkpoint(self.ckpt_dir, step, state, meta)
+        self.writer.save(step, state, meta)
 
     def _stop(self, state: TrainState, signum: int) -> TrainingInterrupted:
         self.checkpoint(state)
@@ -430,11 +431,13 @@ class _ChunkLoop:
                     if any_process(due) and done < total:
                         self.checkpoint(state)
                         last_ckpt = time.perf_counter()
+            self.checkpoint(state)
+            if any_process(bool(self.stop_requested())):  # the signal came during the last chunk: stop here
+                raise self._stop(state, self.stop_requested() or signal.SIGTERM)
         except KeyboardInterrupt:
             raise self._stop(state, signal.SIGINT) from None
-        self.checkpoint(state)
-        if any_process(bool(self.stop_requested())):  # the signal came during the last chunk: stop here
-            raise self._stop(state, self.stop_requested() or signal.SIGTERM)
+        finally:
+            self.writer.close()
         return state
 
 

@@ -1,0 +1,180 @@
+"""Many devices and many processes, on the CPU: forced host devices in a subprocess, and several
+`jax.distributed` processes on the loopback talking through gloo. Every subprocess has a timeout and
+is killed by the test that started it."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import a2c_jax.runner as runner
+from a2c_jax.checkpoint import checkpoint_steps, restore_checkpoint
+from a2c_jax.cli import main
+from a2c_jax.train import init_state
+
+HERE = Path(__file__).parent
+CLI = [str(Path(sys.executable).with_name("a2c-jax"))]
+TIMEOUT = 300
+TRAIN = ["--preset", "sb3", "--num-envs", "8", "--num-steps", "8", "--quiet", "--eval-episodes", "2"]
+
+
+def forced(devices: int) -> dict[str, str]:
+    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(argv: list[str], env: dict[str, str], timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.communicate(timeout=30)
+
+
+def final_state(run_dir: Path):
+    config, hparams, settings = runner.load_run_record(run_dir)
+    like = jax.eval_shape(functools.partial(init_state, config), hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
+    return restore_checkpoint(run_dir / "checkpoints", like)
+
+
+@pytest.fixture(scope="module")
+def sharding_results() -> dict:
+    proc = run([sys.executable, str(HERE / "_sharding_checks.py")], forced(4), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+@pytest.mark.parametrize("network", ["mlp_normalised", "gru"])
+def test_sharded_update_equals_one_device(sharding_results, network):
+    r = sharding_results[network]
+    assert sharding_results["device_count"] == 4 and r["devices"] == 4
+    # same random numbers whatever the device count, same computation to float32 reduction order
+    assert r["init_diff"] < 1e-6 and r["state_diff"] < 1e-5 and r["metrics_diff"] < 1e-4, r
+    assert r["obs_spec"] == "P('env',)" and r["episode_return_spec"] == "P('env',)"
+    assert r["inner_specs"] == ["P('env',)"]
+    assert r["params_replicated"] and r["obs_rms_replicated"]
+    assert r["all_reduce"] > 0 and r["host_transfers"] == 0  # XLA's all-reduces; nothing leaves the devices
+    if network == "gru":
+        assert r["carry_specs"] == ["P('env',)"]
+
+
+@pytest.mark.parametrize(("case", "mesh"), [("sweep_pop", [4, 1]), ("sweep_pop_x_env", [2, 2])])
+def test_sharded_population_equals_unsharded(sharding_results, case, mesh):
+    r = sharding_results[case]
+    assert r["mesh"] == mesh
+    assert r["final_diff"] == 0.0 and r["curve_diff"] < 1e-4, r
+    assert len(set(r["finals"])) > 1  # members really differ
+
+
+def test_sharded_pbt_equals_unsharded(sharding_results):
+    r = sharding_results["pbt"]
+    assert r["copies"] > 0 and r["sources_equal"], r  # the exploit gather crossed devices
+    assert r["final_diff"] == 0.0 and r["fitness_diff"] < 1e-3, r
+
+
+def test_device_count_errors(tmp_path, capsys):
+    assert main(["train", *TRAIN, "--devices", "2", "--run-dir", str(tmp_path / "a")]) == 2
+    assert "devices='2' is invalid: only 1 device(s) are visible" in capsys.readouterr().err
+    assert main(["train", *TRAIN, "--devices", "0", "--run-dir", str(tmp_path / "b")]) == 2
+    assert "devices='0' is invalid: must be 'all' or a positive integer" in capsys.readouterr().err
+    assert main(["train", *TRAIN, "--coordinator-address", "127.0.0.1:1", "--run-dir", str(tmp_path / "c")]) == 2
+    assert "go together" in capsys.readouterr().err
+    proc = run(
+        [*CLI, "train", *TRAIN, "--num-envs", "6", "--devices", "all", "--run-dir", str(tmp_path / "d")], forced(4)
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "a2c-jax: error: num_envs=6 does not divide over 4 devices: use a multiple of 4 such as 8, or --devices 1 / 2"
+    ]
+    assert not any((tmp_path / n).exists() for n in "abcd")
+
+
+def two_processes(run_dir: Path, port: int, extra: list[str]) -> list[subprocess.Popen]:
+    flags = [*TRAIN, *extra, "--run-dir", str(run_dir), "--devices", "all", "--distributed-timeout", "20"]
+    flags += ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]
+    return [start([*CLI, "train", *flags, "--process-id", str(i)], forced(2)) for i in range(2)]
+
+
+def test_two_processes_train_checkpoint_and_resume_on_one_device(tmp_path):
+    multi, single = tmp_path / "multi", tmp_path / "single"
+    procs = two_processes(multi, free_port(), ["--total-timesteps", "1280"])
+    try:
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        stop_all(procs)
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    printed = [[line for line in out.splitlines() if not line.startswith("[Gloo]")] for out, _ in outs]
+    assert "on 4 device(s) in 2 process(es)" in printed[0][0] and printed[1] == []  # only process 0 prints
+    assert checkpoint_steps(multi / "checkpoints")[0] == 20
+    # resume the 4-device, 2-process checkpoint in this process, on one device, and train further
+    assert main(["train", "--resume", str(multi), "--total-timesteps", "1920", "--quiet", "--devices", "1"]) == 0
+    assert main(["train", *TRAIN, "--total-timesteps", "1920", "--run-dir", str(single)]) == 0
+    resumed, _, step = final_state(multi)
+    reference, _, _ = final_state(single)
+    assert step == 30
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(reference.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    records = [json.loads(line) for line in (multi / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in records] == list(range(1, 31))
+
+
+def test_unreachable_coordinator_is_a_clean_error(tmp_path):
+    began = time.monotonic()
+    proc = run(
+        [*CLI, "train", *TRAIN, "--run-dir", str(tmp_path / "r"), "--coordinator-address", f"127.0.0.1:{free_port()}",
+         "--num-processes", "2", "--process-id", "1", "--distributed-timeout", "3"],
+        os.environ.copy(), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1 and time.monotonic() - began < 40
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the coordinator 127.0.0.1:" in lines[0] and "could not be reached within 3s" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_dead_process_stops_the_others_and_the_checkpoint_survives(tmp_path):
+    run_dir = tmp_path / "run"
+    procs = two_processes(run_dir, free_port(), ["--total-timesteps", "6400000", "--checkpoint-seconds", "0.5"])
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not checkpoint_steps(run_dir / "checkpoints"):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                for p in procs:
+                    p.kill()
+                errs = [p.communicate(timeout=30)[1] for p in procs]
+                pytest.fail("no checkpoint: " + " | ".join(errs))
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = procs[0].communicate(timeout=120)
+        stopped_after = time.monotonic() - killed
+    finally:
+        stop_all(procs)
+    # JAX's coordination service ends the survivor once the dead one misses its heartbeats (20 s here);
+    # it terminates from C++ (SIGABRT), so the message is JAX's own
+    assert procs[0].returncode != 0 and stopped_after < 60, err[-2000:]
+    assert "another task died" in err
+    assert main(["eval", str(run_dir), "--episodes", "2"]) == 0  # the last good checkpoint loads
