@@ -16,3 +16,14 @@ if [[ "${SMALL:-0}" == 1 ]]; then
 else
   python3 -m benchmarks.gpu_suite --name "${NAME:-gpu}"
 fi
+# Many devices: throughput against the device count, when the machine has more than one GPU.
+gpus=$(python3 -c "import jax; print(jax.device_count())" 2>/dev/null || echo 1)
+if [[ "$gpus" -gt 1 ]]; then
+  counts=""
+  for d in 1 2 4 8 16; do [[ "$d" -le "$gpus" ]] && counts="$counts $d"; done
+  if [[ "${SMALL:-0}" == 1 ]]; then
+    python3 -m benchmarks.scaling --real --devices $counts --envs 64 --population 8 --seconds 0.5 --name "${NAME:-gpu}-scaling-smoke"
+  else
+    python3 -m benchmarks.scaling --real --devices $counts --envs 65536 --population 512 --pop-envs 64 --name "${NAME:-gpu}-scaling"
+  fi
+fi
