@@ -66,7 +66,8 @@ def a2c_loss(
     chex.assert_equal_shape([values, batch.advantage])
     advantage = jax.lax.stop_gradient(batch.advantage)
     if normalize_advantage:
-        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        # PyTorch's Tensor.std(), which SB3 uses, is the unbiased (n - 1) estimate
+        advantage = (advantage - advantage.mean()) / (advantage.std(ddof=1) + 1e-8)
     target = jax.lax.stop_gradient(batch.target_return)
     log_prob = policy.dist.log_prob(pi_params, batch.action)
     entropy = jnp.mean(policy.dist.entropy(pi_params))

@@ -50,7 +50,7 @@ def numpy_loss(params, batch, vf_coef, ent_coef, normalize=False):
     p = np.exp(logp)
     adv = flat(batch.advantage).astype(np.float64)
     if normalize:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)  # PyTorch's Tensor.std() (SB3): n - 1
     pg = -(adv * logp[np.arange(B), action]).mean()
     values = obs @ params["v"]
     vf = ((target - values) ** 2).mean()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 from stable_baselines3 import A2C
 from stable_baselines3.common.env_util import make_vec_env
@@ -86,10 +87,12 @@ def sb3_one_update(model: A2C, data: dict) -> tuple[np.ndarray, np.ndarray]:
     return advantages, returns
 
 
-def test_one_update_matches_sb3():
+@pytest.mark.parametrize("normalize_advantage", [False, True])
+def test_one_update_matches_sb3(normalize_advantage):
     torch.manual_seed(0)
     model = A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N, seed=0), n_steps=T, gamma=GAMMA,
-                gae_lambda=LAMBDA, ent_coef=0.01, seed=0, device="cpu")  # fmt: skip
+                gae_lambda=LAMBDA, ent_coef=0.01, seed=0, device="cpu",
+                normalize_advantage=normalize_advantage)  # fmt: skip
     model.set_logger(configure(None, []))
     params = sb3_params_to_flax(model)
     data = synthetic_rollout()
@@ -107,7 +110,7 @@ def test_one_update_matches_sb3():
         episode_return=jnp.zeros((T, N)), episode_length=jnp.zeros((T, N), jnp.int32),
     )  # fmt: skip
     batch, _ = make_batch(policy, params, traj, hp)
-    grads, _ = jax.grad(a2c_loss, has_aux=True)(params, policy, batch, hp)
+    grads, _ = jax.grad(a2c_loss, has_aux=True)(params, policy, batch, hp, normalize_advantage)
     tx = make_optimizer("rmsprop", hp, hp.lr)
     updates, _ = tx.update(grads, tx.init(params), params)
     new_params = jax.tree.map(lambda p, u: p + u, params, updates)
