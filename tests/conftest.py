@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
 
-# Tests must not write into the user's compilation cache.
-os.environ.setdefault("A2C_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="a2c-jax-test-cache-"))
+# Tests must not write into the user's compilation cache; subprocesses inherit this one.
+_CACHE = None if "A2C_JAX_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="a2c-jax-test-cache-")
+if _CACHE is not None:
+    os.environ["A2C_JAX_CACHE_DIR"] = _CACHE
+
 
 from a2c_jax.config import A2CConfig
 
@@ -19,3 +23,11 @@ SMALL = A2CConfig(env_id="CartPole-v1", num_envs=4, num_steps=8, total_timesteps
 @pytest.fixture(scope="session")
 def small_config() -> A2CConfig:
     return SMALL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_cache():
+    """The cache directory made for this session goes when the session ends."""
+    yield
+    if _CACHE is not None:
+        shutil.rmtree(_CACHE, ignore_errors=True)
