@@ -8,13 +8,13 @@ import tempfile
 
 import pytest
 
+from a2c_jax.config import A2CConfig
+
 # Tests must not write into the user's compilation cache; subprocesses inherit this one.
 _CACHE = None if "A2C_JAX_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="a2c-jax-test-cache-")
 if _CACHE is not None:
     os.environ["A2C_JAX_CACHE_DIR"] = _CACHE
 
-
-from a2c_jax.config import A2CConfig
 
 # 4 envs x 8 steps, 12 updates: compiles in seconds, shared by the train, checkpoint and CLI tests.
 SMALL = A2CConfig(env_id="CartPole-v1", num_envs=4, num_steps=8, total_timesteps=4 * 8 * 12)
