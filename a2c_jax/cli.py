@@ -461,12 +461,12 @@ def pbt_command(args: Any) -> int:
     import jax
     import numpy as np
 
-    from a2c_jax.distributed import is_primary
+    from a2c_jax.distributed import is_primary, layout_for
     from a2c_jax.logging import write_json_atomic
     from a2c_jax.pbt import make_pbt
     from a2c_jax.plotting import plot_pbt_schedule
     from a2c_jax.runner import check_output_dir
-    from a2c_jax.sweep import bootstrap_ci, iqm, population_layout, stack_hparams, write_csv
+    from a2c_jax.sweep import bootstrap_ci, iqm, stack_hparams, write_csv
 
     if args.compile_cache:
         enable_compile_cache()
@@ -483,7 +483,7 @@ def pbt_command(args: Any) -> int:
         raise ConfigError(f"interval={interval!r} is invalid: must be in [1, {config.num_updates}] updates")
     check_output_dir(out, "out")
     print(f"a2c-jax: PBT on {config.env_id}: {len(members)} members, exploit every {interval} updates -> {out}")
-    layout = population_layout(args.devices or "1", config.num_envs, len(members))
+    layout = layout_for(args.devices or "1", config.num_envs, len(members))
     if layout is not None and len(members) % layout.pop_devices:
         raise ConfigError(
             f"the population of {len(members)} members does not divide over {layout.pop_devices} devices: "

@@ -107,6 +107,13 @@ def make_layout(devices: str | int, num_envs: int, population: int = 1) -> Layou
     return Layout(Mesh(grid, (POP, ENV)))
 
 
+def layout_for(devices: str | int, num_envs: int, population: int = 1) -> Layout | None:
+    """The mesh of a program; None for one device in one process (a plain `jit`, no shardings)."""
+    if parse_devices(devices) == 1 and jax.process_count() == 1:
+        return None
+    return make_layout(devices, num_envs, population)
+
+
 def single_device_layout() -> Layout:
     return Layout(Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), (POP, ENV)))
 

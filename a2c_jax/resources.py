@@ -25,14 +25,19 @@ def _tree_bytes(tree: object) -> int:
     return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def per_env_bytes(config: A2CConfig) -> int:
-    """Bytes one environment costs: its state, and T steps of observations, actions and rewards."""
+def _env_and_carry_bytes(config: A2CConfig) -> int:
+    """Bytes of one environment's state (wrapper statistics included) and one policy carry."""
     agent = make_agent(config)
     env_state = jax.eval_shape(agent.vec_env.reset, jax.random.PRNGKey(0))[1]
-    obs = 4 * math.prod(agent.spec.obs_shape)
-    per_step = 2 * obs + 4 * agent.spec.action_dim + 4 * 12
-    carry = _tree_bytes(jax.eval_shape(agent.policy.initial_carry, 1))
-    return _tree_bytes(env_state) // config.num_envs + config.num_steps * per_step + carry
+    carry = jax.eval_shape(agent.policy.initial_carry, 1)
+    return _tree_bytes(env_state) // config.num_envs + _tree_bytes(carry)
+
+
+def per_env_bytes(config: A2CConfig) -> int:
+    """Bytes one environment costs: its state, and T steps of observations, actions and rewards."""
+    spec = make_agent(config).spec
+    per_step = 2 * 4 * math.prod(spec.obs_shape) + 4 * spec.action_dim + 4 * 12
+    return _env_and_carry_bytes(config) + config.num_steps * per_step
 
 
 def params_bytes(config: A2CConfig) -> int:
@@ -52,10 +57,7 @@ def train_bytes(config: A2CConfig, updates_per_program: int) -> int:
 
 def eval_bytes(config: A2CConfig, episodes: int) -> int:
     """Upper estimate of the device memory of `episodes` parallel evaluation episodes."""
-    agent = make_agent(config)
-    env_state = jax.eval_shape(agent.vec_env.reset, jax.random.PRNGKey(0))[1]
-    per_episode = _tree_bytes(env_state) // config.num_envs + 4 * math.prod(agent.spec.obs_shape) + 64
-    per_episode += _tree_bytes(jax.eval_shape(agent.policy.initial_carry, 1))
+    per_episode = _env_and_carry_bytes(config) + 4 * math.prod(make_agent(config).spec.obs_shape) + 64
     return _LIVE_COPIES * episodes * per_episode + 2 * params_bytes(config)
 
 

@@ -31,7 +31,7 @@ from a2c_jax.distributed import (
     any_process,
     barrier,
     is_primary,
-    make_layout,
+    layout_for,
     parse_devices,
     state_shardings,
 )
@@ -236,10 +236,11 @@ def warn(text: str) -> None:
 
 def open_run(
     config: A2CConfig, hparams: HParams, run_dir: Path, settings: RunSettings, resume: bool, log: Callable[[str], None]
-) -> tuple[TrainState, dict[str, Any]] | None:
+) -> tuple[TrainState, dict[str, Any], Layout | None] | None:
     """Validate everything, then start `run_dir` fresh or restore its newest intact checkpoint.
 
-    Returns (state, meta of the checkpoint or {}), or None when a resumed run has already finished.
+    Returns (state, meta of the checkpoint or {}, the run's device layout), or None when a resumed
+    run has already finished.
     Nothing is written before every check has passed. A directory that never reached its first
     checkpoint is started again in place (a crash or Ctrl-C during the first compile is no dead end).
     """
@@ -247,7 +248,7 @@ def open_run(
     hparams.validate()
     settings.validate()
     make_agent(config)  # unknown env ids and unsupported spaces fail before anything is written
-    layout = run_layout(config, settings)
+    layout = layout_for(settings.devices, config.num_envs)
     check_fits(config, chunk_size(config, settings), settings.eval_episodes)
     hp = hparams.as_arrays()
     key = jax.random.PRNGKey(settings.seed)
@@ -272,7 +273,7 @@ def open_run(
             write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
             MetricsLog(run_dir / "metrics.jsonl").truncate_after(int(meta["update"]))
         barrier("a2c-jax-open")
-        return state, meta
+        return state, meta, layout
     if is_primary():
         try:
             _prepare_fresh_dir(run_dir, resume)
@@ -281,14 +282,7 @@ def open_run(
         check_output_dir(run_dir, "run_dir")
         write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
     barrier("a2c-jax-open")
-    return jax.jit(init_state, static_argnums=0, out_shardings=shardings)(config, hp, key), {}
-
-
-def run_layout(config: A2CConfig, settings: RunSettings) -> Layout | None:
-    """The mesh a run shards its env axis over; None for one device in one process (plain jit)."""
-    if parse_devices(settings.devices) == 1 and jax.process_count() == 1:
-        return None
-    return make_layout(settings.devices, config.num_envs)
+    return jax.jit(init_state, static_argnums=0, out_shardings=shardings)(config, hp, key), {}, layout
 
 
 def _prepare_fresh_dir(run_dir: Path, resume: bool) -> None:
@@ -328,8 +322,7 @@ def train_run(
             summary = read_json(run_dir / "summary.json", "summary")
             log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
             return dict(summary)
-        state, meta = opened
-        layout = run_layout(config, settings)
+        state, meta, layout = opened
         where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
         log(f"a2c-jax: training {config.env_id} (seed {settings.seed}){where} -> {run_dir}")
         loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested, layout)

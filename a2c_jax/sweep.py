@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
-from a2c_jax.distributed import POP, Layout, make_layout, parse_devices, state_shardings
+from a2c_jax.distributed import POP, Layout, layout_for, state_shardings
 from a2c_jax.evaluate import evaluate_final
 from a2c_jax.resources import available_bytes, eval_bytes, train_bytes
 from a2c_jax.train import TrainState, UpdateMetrics, init_state, make_agent, make_run_chunk
@@ -233,13 +233,6 @@ def constrain_population(states: TrainState, layout: Layout | None) -> TrainStat
     return jax.lax.with_sharding_constraint(states, state_shardings(states, layout, population=True))
 
 
-def population_layout(devices: str, num_envs: int, population: int) -> Layout | None:
-    """The mesh of a population program; None for one device in one process (plain jit)."""
-    if parse_devices(devices) == 1 and jax.process_count() == 1:
-        return None
-    return make_layout(devices, num_envs, population)
-
-
 def diverged(state: TrainState, metrics: UpdateMetrics) -> jax.Array:
     """True when any update's loss or gradient norm, or any final parameter, is not finite."""
     finite = jnp.isfinite(metrics.loss).all() & jnp.isfinite(metrics.grad_norm).all()
@@ -266,7 +259,7 @@ def run_group(
     limit = max_population or max(1, available_bytes() // member_bytes(config, eval_episodes))
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
-    layout = population_layout(devices, config.num_envs, size)
+    layout = layout_for(devices, config.num_envs, size)
     if layout is not None:
         size = layout.pop_devices * math.ceil(size / layout.pop_devices)
     program = population_program(config, eval_episodes, layout)

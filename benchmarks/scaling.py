@@ -28,9 +28,9 @@ def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: fl
     import jax.numpy as jnp
 
     from a2c_jax.config import preset
-    from a2c_jax.distributed import make_layout, state_shardings
+    from a2c_jax.distributed import layout_for, make_layout, state_shardings
     from a2c_jax.runner import abstract_state, compile_chunk
-    from a2c_jax.sweep import population_layout, population_program
+    from a2c_jax.sweep import population_program
     from a2c_jax.train import init_state
 
     config, hparams = preset("sb3", "CartPole-v1")
@@ -56,7 +56,7 @@ def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: fl
 
     # a population: P members x pop_envs envs, the members sharded over the devices
     member = dataclasses.replace(config, num_envs=pop_envs, total_timesteps=pop_envs * config.num_steps * 400)
-    layout = population_layout(str(devices), pop_envs, population)
+    layout = layout_for(str(devices), pop_envs, population)
     run = population_program(member, 2, layout)
     seeds = jnp.arange(population, dtype=jnp.int32)
     hps = jax.tree.map(lambda x: jnp.full((population,), x, jnp.float32), hp)

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import A2CConfig, HParams
-from a2c_jax.distributed import make_layout, state_shardings
+from a2c_jax.distributed import layout_for, make_layout, state_shardings
 from a2c_jax.pbt import make_pbt
 from a2c_jax.runner import abstract_state, compile_chunk
-from a2c_jax.sweep import make_members, population_layout, run_sweep, stack_hparams
+from a2c_jax.sweep import make_members, run_sweep, stack_hparams
 from a2c_jax.train import init_state
 
 
@@ -63,7 +63,7 @@ def check_sweep(config: A2CConfig, lrs: list[float], seeds: list[int]) -> dict[s
     members = make_members(config, HParams(), settings, seeds)
     one = run_sweep(members, settings, 2, None, devices="1")
     many = run_sweep(members, settings, 2, None, devices="all")
-    layout = population_layout("all", config.num_envs, len(members))
+    layout = layout_for("all", config.num_envs, len(members))
     assert layout is not None
     return {
         "mesh": [layout.pop_devices, layout.env_devices],
@@ -79,7 +79,7 @@ def check_pbt(config: A2CConfig) -> dict[str, object]:
     seeds = jnp.asarray([m.seed for m in members], jnp.int32)
     hps, key = stack_hparams(members), jax.random.PRNGKey(7)
     one = jax.jit(make_pbt(config, 4, ["lr"], 0.25, 2))(seeds, hps, key)
-    layout = population_layout("all", config.num_envs, len(members))
+    layout = layout_for("all", config.num_envs, len(members))
     sharded = make_pbt(config, 4, ["lr"], 0.25, 2, layout)
     many = jax.jit(sharded, out_shardings=layout.replicated if layout else None)(seeds, hps, key)
     return {
