@@ -63,7 +63,7 @@ _LAZY: dict[str, str] = {
     "make_batch": "a2c_jax.train",
     "make_env": "a2c_jax.envs",
     "make_members": "a2c_jax.sweep",
-    "make_optimizer": "a2c_jax.train",
+    "make_optimizer": "a2c_jax.optim",
     "make_pbt": "a2c_jax.pbt",
     "make_policy": "a2c_jax.networks",
     "make_run_chunk": "a2c_jax.train",

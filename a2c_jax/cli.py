@@ -33,6 +33,7 @@ from a2c_jax.config import (
     split_overrides,
 )
 from a2c_jax.config import preset as make_preset
+from a2c_jax.rlhf.config import RLHFConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 1
@@ -190,6 +191,76 @@ SweepArgs = dataclasses.make_dataclass("SweepArgs", _optional_fields(), bases=(_
 SweepArgs.__doc__ = "Train seeds x settings (grid and/or random search) as one vmapped program per static config."
 PBTArgs = dataclasses.make_dataclass("PBTArgs", _optional_fields(), bases=(_PBTOptions,))
 PBTArgs.__doc__ = "Population-based training: exploit and explore every --interval updates, inside one program."
+
+
+@dataclasses.dataclass(frozen=True)
+class RLHFArgs(RLHFConfig):
+    """Token-level A2C for language-model alignment: a reference LM, a reward model from noisy
+    preferences, then A2C against the reward model with a KL penalty to the reference (all generated
+    in code, no downloads). Writes config.json, metrics.jsonl, summary.json, samples.json, rlhf.png."""
+
+    out: Path = Path("runs/rlhf")
+    """output directory (refused when it holds a run of other settings)"""
+    stage_dir: Path | None = None
+    """where the reference and reward model are cached by their settings (default: OUT/../rlhf-stages)"""
+    quiet: bool = False
+    """no progress bars"""
+    compile_cache: bool = True
+    """use JAX's persistent compilation cache (in the user cache directory)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class RLHFSweepArgs(RLHFArgs):
+    """The KL trade-off: one A2C policy per beta, trained as one vmapped program against the same
+    reference and reward model; adds tradeoff.png (gold reward vs KL; proxy vs gold per beta)."""
+
+    out: Path = Path("runs/rlhf-sweep")
+    """output directory (refused when it holds a run of other settings)"""
+    betas: str = "0,0.02,0.1,0.5"
+    """comma-separated KL coefficients, one policy each (--beta is ignored)"""
+
+
+def parse_betas(text: str) -> tuple[float, ...]:
+    """'0,0.02,0.1' -> (0.0, 0.02, 0.1); ConfigError naming --betas otherwise."""
+    try:
+        betas = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"betas={text!r} is invalid: must be comma-separated numbers >= 0") from None
+    if not betas:
+        raise ConfigError(f"betas={text!r} is invalid: must name at least one beta")
+    return betas
+
+
+def rlhf_command(args: RLHFArgs) -> int:
+    """`a2c-jax rlhf` and `a2c-jax rlhf-sweep`: run the chain, print the outcome per beta."""
+    config = RLHFConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLHFConfig)})
+    betas = parse_betas(args.betas) if isinstance(args, RLHFSweepArgs) else None
+    config.validate()
+    from a2c_jax.runner import check_output_dir
+
+    check_output_dir(args.out, "out", create=False)
+    stage_dir = args.stage_dir or args.out.parent / "rlhf-stages"
+    check_output_dir(stage_dir, "stage_dir", create=False)
+    if args.compile_cache:
+        enable_compile_cache()
+    from a2c_jax.rlhf.run import run_rlhf
+
+    say = (lambda _: None) if args.quiet else print
+    summary = run_rlhf(config, args.out, stage_dir, betas, args.quiet, say)
+    rm = summary["reward_model_stage"]
+    print(
+        f"reward model: held-out pair accuracy {rm['held_out_label_accuracy']:.3f} against the noisy labels, "
+        f"{rm['held_out_gold_accuracy']:.3f} against the gold ordering"
+    )
+    for member in summary["members"]:
+        ref, final = member["reference"], member["final"]
+        print(
+            f"beta {member['beta']:g}: gold reward {ref['gold']:.3f} -> {final['gold']:.3f}, reward-model score "
+            f"{ref['score']:.3f} -> {final['score']:.3f}, KL {final['k1']:.2f} nats/sequence, "
+            f"length {final['length']:.1f}"
+        )
+    print(f"wrote {args.out} in {summary['seconds']['total']:.0f} s")
+    return 0
 
 
 def cache_dir() -> Path:
@@ -558,14 +629,18 @@ def parse_args(argv: list[str] | None) -> Any:
     eval_cmd: Any = Annotated[EvalArgs, tyro.conf.subcommand("eval", description=EvalArgs.__doc__)]
     sweep_cmd: Any = Annotated[SweepArgs, tyro.conf.subcommand("sweep", description=SweepArgs.__doc__)]
     pbt_cmd: Any = Annotated[PBTArgs, tyro.conf.subcommand("pbt", description=PBTArgs.__doc__)]
+    rlhf_cmd: Any = Annotated[RLHFArgs, tyro.conf.subcommand("rlhf", description=RLHFArgs.__doc__)]
+    rlhf_sweep_cmd: Any = Annotated[
+        RLHFSweepArgs, tyro.conf.subcommand("rlhf-sweep", description=RLHFSweepArgs.__doc__)
+    ]
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
             return tyro.cli(
-                train_cmd | eval_cmd | sweep_cmd | pbt_cmd,
+                train_cmd | eval_cmd | sweep_cmd | pbt_cmd | rlhf_cmd | rlhf_sweep_cmd,
                 args=argv,
                 prog="a2c-jax",
-                description="Pure-functional A2C in JAX on gymnax environments.",
+                description="Pure-functional A2C in JAX on gymnax environments, and token-level A2C for RLHF.",
             )
     except SystemExit as stop:
         if stop.code in (0, None):
@@ -596,7 +671,7 @@ def _one_line_parse_error(text: str, argv: list[str] | None) -> str:
     message = re.sub(r"^Missing from [^:]*:", "missing required argument", message).replace("{None}|", "")
     message = message.replace("'None', ", "").replace(", 'None'", "")
     argv = sys.argv[1:] if argv is None else argv
-    command = next((a for a in argv if a in ("train", "eval", "sweep", "pbt")), "")
+    command = next((a for a in argv if a in ("train", "eval", "sweep", "pbt", "rlhf", "rlhf-sweep")), "")
     return f"{message} (see `a2c-jax {command + ' ' if command else ''}--help`)"
 
 
@@ -617,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
             return sweep_command(args)
         if isinstance(args, PBTArgs):
             return pbt_command(args)
+        if isinstance(args, RLHFArgs):
+            return rlhf_command(args)
         return train_command(args)
     except ConfigError as err:
         return _error(str(err), EXIT_BAD_INPUT)

@@ -9,13 +9,15 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from a2c_jax.config import ConfigError
-from a2c_jax.train import UpdateMetrics
+
+if TYPE_CHECKING:  # the host sinks need no JAX program (nor gymnax) imported
+    from a2c_jax.train import UpdateMetrics
 
 
 def _umask() -> int:

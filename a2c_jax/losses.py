@@ -38,10 +38,69 @@ class LossMetrics(NamedTuple):
     explained_variance: jax.Array
 
 
-def explained_variance(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """1 - Var(target - pred) / Var(target); NaN-free (0 when Var(target) is 0)."""
-    var_t = jnp.var(target)
-    return jnp.where(var_t > 0, 1.0 - jnp.var(target - pred) / jnp.where(var_t > 0, var_t, 1.0), 0.0)
+def explained_variance(pred: jax.Array, target: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """1 - Var(target - pred) / Var(target) over the masked entries; NaN-free (0 when Var(target) is 0)."""
+    if mask is None:
+        var_t, var_e = jnp.var(target), jnp.var(target - pred)
+    else:
+        var_t = masked_mean(jnp.square(target - masked_mean(target, mask)), mask)
+        err = target - pred
+        var_e = masked_mean(jnp.square(err - masked_mean(err, mask)), mask)
+    return jnp.where(var_t > 0, 1.0 - var_e / jnp.where(var_t > 0, var_t, 1.0), 0.0)
+
+
+def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Mean of x over the entries where mask is true (all entries when mask is None); 0 if none."""
+    if mask is None:
+        return jnp.mean(x)
+    weights = mask.astype(x.dtype)
+    return jnp.sum(x * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def standardize(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """(x - mean) / (std + 1e-8) over the masked entries, std unbiased (n - 1) as PyTorch's
+    `Tensor.std()` that SB3 (and TRL's masked whitening) use. Masked-out entries become 0."""
+    if mask is None:
+        return (x - x.mean()) / (x.std(ddof=1) + 1e-8)
+    weights = mask.astype(x.dtype)
+    count = jnp.sum(weights)
+    mean = jnp.sum(x * weights) / jnp.maximum(count, 1.0)
+    var = jnp.sum(jnp.square(x - mean) * weights) / jnp.maximum(count - 1.0, 1.0)
+    return jnp.where(mask, (x - mean) / (jnp.sqrt(var) + 1e-8), 0.0)
+
+
+def a2c_objective(
+    log_prob: jax.Array,
+    values: jax.Array,
+    entropy: jax.Array,
+    advantage: jax.Array,
+    target_return: jax.Array,
+    vf_coef: jax.Array | float,
+    ent_coef: jax.Array | float,
+    normalize_advantage: bool = False,
+    mask: jax.Array | None = None,
+) -> tuple[jax.Array, LossMetrics]:
+    """loss = -mean(A * log pi(a|s)) + vf_coef * mean((R - V(s))^2) - ent_coef * mean(H[pi(.|s)]).
+
+    All inputs share one shape (any rank: [T, N] for environments, [L, B] for tokens); means run over
+    the entries where `mask` is true (all when None). Advantages and target returns are constants
+    (no gradient flows through them). The value term is the plain mean squared error, without a 1/2,
+    as in SB3.
+
+    Returns:
+        (scalar loss, LossMetrics).
+    """
+    chex.assert_equal_shape([log_prob, values, entropy, advantage, target_return])
+    advantage = jax.lax.stop_gradient(advantage)
+    if normalize_advantage:
+        advantage = standardize(advantage, mask)
+    target = jax.lax.stop_gradient(target_return)
+    entropy_mean = masked_mean(entropy, mask)
+    policy_loss = -masked_mean(advantage * log_prob, mask)
+    value_loss = masked_mean(jnp.square(target - values), mask)
+    loss = policy_loss + vf_coef * value_loss - ent_coef * entropy_mean
+    ev = explained_variance(values, target, mask)
+    return loss, LossMetrics(loss, policy_loss, value_loss, entropy_mean, ev)
 
 
 def a2c_loss(
@@ -51,10 +110,8 @@ def a2c_loss(
     hparams: HParams,
     normalize_advantage: bool = False,
 ) -> tuple[jax.Array, LossMetrics]:
-    """loss = -mean(A * log pi(a|s)) + vf_coef * mean((R - V(s))^2) - ent_coef * mean(H[pi(.|s)]).
+    """The A2C objective (`a2c_objective`) of a rollout batch [T, N], means over all T * N samples.
 
-    Means run over all T * N samples. Advantages and target returns are constants (no gradient
-    flows through them). The value term is the plain mean squared error, without a 1/2, as in SB3.
     A recurrent policy re-runs the rollout from `batch.carry`, so its gradient flows through time.
 
     Returns:
@@ -63,16 +120,15 @@ def a2c_loss(
     chex.assert_rank([batch.advantage, batch.target_return, batch.done], 2)
     chex.assert_equal_shape([batch.advantage, batch.target_return, batch.done])
     pi_params, values = policy.unroll(params, batch.carry, batch.obs, batch.done)
-    chex.assert_equal_shape([values, batch.advantage])
-    advantage = jax.lax.stop_gradient(batch.advantage)
-    if normalize_advantage:
-        # PyTorch's Tensor.std(), which SB3 uses, is the unbiased (n - 1) estimate
-        advantage = (advantage - advantage.mean()) / (advantage.std(ddof=1) + 1e-8)
-    target = jax.lax.stop_gradient(batch.target_return)
     log_prob = policy.dist.log_prob(pi_params, batch.action)
-    entropy = jnp.mean(policy.dist.entropy(pi_params))
-    policy_loss = -jnp.mean(advantage * log_prob)
-    value_loss = jnp.mean(jnp.square(target - values))
-    loss = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
-    metrics = LossMetrics(loss, policy_loss, value_loss, entropy, explained_variance(values, target))
-    return loss, metrics
+    entropy = policy.dist.entropy(pi_params)
+    return a2c_objective(
+        log_prob,
+        values,
+        entropy,
+        batch.advantage,
+        batch.target_return,
+        hparams.vf_coef,
+        hparams.ent_coef,
+        normalize_advantage,
+    )

@@ -140,3 +140,65 @@ def plot_pbt_schedule(steps: Any, schedule: dict[str, Any], fitness: Any, path: 
     axes[0][-1].set_ylabel("fitness (training return)")
     fig.suptitle(title)
     _save(fig, path)
+
+
+_RLHF_PANELS = (
+    ("reward-model score", ("eval_score",)),
+    ("gold reward", ("eval_gold",)),
+    ("KL to reference per sequence (k1 -, k3 --)", ("eval_k1", "eval_k3")),
+    ("entropy per token", ("eval_entropy",)),
+    ("value explained variance", ("explained_variance",)),
+    ("mean length (-), EOS rate x 10 (--)", ("eval_length", "eval_eos")),
+    ("fraction of distinct responses", ("eval_distinct",)),
+    ("rank correlation: reward model vs gold", ("eval_rank_correlation",)),
+)
+
+
+def _by_beta(records: Sequence[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:
+    groups: dict[float, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(record["beta"], []).append(record)
+    return groups
+
+
+def plot_rlhf(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """The RLHF run's eight panels against A2C updates, one colour per beta (metrics.jsonl lines)."""
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    for color, (beta, rows) in enumerate(_by_beta(records).items()):
+        for ax, (title, keys) in zip(axes.flat, _RLHF_PANELS, strict=True):
+            for style, key in zip(("-", "--"), keys, strict=False):
+                points = [(r["update"], r[key]) for r in rows if key in r]
+                scale = 10.0 if key == "eval_eos" else 1.0
+                label = f"beta {beta:g}" if style == "-" else None
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, [y * scale for y in ys], style, color=f"C{color}", label=label)
+            ax.set_title(title, fontsize=9)
+            ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("A2C updates")
+    axes.flat[0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_rlhf_tradeoff(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """Left: final gold reward against final KL, one point per beta. Right: reward-model score
+    (dashed) and gold reward (solid) against updates per beta: where the proxy keeps rising while the
+    gold reward falls, the policy is exploiting the reward model."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for color, (beta, rows) in enumerate(_by_beta(records).items()):
+        last = rows[-1]
+        left.scatter([last["eval_k1"]], [last["eval_gold"]], color=f"C{color}", zorder=3)
+        left.annotate(f"beta {beta:g}", (last["eval_k1"], last["eval_gold"]), fontsize=8)
+        updates = [r["update"] for r in rows]
+        right.plot(updates, [r["eval_gold"] for r in rows], "-", color=f"C{color}", label=f"gold, beta {beta:g}")
+        right.plot(updates, [r["eval_score"] for r in rows], "--", color=f"C{color}", label=f"score, beta {beta:g}")
+    left.set_xlabel("KL to reference per sequence (k1)")
+    left.set_ylabel("gold reward")
+    left.set_title("final gold reward vs KL")
+    right.set_xlabel("A2C updates")
+    right.set_title("reward-model score (--) and gold reward (-)")
+    right.legend(fontsize=7, ncol=2)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -22,6 +22,7 @@ from a2c_jax.config import A2CConfig, HParams
 from a2c_jax.envs import EnvSpec, VecEnv, VecEnvState, make_env
 from a2c_jax.losses import Batch, a2c_loss
 from a2c_jax.networks import Carry, Params, Policy, make_policy
+from a2c_jax.optim import make_optimizer
 from a2c_jax.rollout import Transition, rollout
 
 
@@ -41,20 +42,6 @@ def make_agent(config: A2CConfig) -> Agent:
     _, _, spec = make_env(config.env_id)
     vec_env = VecEnv(spec, config.num_envs, config.normalize_observation, config.normalize_reward)
     return Agent(config, spec, make_policy(config, spec), vec_env)
-
-
-def make_optimizer(kind: str, hparams: HParams, learning_rate: jax.Array | float) -> optax.GradientTransformation:
-    """clip_by_global_norm(max_grad_norm) -> RMSprop (PyTorch/SB3 semantics) or Adam.
-
-    RMSprop matches torch.optim.RMSprop: squares start at 0 and eps is added outside the sqrt.
-    """
-    if kind == "rmsprop":
-        opt = optax.rmsprop(
-            learning_rate, decay=hparams.rms_decay, eps=hparams.eps, initial_scale=0.0, eps_in_sqrt=False
-        )
-    else:
-        opt = optax.adam(learning_rate, eps=hparams.eps)
-    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), opt)
 
 
 @struct.dataclass

@@ -1,0 +1,145 @@
+"""Settings of the RLHF chain: a frozen dataclass (also the flags of `a2c-jax rlhf`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from a2c_jax.config import ConfigError, HParams, check_seed
+from a2c_jax.rlhf.task import TaskSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class RLHFConfig:
+    """Every setting of the RLHF chain (reference, reward model, A2C).
+
+    Attributes:
+        seed: seed of the whole chain (corpus, pairs, initialisation, sampling).
+        prompt_digits: digits in a prompt (after BOS).
+        response_len: most tokens in a response (EOS included).
+        context: positions the model can hold; must be >= 1 + prompt_digits + response_len.
+        width: transformer width.
+        layers: transformer blocks.
+        heads: attention heads (must divide width).
+        ref_steps: maximum-likelihood steps of the reference model.
+        ref_batch: sequences per reference step.
+        ref_lr: Adam learning rate of the reference model.
+        rm_pairs: preference pairs sampled from the reference to train the reward model.
+        rm_steps: Bradley-Terry steps of the reward model.
+        rm_batch: pairs per reward-model step.
+        rm_lr: Adam learning rate of the reward model.
+        updates: A2C updates of the policy (one gradient step each).
+        batch: prompts (one response each) per A2C update.
+        lr: Adam learning rate of the policy.
+        beta: KL penalty coefficient (initial value when kl_target is set).
+        gamma: discount over tokens (1 in RLHF practice).
+        gae_lambda: GAE lambda over tokens; 0 is the one-step TD advantage r + V(s') - V(s).
+        vf_coef: weight of the value loss.
+        ent_coef: weight of the entropy bonus.
+        max_grad_norm: global gradient-norm clip (every stage).
+        whiten: standardise advantages over the valid tokens of a batch.
+        kl_target: target sequence KL of the adaptive controller (0 = fixed beta).
+        kl_horizon: horizon (in sequences) of the adaptive controller.
+        eval_prompts: held-out prompts scored at each log point.
+        log_points: evaluations (and metrics lines) during A2C.
+    """
+
+    seed: int = 0
+    prompt_digits: int = 4
+    response_len: int = 12
+    context: int = 32
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+    ref_steps: int = 300
+    ref_batch: int = 128
+    ref_lr: float = 1e-3
+    rm_pairs: int = 4096
+    rm_steps: int = 300
+    rm_batch: int = 128
+    rm_lr: float = 1e-3
+    updates: int = 300
+    batch: int = 64
+    lr: float = 3e-4
+    beta: float = 0.05
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 1.0
+    whiten: bool = True
+    kl_target: float = 0.0
+    kl_horizon: float = 10000.0
+    eval_prompts: int = 256
+    log_points: int = 20
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TaskSpec(self.prompt_digits, self.response_len)
+
+    def validate(self) -> RLHFConfig:
+        """Raise ConfigError (field, value, what is allowed) for the first bad setting."""
+        check_seed("seed", self.seed)
+        positive_ints = [
+            "prompt_digits",
+            "response_len",
+            "context",
+            "width",
+            "layers",
+            "heads",
+            "ref_steps",
+            "ref_batch",
+            "rm_steps",
+            "eval_prompts",
+            "log_points",
+            "updates",
+        ]
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} is invalid: must be an integer >= 1")
+        for name in ("batch", "rm_batch", "rm_pairs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ConfigError(f"{name}={value!r} is invalid: must be an integer >= 2")
+        if self.spec.seq_len > self.context:
+            most = self.context - self.spec.prompt_len
+            raise ConfigError(
+                f"response_len={self.response_len} is invalid: prompt (1 + prompt_digits={self.prompt_digits}) "
+                f"plus response must fit context={self.context}, so response_len <= {most}"
+            )
+        if self.width % self.heads:
+            raise ConfigError(f"heads={self.heads} is invalid: must divide width={self.width}")
+        bounds = {
+            "ref_lr": (0.0, True, math.inf),
+            "rm_lr": (0.0, True, math.inf),
+            "lr": (0.0, True, math.inf),
+            "beta": (0.0, False, math.inf),
+            "vf_coef": (0.0, False, math.inf),
+            "ent_coef": (0.0, False, math.inf),
+            "max_grad_norm": (0.0, True, math.inf),
+            "kl_target": (0.0, False, math.inf),
+            "kl_horizon": (0.0, True, math.inf),
+        }
+        for name, (lo, open_lo, hi) in bounds.items():
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < lo or (open_lo and value == lo) or value > hi:
+                shown = f"> {lo:g}" if open_lo else f">= {lo:g}"
+                raise ConfigError(f"{name}={value!r} is invalid: must be a finite number {shown}")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ConfigError(f"gae_lambda={self.gae_lambda!r} is invalid: must be in [0, 1]")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"gamma={self.gamma!r} is invalid: must be in (0, 1]")
+        return self
+
+    def hparams(self) -> HParams:
+        """The traced A2C hyperparameters (the same HParams the environment trainer uses)."""
+        return HParams(
+            lr=self.lr,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            ent_coef=self.ent_coef,
+            vf_coef=self.vf_coef,
+            max_grad_norm=self.max_grad_norm,
+            eps=1e-8,
+        ).as_arrays()

@@ -1,0 +1,286 @@
+"""The three compiled stages of the RLHF chain, as pure step functions scanned in chunks.
+
+1. reference: maximum likelihood on `task.reference_corpus` (plausible, unaligned responses);
+2. reward model: the same trunk with its scalar head read at the last valid token, trained with the
+   Bradley-Terry loss on pairs sampled from the reference and labelled Bernoulli(sigmoid(r*_a - r*_b));
+3. A2C: the policy starts as the reference (with a value head); each update samples a batch of
+   responses, scores them with the reward model, shapes per-token rewards with the KL to the frozen
+   reference, runs token GAE and takes one gradient step of the core's A2C objective.
+
+Every stage uses the core's optax chain (`a2c_jax.optim.make_optimizer`, Adam with global-norm
+clipping). `RLHFConfig` (rlhf/config.py) holds every setting; the traced ones of stage 3 ride in an `HParams`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from a2c_jax.config import ConfigError, HParams
+from a2c_jax.distributions import categorical_entropy, categorical_log_prob
+from a2c_jax.losses import masked_mean
+from a2c_jax.optim import make_optimizer
+from a2c_jax.rlhf.config import RLHFConfig
+from a2c_jax.rlhf.model import CausalTransformer, LanguageModel, Params
+from a2c_jax.rlhf.objective import (
+    TokenBatch,
+    adaptive_beta,
+    kl_estimates,
+    rlhf_loss,
+    token_advantages,
+    token_rewards,
+)
+from a2c_jax.rlhf.sampling import last_valid, response_outputs, sample
+from a2c_jax.rlhf.task import EOS, VOCAB_SIZE, TaskSpec, gold_reward, reference_corpus, response_mask, sample_prompts
+
+
+def make_model(config: RLHFConfig) -> CausalTransformer:
+    """The default language model of `config` (any `LanguageModel` may replace it)."""
+    return CausalTransformer(VOCAB_SIZE, config.context, config.width, config.layers, config.heads)
+
+
+def check_model(model: LanguageModel, params: Params, spec: TaskSpec) -> None:
+    """ConfigError unless `model` maps tokens [B, L] to logits [B, L, VOCAB_SIZE] and values [B, L]."""
+    tokens = jax.ShapeDtypeStruct((2, spec.seq_len), jnp.int32)
+    try:
+        logits, values = jax.eval_shape(model.apply, params, tokens)
+    except Exception as err:  # flax raises many types for a sequence longer than the model holds
+        raise ConfigError(f"the language model cannot read sequences of length {spec.seq_len}: {err}") from None
+    if logits.shape != (2, spec.seq_len, VOCAB_SIZE) or values.shape != (2, spec.seq_len):
+        raise ConfigError(
+            f"the language model maps tokens (2, {spec.seq_len}) to logits {logits.shape} and values "
+            f"{values.shape}: must be (2, {spec.seq_len}, {VOCAB_SIZE}) and (2, {spec.seq_len})"
+        )
+
+
+def adam(lr: float, max_grad_norm: float) -> optax.GradientTransformation:
+    """The core's chain (global-norm clip, then Adam) for the supervised stages."""
+    return make_optimizer("adam", HParams(lr=lr, max_grad_norm=max_grad_norm, eps=1e-8), lr)
+
+
+@struct.dataclass
+class StageState:
+    """What a stage carries between steps: params, optimizer state, PRNG key, step count, and the
+    current KL coefficient (used by A2C only)."""
+
+    params: Params
+    opt_state: optax.OptState
+    key: jax.Array
+    step: jax.Array
+    beta: jax.Array
+
+
+def init_stage(params: Params, tx: optax.GradientTransformation, key: jax.Array, beta: float = 0.0) -> StageState:
+    return StageState(params, tx.init(params), key, jnp.zeros((), jnp.int32), jnp.asarray(beta, jnp.float32))
+
+
+def apply_gradients(state: StageState, grads: Params, tx: optax.GradientTransformation, key: jax.Array) -> StageState:
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return dataclasses.replace(
+        state, params=optax.apply_updates(state.params, updates), opt_state=opt_state, key=key, step=state.step + 1
+    )
+
+
+StepFn = Callable[[StageState], tuple[StageState, dict[str, jax.Array]]]
+
+
+def reference_step(model: LanguageModel, config: RLHFConfig) -> StepFn:
+    """One maximum-likelihood step on a fresh batch of the reference corpus; metric: token NLL."""
+    spec, tx = config.spec, adam(config.ref_lr, config.max_grad_norm)
+
+    def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
+        key, data_key = jax.random.split(state.key)
+        tokens = reference_corpus(data_key, config.ref_batch, spec)
+        actions = tokens[:, spec.prompt_len :]
+        mask = response_mask(actions)
+
+        def nll(params: Params) -> jax.Array:
+            logits, _ = response_outputs(model, params, tokens, spec.prompt_len)
+            return masked_mean(-categorical_log_prob(logits, actions), mask)
+
+        loss, grads = jax.value_and_grad(nll)(state.params)
+        return apply_gradients(state, grads, tx, key), {"nll": loss}
+
+    return step
+
+
+def sequence_score(model: LanguageModel, params: Params, tokens: jax.Array, prompt_len: int) -> jax.Array:
+    """A reward model's score of full sequences [B, L]: its scalar head at the last valid token, [B]."""
+    _, scalar = model.apply(params, tokens)
+    return last_valid(scalar[:, prompt_len:], response_mask(tokens[:, prompt_len:]))
+
+
+class Pairs(NamedTuple):
+    """Preference data: two responses per prompt (tokens [N, L] each), gold rewards [N] each, and
+    label [N] = 1.0 when a was preferred (drawn Bernoulli(sigmoid(gold_a - gold_b)))."""
+
+    a: jax.Array
+    b: jax.Array
+    gold_a: jax.Array
+    gold_b: jax.Array
+    label: jax.Array
+
+
+def preference_pairs(model: LanguageModel, ref_params: Params, key: jax.Array, count: int, spec: TaskSpec) -> Pairs:
+    """`count` pairs of reference samples for the same prompts, labelled by the noisy gold preference."""
+    k_prompt, k_a, k_b, k_label = jax.random.split(key, 4)
+    prompts = sample_prompts(k_prompt, count, spec)
+    a = sample(model, ref_params, prompts, k_a, spec.response_len).tokens
+    b = sample(model, ref_params, prompts, k_b, spec.response_len).tokens
+    gold_a = gold_reward(prompts, a[:, spec.prompt_len :])
+    gold_b = gold_reward(prompts, b[:, spec.prompt_len :])
+    label = jax.random.bernoulli(k_label, jax.nn.sigmoid(gold_a - gold_b)).astype(jnp.float32)
+    return Pairs(a, b, gold_a, gold_b, label)
+
+
+def bradley_terry_loss(
+    model: LanguageModel, params: Params, pairs: Pairs, prompt_len: int
+) -> tuple[jax.Array, jax.Array]:
+    """(mean -log P(label | s_a - s_b) with P(a > b) = sigmoid(s_a - s_b), accuracy against the labels)."""
+    margin = sequence_score(model, params, pairs.a, prompt_len) - sequence_score(model, params, pairs.b, prompt_len)
+    loss = jnp.mean(optax.sigmoid_binary_cross_entropy(margin, pairs.label))
+    return loss, jnp.mean((margin > 0) == (pairs.label > 0.5))
+
+
+def reward_model_step(model: LanguageModel, config: RLHFConfig, pairs: Pairs) -> StepFn:
+    """One Bradley-Terry step on a random minibatch of `pairs`; metrics: loss and label accuracy."""
+    tx, count = adam(config.rm_lr, config.max_grad_norm), pairs.label.shape[0]
+
+    def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
+        key, batch_key = jax.random.split(state.key)
+        index = jax.random.randint(batch_key, (config.rm_batch,), 0, count)
+        batch = jax.tree.map(lambda x: x[index], pairs)
+        (loss, accuracy), grads = jax.value_and_grad(
+            lambda p: bradley_terry_loss(model, p, batch, config.spec.prompt_len), has_aux=True
+        )(state.params)
+        return apply_gradients(state, grads, tx, key), {"bt_loss": loss, "bt_accuracy": accuracy}
+
+    return step
+
+
+def pair_accuracy(model: LanguageModel, params: Params, pairs: Pairs, prompt_len: int) -> dict[str, jax.Array]:
+    """Held-out reward-model quality: Bradley-Terry loss, accuracy against the noisy labels, and
+    accuracy against the gold ordering (pairs with equal gold reward left out)."""
+    loss, label_accuracy = bradley_terry_loss(model, params, pairs, prompt_len)
+    margin = sequence_score(model, params, pairs.a, prompt_len) - sequence_score(model, params, pairs.b, prompt_len)
+    gold = pairs.gold_a - pairs.gold_b
+    decided = gold != 0
+    gold_accuracy = jnp.sum(decided & ((margin > 0) == (gold > 0))) / jnp.maximum(jnp.sum(decided), 1)
+    return {"bt_loss": loss, "label_accuracy": label_accuracy, "gold_accuracy": gold_accuracy}
+
+
+class Frozen(NamedTuple):
+    """The frozen models A2C reads: reference (logits) and reward model (scalar head)."""
+
+    ref_params: Params
+    rm_params: Params
+
+
+def score_samples(
+    model: LanguageModel, params: Params, frozen: Frozen, prompts: jax.Array, key: jax.Array, spec: TaskSpec
+) -> dict[str, jax.Array]:
+    """Sample responses to prompts [B, P] from `params` and measure them against the frozen models.
+
+    Returns per-sequence arrays [B] (score, gold, k1, k3, length, eos, entropy per token) and the
+    per-token arrays the A2C update needs ([B, R]: log_prob, ref_log_prob, values, mask; tokens [B, L]).
+    """
+    samples = sample(model, params, prompts, key, spec.response_len)
+    actions, mask = samples.tokens[:, spec.prompt_len :], samples.mask
+    logits, values = response_outputs(model, params, samples.tokens, spec.prompt_len)
+    ref_logits, _ = response_outputs(model, frozen.ref_params, samples.tokens, spec.prompt_len)
+    log_prob = categorical_log_prob(logits, actions)
+    ref_log_prob = categorical_log_prob(ref_logits, actions)
+    k1, k3 = kl_estimates(log_prob, ref_log_prob, mask)
+    length = jnp.sum(mask, axis=1)
+    entropy = jnp.sum(jnp.where(mask, categorical_entropy(logits), 0.0), axis=1) / length
+    return {
+        "tokens": samples.tokens,
+        "log_prob": log_prob,
+        "ref_log_prob": ref_log_prob,
+        "values": values,
+        "mask": mask,
+        "score": sequence_score(model, frozen.rm_params, samples.tokens, spec.prompt_len),
+        "gold": gold_reward(prompts, actions),
+        "k1": k1,
+        "k3": k3,
+        "length": length.astype(jnp.float32),
+        "eos": jnp.any(mask & (actions == EOS), axis=1).astype(jnp.float32),
+        "entropy": entropy,
+    }
+
+
+SEQUENCE_METRICS = ("score", "gold", "k1", "k3", "length", "eos", "entropy")
+
+
+def a2c_step(model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: HParams) -> StepFn:
+    """One A2C-RLHF update: sample a batch, shape per-token rewards, token GAE, one gradient step.
+    `hparams` leaves may be traced (a population of settings); beta lives in the state."""
+    spec, tx = config.spec, make_optimizer("adam", hparams, hparams.lr)
+
+    def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
+        key, prompt_key, sample_key = jax.random.split(state.key, 3)
+        prompts = sample_prompts(prompt_key, config.batch, spec)
+        out = score_samples(model, state.params, frozen, prompts, sample_key, spec)
+        rewards = token_rewards(out["score"], out["log_prob"], out["ref_log_prob"], out["mask"], state.beta)
+        advantage, target = token_advantages(rewards, out["values"], out["mask"], hparams.gamma, hparams.gae_lambda)
+        batch = TokenBatch(out["tokens"], advantage, target, out["mask"])
+        grads, loss = jax.grad(
+            lambda p: rlhf_loss(p, model, batch, spec.prompt_len, hparams.vf_coef, hparams.ent_coef, config.whiten),
+            has_aux=True,
+        )(state.params)
+        new_state = apply_gradients(state, grads, tx, key)
+        kl = jnp.mean(out["k1"])
+        if config.kl_target > 0:
+            beta = adaptive_beta(state.beta, kl, config.kl_target, config.kl_horizon, config.batch)
+            new_state = dataclasses.replace(new_state, beta=beta)
+        metrics = {name: jnp.mean(out[name]) for name in SEQUENCE_METRICS}
+        metrics |= {
+            "loss": loss.loss,
+            "policy_loss": loss.policy_loss,
+            "value_loss": loss.value_loss,
+            "explained_variance": loss.explained_variance,
+            "grad_norm": optax.tree.norm(grads),
+            "beta_now": state.beta,
+        }
+        return new_state, metrics
+
+    return step
+
+
+def chunk_length(total: int, points: int) -> int:
+    """The largest divisor of `total` that is at most total / points (so chunks split it exactly)."""
+    limit = max(1, total // max(points, 1))
+    return max(d for d in range(1, limit + 1) if total % d == 0)
+
+
+def scan_chunk(step: StepFn, length: int) -> Callable[[StageState], tuple[StageState, dict[str, jax.Array]]]:
+    """`length` steps as one lax.scan; metrics stacked [length]."""
+
+    def run(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
+        return jax.lax.scan(lambda s, _: step(s), state, None, length=length)
+
+    return run
+
+
+def run_stage(
+    chunk: Callable[[StageState], tuple[StageState, dict[str, jax.Array]]],
+    state: StageState,
+    chunks: int,
+    on_chunk: Callable[[int, StageState, dict[str, Any]], None] | None = None,
+) -> tuple[StageState, list[dict[str, Any]]]:
+    """Run `chunks` compiled chunks from the host; after each, `on_chunk(index, state, means)` gets the
+    chunk's mean metrics (floats; a leading population axis kept as lists). Returns (state, means)."""
+    history: list[dict[str, Any]] = []
+    for index in range(chunks):
+        state, metrics = chunk(state)
+        means = {k: jax.device_get(jnp.mean(v, axis=-1)).tolist() for k, v in metrics.items()}
+        history.append(means)
+        if on_chunk is not None:
+            on_chunk(index, state, means)
+    return state, history

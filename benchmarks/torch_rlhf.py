@@ -1,0 +1,143 @@
+"""The same token-level A2C-RLHF loop in plain PyTorch, for `benchmarks.rlhf_throughput`.
+
+Same model (pre-LayerNorm causal transformer: token and learned position embeddings, `layers` blocks
+of attention + 4x GELU MLP, final LayerNorm, LM head and scalar head), same sampling (ancestral, full
+recompute of the fixed-length buffer at every position, BOS/PAD masked), same update (policy, frozen
+reference and reward model forward passes; per-token KL-shaped rewards; GAE over tokens; advantages
+whitened over valid tokens; one Adam step with global-norm clipping). Throughput only: weights are
+random, which costs the same as trained ones.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+BOS, EOS, PAD, VOCAB = 10, 11, 12, 13
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.fc1, self.fc2 = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, width = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(width, dim=-1)
+        shape = (b, length, self.heads, width // self.heads)
+        q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, length, width)
+        x = x + self.proj(attn)
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class CausalLM(nn.Module):
+    """tokens [B, L] -> (logits [B, L, V], scalar [B, L])."""
+
+    def __init__(self, max_len: int = 32, width: int = 64, layers: int = 2, heads: int = 4) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(VOCAB, width), nn.Embedding(max_len, width)
+        self.blocks = nn.ModuleList([Block(width, heads) for _ in range(layers)])
+        self.ln = nn.LayerNorm(width)
+        self.lm_head, self.scalar_head = nn.Linear(width, VOCAB), nn.Linear(width, 1)
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1]))[None]
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln(x)
+        return self.lm_head(x), self.scalar_head(x)[..., 0]
+
+
+def masked_logits(logits: torch.Tensor) -> torch.Tensor:
+    blocked = torch.zeros(VOCAB)
+    blocked[BOS] = blocked[PAD] = -1e9
+    return logits + blocked
+
+
+@torch.no_grad()
+def sample(model: nn.Module, prompts: torch.Tensor, response_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [B, L], valid mask [B, R]) by full recompute at every position."""
+    b, p = prompts.shape
+    tokens = torch.cat([prompts, torch.full((b, response_len), PAD)], dim=1)
+    done = torch.zeros(b, dtype=torch.bool)
+    valid = torch.zeros(b, response_len, dtype=torch.bool)
+    for t in range(response_len):
+        logits, _ = model(tokens)
+        token = torch.distributions.Categorical(logits=masked_logits(logits[:, p + t - 1])).sample()
+        valid[:, t] = ~done
+        token = torch.where(done, torch.full_like(token, PAD), token)
+        tokens[:, p + t] = token
+        done = done | (token == EOS)
+    return tokens, valid
+
+
+def response_outputs(model: nn.Module, tokens: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, values = model(tokens)
+    logits = masked_logits(logits[:, p - 1 : -1])
+    return torch.log_softmax(logits, -1).gather(-1, tokens[:, p:, None])[..., 0], values[:, p - 1 : -1]
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: float) -> torch.Tensor:
+    """GAE over tokens, gamma 1, [B, R]; a response ends at its last valid token."""
+    values = values * mask
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], 1)
+    cont = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], 1).float()
+    deltas = rewards + cont * next_values - values
+    adv = torch.zeros_like(rewards)
+    running = torch.zeros(rewards.shape[0])
+    for t in reversed(range(rewards.shape[1])):
+        running = deltas[:, t] + lam * cont[:, t] * running
+        adv[:, t] = running
+    return adv * mask
+
+
+class TorchRLHF:
+    """Policy, frozen reference and reward model, and one A2C update as in a2c_jax.rlhf."""
+
+    def __init__(self, batch: int, prompt_len: int = 5, response_len: int = 12, beta: float = 0.05) -> None:
+        self.policy = CausalLM()
+        self.ref = copy.deepcopy(self.policy).requires_grad_(False)
+        self.rm = copy.deepcopy(self.policy).requires_grad_(False)
+        self.opt = torch.optim.Adam(self.policy.parameters(), lr=3e-4, eps=1e-8)
+        self.batch, self.p, self.r, self.beta = batch, prompt_len, response_len, beta
+
+    def prompts(self) -> torch.Tensor:
+        digits = torch.randint(0, 10, (self.batch, self.p - 1))
+        return torch.cat([torch.full((self.batch, 1), BOS), digits], 1)
+
+    def update(self, policy_forward=None) -> None:
+        forward = policy_forward or self.policy
+        tokens, mask = sample(forward, self.prompts(), self.r)
+        m = mask.float()
+        with torch.no_grad():
+            logp, values = response_outputs(forward, tokens, self.p)
+            ref_logp, _ = response_outputs(self.ref, tokens, self.p)
+            _, scalar = self.rm(tokens)
+            last = mask.sum(1) - 1
+            score = scalar[:, self.p :].gather(1, last[:, None])[:, 0]
+            rewards = -self.beta * (logp - ref_logp) * m
+            rewards[torch.arange(self.batch), last] += score
+            adv = gae(rewards, values, m, 0.95)
+            returns = (adv + values) * m
+            count = m.sum()
+            mean = (adv * m).sum() / count
+            std = (((adv - mean) ** 2 * m).sum() / (count - 1)).sqrt()
+            adv = (adv - mean) / (std + 1e-8) * m
+        logits, new_values = forward(tokens)
+        logits = masked_logits(logits[:, self.p - 1 : -1])
+        log_probs = torch.log_softmax(logits, -1)
+        new_logp = log_probs.gather(-1, tokens[:, self.p :, None])[..., 0]
+        policy_loss = -(adv * new_logp * m).sum() / count
+        value_loss = (((returns - new_values[:, self.p - 1 : -1]) ** 2) * m).sum() / count
+        loss = policy_loss + 0.5 * value_loss
+        self.opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
+        self.opt.step()

@@ -1,0 +1,253 @@
+"""Token-level A2C for RLHF: the pieces against plain NumPy loops and closed forms.
+
+Independent references: a NumPy GAE loop per response; the per-token reward definition summed by
+hand; PPO-clip's gradient at theta = theta_old (Huang et al. 2022: A2C is PPO with one full-batch
+epoch); and the closed-form optimum of the KL-regularised objective, pi_ref * exp(r / beta) / Z,
+reached by the real A2C update on a one-token bandit.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from a2c_jax.config import ConfigError
+from a2c_jax.distributions import categorical_log_prob
+from a2c_jax.optim import make_optimizer
+from a2c_jax.rlhf.config import RLHFConfig
+from a2c_jax.rlhf.objective import TokenBatch, kl_estimates, rlhf_loss, token_advantages, token_rewards
+from a2c_jax.rlhf.sampling import response_logits, response_outputs, sample
+from a2c_jax.rlhf.task import BOS, EOS, PAD, VOCAB_SIZE, TaskSpec, gold_reward, response_mask, sample_prompts
+from a2c_jax.rlhf.train import (
+    Frozen,
+    a2c_step,
+    check_model,
+    init_stage,
+    make_model,
+    scan_chunk,
+    sequence_score,
+)
+
+B, R = 6, 7
+
+
+def random_responses(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Responses [B, R] with EOS at random places (one row without EOS) and their valid masks."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, R + 1, size=B)
+    lengths[0] = R  # no EOS: the response fills every position
+    tokens = np.full((B, R), PAD)
+    mask = np.zeros((B, R), bool)
+    for b, n in enumerate(lengths):
+        tokens[b, :n] = rng.integers(0, 10, size=n)
+        if b > 0:
+            tokens[b, n - 1] = EOS
+        mask[b, :n] = True
+    return tokens, mask
+
+
+def token_gae_reference(rewards, values, mask, gamma, lam):
+    """One response at a time: delta_t = r_t + gamma V_{t+1} - V_t (V after the last token is 0)."""
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    for b in range(rewards.shape[0]):
+        n = int(mask[b].sum())
+        running = 0.0
+        for t in reversed(range(n)):
+            next_v = values[b, t + 1] if t + 1 < n else 0.0
+            delta = rewards[b, t] + gamma * next_v - values[b, t]
+            running = delta + gamma * lam * running
+            adv[b, t] = running
+    return adv, np.where(mask, adv + values, 0.0)
+
+
+def test_response_mask_stops_after_first_eos():
+    tokens, mask = random_responses(0)
+    np.testing.assert_array_equal(np.asarray(response_mask(jnp.asarray(tokens))), mask)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.6, 1.0])
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_token_gae_matches_numpy_loop(lam, gamma):
+    rng = np.random.default_rng(1)
+    _, mask = random_responses(1)
+    rewards = np.where(mask, rng.normal(size=(B, R)), 0.0).astype(np.float32)
+    values = rng.normal(size=(B, R)).astype(np.float32)  # padding values are garbage on purpose
+    adv, ret = jax.jit(token_advantages)(rewards, values, jnp.asarray(mask), gamma, lam)
+    ref_adv, ref_ret = token_gae_reference(rewards, values, mask, gamma, lam)
+    np.testing.assert_allclose(np.asarray(adv), ref_adv, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ret), ref_ret, atol=1e-5)
+    assert np.all(np.asarray(adv)[~mask] == 0.0)
+
+
+def test_token_gae_limits():
+    """lambda 0 is the one-step TD error; lambda 1 with gamma 1 is the return-to-go minus V."""
+    rng = np.random.default_rng(2)
+    _, mask = random_responses(2)
+    rewards = np.where(mask, rng.normal(size=(B, R)), 0.0).astype(np.float32)
+    values = np.where(mask, rng.normal(size=(B, R)), 0.0).astype(np.float32)
+    adv0, _ = token_advantages(rewards, values, jnp.asarray(mask), 1.0, 0.0)
+    next_values = np.where(np.roll(mask, -1, axis=1) & (np.arange(R) < R - 1), np.roll(values, -1, axis=1), 0.0)
+    np.testing.assert_allclose(np.asarray(adv0), np.where(mask, rewards + next_values - values, 0.0), atol=1e-6)
+    adv1, _ = token_advantages(rewards, values, jnp.asarray(mask), 1.0, 1.0)
+    to_go = np.flip(np.cumsum(np.flip(rewards, 1), 1), 1)
+    np.testing.assert_allclose(np.asarray(adv1), np.where(mask, to_go - values, 0.0), atol=1e-5)
+
+
+def test_nothing_after_eos_contributes():
+    """Changing rewards or values on padding changes no valid advantage."""
+    rng = np.random.default_rng(3)
+    _, mask = random_responses(3)
+    rewards = np.where(mask, rng.normal(size=(B, R)), 0.0).astype(np.float32)
+    values = rng.normal(size=(B, R)).astype(np.float32)
+    noisy_r = np.where(mask, rewards, 100.0).astype(np.float32)
+    noisy_v = np.where(mask, values, -50.0).astype(np.float32)
+    a, _ = token_advantages(rewards, values, jnp.asarray(mask), 1.0, 0.9)
+    b, _ = token_advantages(noisy_r, noisy_v, jnp.asarray(mask), 1.0, 0.9)
+    np.testing.assert_allclose(np.asarray(a)[mask], np.asarray(b)[mask], atol=1e-5)
+
+
+def test_token_rewards_score_on_last_valid_and_sum():
+    rng = np.random.default_rng(4)
+    _, mask = random_responses(4)
+    score = rng.normal(size=B).astype(np.float32)
+    logp = np.where(mask, rng.normal(size=(B, R)) - 2.0, 0.0).astype(np.float32)
+    ref = np.where(mask, rng.normal(size=(B, R)) - 2.0, 0.0).astype(np.float32)
+    beta = 0.3
+    rewards = np.asarray(token_rewards(score, logp, ref, jnp.asarray(mask), beta))
+    last = mask.sum(1) - 1
+    for b in range(B):
+        expected = -beta * (logp[b] - ref[b]) * mask[b]
+        expected[last[b]] += score[b]
+        np.testing.assert_allclose(rewards[b], expected, atol=1e-6)
+    k1, _ = kl_estimates(logp, ref, jnp.asarray(mask))
+    np.testing.assert_allclose(rewards.sum(1), score - beta * np.asarray(k1), atol=1e-5)
+    assert np.all(rewards[~mask] == 0.0)
+
+
+def test_kl_estimators():
+    rng = np.random.default_rng(5)
+    _, mask = random_responses(5)
+    logp = np.where(mask, rng.normal(size=(B, R)) - 2.0, 0.0).astype(np.float32)
+    k1, k3 = kl_estimates(logp, logp, jnp.asarray(mask))
+    assert np.all(np.asarray(k1) == 0.0) and np.all(np.asarray(k3) == 0.0)
+    ref = np.where(mask, rng.normal(size=(B, R)) - 2.0, 0.0).astype(np.float32)
+    k1, k3 = kl_estimates(logp, ref, jnp.asarray(mask))
+    log_r = np.where(mask, ref - logp, 0.0)
+    np.testing.assert_allclose(np.asarray(k1), -log_r.sum(1), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(k3), (np.where(mask, np.exp(log_r) - 1 - log_r, 0.0)).sum(1), atol=1e-5)
+    assert np.all(np.asarray(k3) >= 0)
+
+
+def test_gold_reward_by_hand():
+    prompts = np.array([[BOS, 1, 2, 3, 4], [BOS, 9, 9, 0, 0]])
+    responses = np.array([[5, 5, EOS, PAD, PAD], [9, 9, 9, 9, 9]])  # sum 10 vs 10 / no EOS, 45 vs 18
+    gold = np.asarray(gold_reward(jnp.asarray(prompts), jnp.asarray(responses)))
+    np.testing.assert_allclose(gold, [-0.05 * 3, -27 / 4 - 0.05 * 5 - 1.0], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small transformer (the default architecture, narrower) and its random parameters."""
+    config = RLHFConfig(width=32, heads=2, prompt_digits=3, response_len=6, context=10)
+    model = make_model(config)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, config.spec.seq_len), jnp.int32))
+    return config, model, params
+
+
+def test_sampled_log_prob_equals_recomputed(tiny):
+    """The log-probabilities recorded token by token while sampling equal one forward pass over the
+    finished sequences: the causal mask hides the future (and padding never leaks backwards)."""
+    config, model, params = tiny
+    spec = config.spec
+    prompts = sample_prompts(jax.random.PRNGKey(1), 32, spec)
+    out = jax.jit(sample, static_argnums=(0, 4))(model, params, prompts, jax.random.PRNGKey(2), spec.response_len)
+    tokens = np.asarray(out.tokens)
+    assert np.all(tokens[:, : spec.prompt_len] == np.asarray(prompts))
+    mask = np.asarray(out.mask)
+    np.testing.assert_array_equal(mask, np.asarray(response_mask(out.tokens[:, spec.prompt_len :])))
+    assert not np.isin(tokens[:, spec.prompt_len :][mask], [BOS, PAD]).any()
+    logits, _ = response_outputs(model, params, out.tokens, spec.prompt_len)
+    recomputed = categorical_log_prob(logits, out.tokens[:, spec.prompt_len :])
+    np.testing.assert_allclose(np.asarray(out.log_prob), np.where(mask, np.asarray(recomputed), 0.0), atol=2e-5)
+
+
+def test_check_model_names_the_mismatch(tiny):
+    config, model, params = tiny
+    check_model(model, params, config.spec)
+    with pytest.raises(ConfigError, match="length 20"):
+        check_model(model, params, TaskSpec(prompt_digits=3, response_len=16))  # context 10 holds 10
+
+
+def test_a2c_gradient_equals_ppo_clip_gradient_at_old_params(tiny):
+    """At theta = theta_old the ratio is 1, clipping is inactive, and the PPO-clip surrogate's gradient
+    is E[A grad log pi]: the A2C policy gradient. (Value and entropy terms are shared and set to 0.)"""
+    config, model, params = tiny
+    spec = config.spec
+    prompts = sample_prompts(jax.random.PRNGKey(3), 16, spec)
+    out = sample(model, params, prompts, jax.random.PRNGKey(4), spec.response_len)
+    rng = np.random.default_rng(6)
+    advantage = jnp.asarray(np.where(np.asarray(out.mask), rng.normal(size=out.mask.shape), 0.0), jnp.float32)
+    batch = TokenBatch(out.tokens, advantage, jnp.zeros_like(advantage), out.mask)
+    a2c = jax.grad(lambda p: rlhf_loss(p, model, batch, spec.prompt_len, 0.0, 0.0, whiten=False)[0])(params)
+
+    def ppo_clip(p):
+        logits, _ = response_outputs(model, p, out.tokens, spec.prompt_len)
+        logp = categorical_log_prob(logits, out.tokens[:, spec.prompt_len :])
+        ratio = jnp.exp(logp - jax.lax.stop_gradient(logp))
+        surrogate = jnp.minimum(ratio * advantage, jnp.clip(ratio, 0.8, 1.2) * advantage)
+        m = out.mask.astype(jnp.float32)
+        return -jnp.sum(surrogate * m) / jnp.sum(m)
+
+    ppo = jax.grad(ppo_clip)(params)
+    for x, y in zip(jax.tree.leaves(a2c), jax.tree.leaves(ppo), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-7)
+    assert max(float(jnp.max(jnp.abs(x))) for x in jax.tree.leaves(a2c)) > 1e-4  # not trivially zero
+
+
+class TableLM(nn.Module):
+    """A language model without context: one logits table for every position, and a scalar head
+    that looks up the current token (so, as a reward model, the score of a one-token response is
+    `scalar[token]`). It implements the same protocol as the transformer."""
+
+    logits_init: np.ndarray
+    scalar_init: np.ndarray
+
+    @nn.compact
+    def __call__(self, tokens):
+        table = self.param("logits", lambda *_: jnp.asarray(self.logits_init, jnp.float32))
+        scalar = self.param("scalar", lambda *_: jnp.asarray(self.scalar_init, jnp.float32))
+        logits = jnp.broadcast_to(table, (*tokens.shape, VOCAB_SIZE))
+        return logits, scalar[tokens]
+
+
+def test_bandit_reaches_the_kl_regularised_optimum():
+    """One-token responses: the real A2C update (sampling, reward model, per-token KL reward, GAE,
+    loss, Adam) drives pi toward pi_ref * exp(r / beta) / Z over the 11 allowed tokens."""
+    rng = np.random.default_rng(7)
+    ref_logits = rng.normal(size=VOCAB_SIZE).astype(np.float32)
+    reward = rng.uniform(0.0, 1.0, size=VOCAB_SIZE).astype(np.float32)
+    beta = 0.5
+    config = RLHFConfig(prompt_digits=1, response_len=1, batch=2048, lr=0.03, beta=beta, whiten=False, vf_coef=0.5)
+    model = TableLM(ref_logits, np.zeros(VOCAB_SIZE, np.float32))
+    ref_params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3), jnp.int32))
+    rm_params = TableLM(ref_logits, reward).init(jax.random.PRNGKey(0), jnp.zeros((1, 3), jnp.int32))
+    hparams = config.hparams()
+    state = init_stage(ref_params, make_optimizer("adam", hparams, hparams.lr), jax.random.PRNGKey(1), beta)
+    run = jax.jit(scan_chunk(a2c_step(model, config, Frozen(ref_params, rm_params), hparams), 400))
+    state, _ = run(state)
+    allowed = np.array([t not in (BOS, PAD) for t in range(VOCAB_SIZE)])
+    pi = np.asarray(jax.nn.softmax(response_logits(state.params["params"]["logits"])))
+    ref = np.where(allowed, np.exp(ref_logits), 0.0)
+    ref /= ref.sum()
+    optimum = ref * np.exp(reward / beta)
+    optimum /= optimum.sum()
+    start_distance = 0.5 * np.abs(ref - optimum).sum()
+    distance = 0.5 * np.abs(pi - optimum).sum()
+    assert start_distance > 0.1, start_distance
+    assert distance < 0.02, (distance, pi, optimum)
+    # the sequence score comes from the reward model at the one response token
+    tokens = jnp.asarray([[BOS, 3, EOS], [BOS, 3, 5]])
+    np.testing.assert_allclose(np.asarray(sequence_score(model, rm_params, tokens, 2)), reward[[EOS, 5]])
