@@ -19,7 +19,7 @@ from a2c_jax.distributions import categorical_log_prob
 from a2c_jax.optim import make_optimizer
 from a2c_jax.rlhf.config import RLHFConfig
 from a2c_jax.rlhf.objective import TokenBatch, kl_estimates, rlhf_loss, token_advantages, token_rewards
-from a2c_jax.rlhf.sampling import response_logits, response_outputs, sample
+from a2c_jax.rlhf.sampling import make_sampler, response_logits, response_outputs, sample
 from a2c_jax.rlhf.task import BOS, EOS, PAD, VOCAB_SIZE, TaskSpec, gold_reward, response_mask, sample_prompts
 from a2c_jax.rlhf.train import (
     Frozen,
@@ -157,13 +157,16 @@ def tiny():
     return config, model, params
 
 
-def test_sampled_log_prob_equals_recomputed(tiny):
-    """The log-probabilities recorded token by token while sampling equal one forward pass over the
-    finished sequences: the causal mask hides the future (and padding never leaks backwards)."""
+@pytest.mark.parametrize("kv_cache", [False, True], ids=["full-recompute", "kv-cache"])
+def test_sampled_log_prob_equals_recomputed(tiny, kv_cache):
+    """The log-probabilities recorded token by token while sampling (full recompute, or one token at a
+    time against a KV cache) equal one forward pass over the finished sequences: the causal mask
+    hides the future (and padding never leaks backwards)."""
     config, model, params = tiny
     spec = config.spec
     prompts = sample_prompts(jax.random.PRNGKey(1), 32, spec)
-    out = jax.jit(sample, static_argnums=(0, 4))(model, params, prompts, jax.random.PRNGKey(2), spec.response_len)
+    sampler = jax.jit(make_sampler(model, kv_cache), static_argnums=3)
+    out = sampler(params, prompts, jax.random.PRNGKey(2), spec.response_len)
     tokens = np.asarray(out.tokens)
     assert np.all(tokens[:, : spec.prompt_len] == np.asarray(prompts))
     mask = np.asarray(out.mask)
@@ -172,6 +175,9 @@ def test_sampled_log_prob_equals_recomputed(tiny):
     logits, _ = response_outputs(model, params, out.tokens, spec.prompt_len)
     recomputed = categorical_log_prob(logits, out.tokens[:, spec.prompt_len :])
     np.testing.assert_allclose(np.asarray(out.log_prob), np.where(mask, np.asarray(recomputed), 0.0), atol=2e-5)
+    if kv_cache:  # the same keys draw the same responses either way
+        full = sample(model, params, prompts, jax.random.PRNGKey(2), spec.response_len)
+        np.testing.assert_array_equal(np.asarray(full.tokens), tokens)
 
 
 def test_check_model_names_the_mismatch(tiny):
@@ -251,3 +257,115 @@ def test_bandit_reaches_the_kl_regularised_optimum():
     # the sequence score comes from the reward model at the one response token
     tokens = jnp.asarray([[BOS, 3, EOS], [BOS, 3, 5]])
     np.testing.assert_allclose(np.asarray(sequence_score(model, rm_params, tokens, 2)), reward[[EOS, 5]])
+
+
+def run_cli(argv, capsys):
+    """`a2c-jax ARGV` in this process: (exit status, stdout, stderr lines)."""
+    from a2c_jax.cli import main
+
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+BAD_INPUT = [
+    (["rlhf", "--beta", "-0.1"], "beta=-0.1 is invalid"),
+    (["rlhf", "--gae-lambda", "1.5"], "gae_lambda=1.5 is invalid: must be in [0, 1]"),
+    (["rlhf", "--gae-lambda", "-0.5"], "gae_lambda=-0.5 is invalid"),
+    (["rlhf", "--response-len", "40"], "response_len=40 is invalid"),
+    (["rlhf", "--prompt-digits", "30"], "response_len=12 is invalid"),
+    (["rlhf", "--heads", "3"], "heads=3 is invalid: must divide width=64"),
+    (["rlhf", "--batch", "1"], "batch=1 is invalid"),
+    (["rlhf", "--seed", "-1"], "seed=-1 is invalid"),
+    (["rlhf", "--lr", "0"], "lr=0.0 is invalid"),
+    (["rlhf-sweep", "--betas", "0,x"], "betas='0,x' is invalid"),
+    (["rlhf-sweep", "--betas", "0.1,-1"], "beta=-1.0 is invalid"),
+    (["rlhf-sweep", "--betas", ","], "betas=',' is invalid"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_rlhf_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = run_cli([*argv, "--out", str(out), "--quiet"], capsys)
+    assert status == 2
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() and not (tmp_path / "rlhf-stages").exists()
+
+
+def test_rlhf_refuses_out_of_other_settings(tmp_path, capsys):
+    import dataclasses
+    import json
+
+    out = tmp_path / "run"
+    out.mkdir()
+    other = {**dataclasses.asdict(RLHFConfig(beta=0.3)), "betas": [0.3]}
+    (out / "config.json").write_text(json.dumps(other))
+    status, _, err = run_cli(["rlhf", "--out", str(out), "--quiet"], capsys)
+    assert status == 2 and len(err) == 1
+    assert "holds a run of other settings (beta=0.3 there, 0.05 now)" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    assert json.loads((out / "config.json").read_text()) == other
+
+
+# Small end to end: ~1 minute on 2 cores. The reference, reward model and two betas share one run.
+STAGES = ["--ref-steps", "200", "--rm-pairs", "2048", "--rm-steps", "200", "--eval-prompts", "128"]
+E2E = [*STAGES, "--updates", "150", "--log-points", "5", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory):
+    import json
+
+    from a2c_jax.cli import main
+
+    root = tmp_path_factory.mktemp("rlhf")
+    assert main(["rlhf-sweep", "--betas", "0.02,0.5", "--out", str(root / "sweep"), *E2E]) == 0
+    return root, json.loads((root / "sweep" / "summary.json").read_text())
+
+
+def test_rlhf_end_to_end_beats_the_reference_and_beta_limits_kl(sweep_run):
+    root, summary = sweep_run
+    low, high = summary["members"]
+    assert (low["beta"], high["beta"]) == (0.02, 0.5)
+    # gold reward on 128 held-out prompts: the reference scores about -5 here
+    assert low["final"]["gold"] > low["reference"]["gold"] + 1.0, low
+    assert high["final"]["k1"] < low["final"]["k1"], (high["final"], low["final"])
+    rm = summary["reward_model_stage"]
+    assert rm["bt_loss_last"] < rm["bt_loss_first"] - 0.1, rm
+    assert rm["held_out_gold_accuracy"] > 0.75, rm
+    assert rm["held_out_label_accuracy"] > 0.7, rm
+    out = root / "sweep"
+    for name in ("config.json", "metrics.jsonl", "summary.json", "samples.json", "rlhf.png", "tradeoff.png"):
+        assert (out / name).stat().st_size > 0, name
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * (1 + 5)  # update 0 and five log points, per beta
+
+
+def test_rlhf_second_run_reuses_the_stages(sweep_run, capsys):
+    root, summary = sweep_run
+    out = root / "again"
+    status, stdout, err = run_cli(["rlhf", "--out", str(out), *STAGES, "--updates", "5", "--log-points", "1"], capsys)
+    assert status == 0, err
+    assert "reusing reference-" in stdout and "reusing reward_model-" in stdout, stdout
+    import json
+
+    again = json.loads((out / "summary.json").read_text())
+    assert again["reward_model_stage"] == summary["reward_model_stage"]
+    # the same reference sampled on the same held-out prompts (vmapped over 1 member instead of 2)
+    before = summary["members"][0]["reference"]["gold"]
+    assert again["members"][0]["reference"]["gold"] == pytest.approx(before, abs=0.05)
+
+
+def test_torch_baseline_gae_agrees():
+    """The PyTorch benchmark's token GAE (an independent loop) agrees with the library's."""
+    torch = pytest.importorskip("torch", reason="the PyTorch baseline needs the [baselines] extra")
+    from benchmarks.torch_rlhf import gae as torch_gae
+
+    rng = np.random.default_rng(8)
+    _, mask = random_responses(8)
+    rewards = np.where(mask, rng.normal(size=(B, R)), 0.0).astype(np.float32)
+    values = rng.normal(size=(B, R)).astype(np.float32)
+    ours, _ = token_advantages(rewards, values, jnp.asarray(mask), 1.0, 0.95)
+    theirs = torch_gae(torch.tensor(rewards), torch.tensor(values), torch.tensor(mask).float(), 0.95)
+    np.testing.assert_allclose(theirs.numpy(), np.asarray(ours), atol=1e-5)

@@ -40,6 +40,8 @@ class RLHFConfig:
         whiten: standardise advantages over the valid tokens of a batch.
         kl_target: target sequence KL of the adaptive controller (0 = fixed beta).
         kl_horizon: horizon (in sequences) of the adaptive controller.
+        kv_cache: sample with a KV cache when the model has a decode mode (False: recompute the whole
+            sequence at every position; same samples, slower).
         eval_prompts: held-out prompts scored at each log point.
         log_points: evaluations (and metrics lines) during A2C.
     """
@@ -70,6 +72,7 @@ class RLHFConfig:
     whiten: bool = True
     kl_target: float = 0.0
     kl_horizon: float = 10000.0
+    kv_cache: bool = True
     eval_prompts: int = 256
     log_points: int = 20
 

@@ -32,11 +32,13 @@ class Block(nn.Module):
 
     width: int
     heads: int
+    decode: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
         h = nn.LayerNorm()(x)
-        x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.width)(h, h, mask=mask)
+        attention = nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.width, decode=self.decode)
+        x = x + attention(h, h, mask=mask)
         h = nn.LayerNorm()(x)
         h = nn.Dense(4 * self.width)(h)
         return x + nn.Dense(self.width)(nn.gelu(h))
@@ -47,6 +49,9 @@ class CausalTransformer(nn.Module):
     LayerNorm, a language-model head [V] and a scalar head (value or reward), both per position.
 
     tokens int32 [B, L] (L <= max_len) -> (logits float32 [B, L, vocab_size], scalar [B, L]).
+
+    With `decode=True` the same parameters run one token per call ([B, 1] in, [B, 1, V] out) against
+    a KV cache (flax's "cache" collection, made by `init` on a full-length [B, L] input).
     """
 
     vocab_size: int
@@ -54,17 +59,25 @@ class CausalTransformer(nn.Module):
     width: int = 64
     layers: int = 2
     heads: int = 4
+    decode: bool = False
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
         length = tokens.shape[-1]
         if length > self.max_len:  # an embedding lookup past the table would clamp silently
             raise ValueError(f"sequence length {length} exceeds max_len={self.max_len}")
+        positions = jnp.arange(length)
+        mask: jax.Array | None = nn.make_causal_mask(tokens)
+        if self.decode:  # the cache's attention masks by position itself
+            initialized = self.has_variable("cache", "position")
+            position = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
+            if initialized:
+                positions, mask = position.value[None], None
+                position.value = position.value + 1
         x = nn.Embed(self.vocab_size, self.width)(tokens)
-        x = x + nn.Embed(self.max_len, self.width)(jnp.arange(length))[None]
-        mask = nn.make_causal_mask(tokens)
+        x = x + nn.Embed(self.max_len, self.width)(positions)[None]
         for _ in range(self.layers):
-            x = Block(self.width, self.heads)(x, mask)
+            x = Block(self.width, self.heads, self.decode)(x, mask)
         x = nn.LayerNorm()(x)
         logits = nn.Dense(self.vocab_size, name="lm_head")(x)
         scalar = nn.Dense(1, kernel_init=nn.initializers.zeros, name="scalar_head")(x)[..., 0]

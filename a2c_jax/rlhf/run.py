@@ -27,6 +27,7 @@ from a2c_jax.config import ConfigError
 from a2c_jax.logging import MetricsLog, count_bar, read_json, write_json_atomic
 from a2c_jax.optim import make_optimizer
 from a2c_jax.rlhf.model import LanguageModel, Params
+from a2c_jax.rlhf.sampling import make_sampler
 from a2c_jax.rlhf.task import decode, sample_prompts
 from a2c_jax.rlhf.train import (
     SEQUENCE_METRICS,
@@ -53,7 +54,7 @@ REFERENCE_FIELDS = [
     *("seed", "prompt_digits", "response_len", "context", "width", "layers", "heads"),
     *("ref_steps", "ref_batch", "ref_lr", "max_grad_norm"),
 ]
-REWARD_FIELDS = [*REFERENCE_FIELDS, "rm_pairs", "rm_steps", "rm_batch", "rm_lr"]
+REWARD_FIELDS = [*REFERENCE_FIELDS, "rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache"]
 HELD_OUT_PAIRS = 512
 SAMPLE_PROMPTS = 6
 Log = Callable[[str], None]
@@ -74,6 +75,7 @@ def cached_stage(
     settings: dict[str, Any],
     like: Params,
     train: Callable[[], tuple[Params, dict[str, Any]]],
+    steps: int,
     log: Log,
 ) -> tuple[Params, dict[str, Any]]:
     """Restore a stage's params from `directory` when it holds these settings, else train and save.
@@ -87,7 +89,7 @@ def cached_stage(
     except CheckpointError:
         pass
     params, report = train()
-    save_checkpoint(directory, 0, params, {"settings": settings, "report": report})
+    save_checkpoint(directory, steps, params, {"update": steps, "settings": settings, "report": report})
     return params, report
 
 
@@ -119,8 +121,9 @@ def train_reward_model(
     """Stage 2: Bradley-Terry on pairs sampled from the reference, initialised from the reference's
     trunk. Report: training loss curve ends, and held-out loss / label accuracy / gold accuracy."""
     pair_key, train_key = jax.random.split(key)
-    sampler = jax.jit(preference_pairs, static_argnums=(0, 3, 4))
-    pairs: Pairs = sampler(model, ref_params, pair_key, config.rm_pairs + HELD_OUT_PAIRS, config.spec)
+    sampler = jax.jit(preference_pairs, static_argnums=(0, 3, 4, 5))
+    count = config.rm_pairs + HELD_OUT_PAIRS
+    pairs: Pairs = sampler(model, ref_params, pair_key, count, config.spec, config.kv_cache)
     train = jax.tree.map(lambda x: x[: config.rm_pairs], pairs)
     held_out = jax.tree.map(lambda x: x[config.rm_pairs :], pairs)
     state = init_stage(ref_params, adam(config.rm_lr, config.max_grad_norm), train_key)
@@ -224,6 +227,7 @@ def run_rlhf(
         ref_settings,
         like,
         lambda: train_reference(lm, config, ref_key, quiet),
+        config.ref_steps,
         log,
     )
     rm_settings = stage_settings(config, REWARD_FIELDS)
@@ -232,14 +236,16 @@ def run_rlhf(
         rm_settings,
         like,
         lambda: train_reward_model(lm, config, ref_params, rm_key, quiet),
+        config.rm_steps,
         log,
     )
     frozen = Frozen(ref_params, rm_params)
     stages_done = time.perf_counter()
 
     eval_prompts = sample_prompts(eval_key, config.eval_prompts, spec)
+    sampler = make_sampler(lm, config.kv_cache)
     evaluate = jax.jit(
-        jax.vmap(lambda p, f, k: score_samples(lm, p, f, eval_prompts, k, spec), in_axes=(0, None, None))
+        jax.vmap(lambda p, f, k: score_samples(lm, p, f, eval_prompts, k, spec, sampler), in_axes=(0, None, None))
     )
     population = len(betas)
     hparams = config.hparams()
@@ -289,7 +295,7 @@ def run_rlhf(
             advance(update)
     a2c_seconds = time.perf_counter() - a2c_started
 
-    save_checkpoint(out / "checkpoints", config.updates, state, {"betas": list(betas)})
+    save_checkpoint(out / "checkpoints", config.updates, state, {"update": config.updates, "betas": list(betas)})
     records = metrics.read()
     members = []
     for i, beta in enumerate(betas):

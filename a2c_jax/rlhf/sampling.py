@@ -1,13 +1,16 @@
 """Sampling responses from a language model as one `lax.scan` over response positions.
 
-Every step re-runs the model over the whole fixed-length buffer [B, L] (full recompute: one program
-shape, and at these lengths it measured faster on a CPU than a KV cache would need to be to pay for
-its bookkeeping; see the README). BOS and PAD are never valid response tokens, so their logits are
-masked before sampling and before every log-probability, keeping both consistent.
+`sample` re-runs the model over the whole fixed-length buffer [B, L] at every response position (full
+recompute: any `LanguageModel` works); `sample_cached` runs a model with a decode mode one token at a
+time against a KV cache, 4-6x faster here (benchmarks/rlhf_throughput.py), with the same tokens and
+log-probabilities for the same keys. `make_sampler` picks. BOS and PAD are never valid response
+tokens, so their logits are masked before sampling and before every log-probability, keeping both
+consistent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -73,3 +76,49 @@ def last_valid(values: jax.Array, mask: jax.Array) -> jax.Array:
     """values [B, R] read at each row's last valid position (mask [B, R], at least one valid): [B]."""
     last = jnp.sum(mask, axis=1) - 1
     return jnp.take_along_axis(values, last[:, None], axis=1)[:, 0]
+
+
+def sample_cached(
+    decoder: LanguageModel, params: Params, prompts: jax.Array, key: jax.Array, response_len: int
+) -> Samples:
+    """`sample` with a KV cache: `decoder` is the model in decode mode (one token per call, e.g.
+    `CausalTransformer(..., decode=True)`), run over the L - 1 positions once each instead of the
+    whole buffer at every response position. Same keys, same tokens and log-probabilities as `sample`
+    (up to float rounding)."""
+    batch, prompt_len = prompts.shape
+    full = jnp.zeros((batch, prompt_len + response_len), jnp.int32)
+    cache = jax.tree.map(jnp.zeros_like, jax.eval_shape(decoder.init, key, full)["cache"])
+    variables = {k: v for k, v in params.items() if k != "cache"}
+
+    def feed(cache: Params, token: jax.Array) -> tuple[Params, jax.Array]:
+        (logits, _), mutated = decoder.apply({**variables, "cache": cache}, token[:, None], mutable=["cache"])
+        return mutated["cache"], response_logits(logits[:, 0])
+
+    cache, _ = jax.lax.scan(lambda c, tok: (feed(c, tok)[0], None), cache, prompts[:, :-1].T)
+
+    def step(
+        carry: tuple[Params, jax.Array, jax.Array], step_key: jax.Array
+    ) -> tuple[tuple[Params, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]:
+        cache, previous, done = carry
+        cache, logits = feed(cache, previous)
+        token = categorical_sample(step_key, logits)
+        valid = ~done
+        log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
+        token = jnp.where(valid, token, PAD)
+        return (cache, token, done | (token == EOS)), (token, log_prob, valid)
+
+    start = (cache, prompts[:, -1], jnp.zeros(batch, bool))
+    _, (response, log_prob, valid) = jax.lax.scan(step, start, jax.random.split(key, response_len))
+    return Samples(jnp.concatenate([prompts, response.T], axis=1), log_prob.T, valid.T)
+
+
+Sampler = Callable[[Params, jax.Array, jax.Array, int], Samples]
+
+
+def make_sampler(model: LanguageModel, kv_cache: bool = True) -> Sampler:
+    """`sampler(params, prompts, key, response_len) -> Samples` for `model`: KV-cached when asked and
+    the model has a decode mode (a `decode` field, as `CausalTransformer`), else full recompute."""
+    if kv_cache and "decode" in getattr(model, "__dataclass_fields__", {}):
+        decoder = model.clone(decode=True)  # type: ignore[attr-defined]
+        return lambda params, prompts, key, length: sample_cached(decoder, params, prompts, key, length)
+    return lambda params, prompts, key, length: sample(model, params, prompts, key, length)

@@ -36,7 +36,7 @@ from a2c_jax.rlhf.objective import (
     token_advantages,
     token_rewards,
 )
-from a2c_jax.rlhf.sampling import last_valid, response_outputs, sample
+from a2c_jax.rlhf.sampling import Sampler, last_valid, make_sampler, response_outputs
 from a2c_jax.rlhf.task import EOS, VOCAB_SIZE, TaskSpec, gold_reward, reference_corpus, response_mask, sample_prompts
 
 
@@ -127,12 +127,15 @@ class Pairs(NamedTuple):
     label: jax.Array
 
 
-def preference_pairs(model: LanguageModel, ref_params: Params, key: jax.Array, count: int, spec: TaskSpec) -> Pairs:
+def preference_pairs(
+    model: LanguageModel, ref_params: Params, key: jax.Array, count: int, spec: TaskSpec, kv_cache: bool = True
+) -> Pairs:
     """`count` pairs of reference samples for the same prompts, labelled by the noisy gold preference."""
     k_prompt, k_a, k_b, k_label = jax.random.split(key, 4)
     prompts = sample_prompts(k_prompt, count, spec)
-    a = sample(model, ref_params, prompts, k_a, spec.response_len).tokens
-    b = sample(model, ref_params, prompts, k_b, spec.response_len).tokens
+    sampler = make_sampler(model, kv_cache)
+    a = sampler(ref_params, prompts, k_a, spec.response_len).tokens
+    b = sampler(ref_params, prompts, k_b, spec.response_len).tokens
     gold_a = gold_reward(prompts, a[:, spec.prompt_len :])
     gold_b = gold_reward(prompts, b[:, spec.prompt_len :])
     label = jax.random.bernoulli(k_label, jax.nn.sigmoid(gold_a - gold_b)).astype(jnp.float32)
@@ -183,14 +186,20 @@ class Frozen(NamedTuple):
 
 
 def score_samples(
-    model: LanguageModel, params: Params, frozen: Frozen, prompts: jax.Array, key: jax.Array, spec: TaskSpec
+    model: LanguageModel,
+    params: Params,
+    frozen: Frozen,
+    prompts: jax.Array,
+    key: jax.Array,
+    spec: TaskSpec,
+    sampler: Sampler | None = None,
 ) -> dict[str, jax.Array]:
     """Sample responses to prompts [B, P] from `params` and measure them against the frozen models.
 
     Returns per-sequence arrays [B] (score, gold, k1, k3, length, eos, entropy per token) and the
     per-token arrays the A2C update needs ([B, R]: log_prob, ref_log_prob, values, mask; tokens [B, L]).
     """
-    samples = sample(model, params, prompts, key, spec.response_len)
+    samples = (sampler or make_sampler(model))(params, prompts, key, spec.response_len)
     actions, mask = samples.tokens[:, spec.prompt_len :], samples.mask
     logits, values = response_outputs(model, params, samples.tokens, spec.prompt_len)
     ref_logits, _ = response_outputs(model, frozen.ref_params, samples.tokens, spec.prompt_len)
@@ -222,11 +231,12 @@ def a2c_step(model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: 
     """One A2C-RLHF update: sample a batch, shape per-token rewards, token GAE, one gradient step.
     `hparams` leaves may be traced (a population of settings); beta lives in the state."""
     spec, tx = config.spec, make_optimizer("adam", hparams, hparams.lr)
+    sampler = make_sampler(model, config.kv_cache)
 
     def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
         key, prompt_key, sample_key = jax.random.split(state.key, 3)
         prompts = sample_prompts(prompt_key, config.batch, spec)
-        out = score_samples(model, state.params, frozen, prompts, sample_key, spec)
+        out = score_samples(model, state.params, frozen, prompts, sample_key, spec, sampler)
         rewards = token_rewards(out["score"], out["log_prob"], out["ref_log_prob"], out["mask"], state.beta)
         advantage, target = token_advantages(rewards, out["values"], out["mask"], hparams.gamma, hparams.gae_lambda)
         batch = TokenBatch(out["tokens"], advantage, target, out["mask"])
