@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from a2c_jax.distributions import CATEGORICAL, DIAG_GAUSSIAN, DistributionFns
     from a2c_jax.envs import EnvSpec, VecEnv, make_env
     from a2c_jax.evaluate import EvalResult, evaluate
-    from a2c_jax.losses import Batch, LossMetrics, a2c_loss
+    from a2c_jax.losses import Batch, LossMetrics, a2c_loss, a2c_objective
     from a2c_jax.networks import ActorCritic, Policy, feedforward_policy, make_policy, recurrent_policy, reset_carry
     from a2c_jax.pbt import PBTResult, make_pbt
     from a2c_jax.rollout import Transition, rollout
@@ -54,6 +54,7 @@ _LAZY: dict[str, str] = {
     "UpdateMetrics": "a2c_jax.train",
     "VecEnv": "a2c_jax.envs",
     "a2c_loss": "a2c_jax.losses",
+    "a2c_objective": "a2c_jax.losses",
     "evaluate": "a2c_jax.evaluate",
     "expand_settings": "a2c_jax.sweep",
     "feedforward_policy": "a2c_jax.networks",
@@ -100,6 +101,7 @@ __all__ = [
     "UpdateMetrics",
     "VecEnv",
     "a2c_loss",
+    "a2c_objective",
     "evaluate",
     "expand_settings",
     "feedforward_policy",

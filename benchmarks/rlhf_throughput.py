@@ -1,9 +1,10 @@
 """RLHF throughput: generated tokens/s and A2C updates/s, a2c_jax against the same loop in PyTorch.
 
 Same model size (2 layers, width 64, 4 heads, context 32), same task shapes (prompt 5 tokens,
-response 12), same update (see benchmarks/torch_rlhf.py). a2c_jax runs its real `a2c_step` scanned
-in a compiled chunk, as `a2c-jax rlhf` does; PyTorch runs eager and, where it works here, with
-`torch.compile` on the model. Sampling is timed on its own (tokens = batch x 12 positions sampled).
+response 12), same update (see benchmarks/torch_rlhf.py), both sampling with a KV cache. a2c_jax runs its real
+`a2c_step` scanned in a compiled chunk, as `a2c-jax rlhf` does; PyTorch runs eager and, where it works
+here, with `torch.compile` on the model. Sampling is also timed on its own, with the KV cache and with
+full recompute (tokens = batch x 12 positions sampled).
 
     python -m benchmarks.rlhf_throughput [--batches 16 64 256] [--seconds 3] [--name cpu-rlhf-throughput]
 """
@@ -22,12 +23,13 @@ import torch
 
 from a2c_jax.optim import make_optimizer
 from a2c_jax.rlhf.config import RLHFConfig
-from a2c_jax.rlhf.sampling import sample
+from a2c_jax.rlhf.sampling import make_sampler
 from a2c_jax.rlhf.task import sample_prompts
 from a2c_jax.rlhf.train import Frozen, a2c_step, init_stage, make_model, scan_chunk
 from benchmarks.common import write_result
 from benchmarks.torch_rlhf import TorchRLHF
 from benchmarks.torch_rlhf import sample as torch_sample
+from benchmarks.torch_rlhf import sample_cached as torch_sample_cached
 
 
 def rate(run: Callable[[], Any], work: float, seconds: float) -> float:
@@ -45,16 +47,18 @@ def jax_rates(batch: int, seconds: float, chunk: int) -> dict[str, float]:
     spec, model = config.spec, make_model(config)
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, spec.seq_len), jnp.int32))
     prompts = sample_prompts(jax.random.PRNGKey(1), batch, spec)
-    sampler = jax.jit(sample, static_argnums=(0, 4))
     keys = iter(jax.random.split(jax.random.PRNGKey(2), 100000))
-    start = time.perf_counter()
-    jax.block_until_ready(sampler(model, params, prompts, next(keys), spec.response_len))
-    compile_sample = time.perf_counter() - start
-    tokens = rate(
-        lambda: jax.block_until_ready(sampler(model, params, prompts, next(keys), spec.response_len)),
-        batch * spec.response_len,
-        seconds,
-    )
+    sampled: dict[str, float] = {}
+    for kind, kv_cache in (("kv_cache", True), ("full_recompute", False)):
+        sampler = jax.jit(make_sampler(model, kv_cache), static_argnums=3)
+        start = time.perf_counter()
+        jax.block_until_ready(sampler(params, prompts, next(keys), spec.response_len))
+        sampled[f"compile_seconds_sample_{kind}"] = time.perf_counter() - start
+        sampled[f"tokens_per_second_{kind}"] = rate(
+            lambda s=sampler: jax.block_until_ready(s(params, prompts, next(keys), spec.response_len)),
+            batch * spec.response_len,
+            seconds,
+        )
     hparams = config.hparams()
     state = init_stage(params, make_optimizer("adam", hparams, hparams.lr), jax.random.PRNGKey(3), config.beta)
     frozen = Frozen(params, params)
@@ -70,9 +74,9 @@ def jax_rates(batch: int, seconds: float, chunk: int) -> dict[str, float]:
     compile_update = time.perf_counter() - start
     updates = rate(step, chunk, seconds)
     return {
-        "tokens_per_second": tokens,
+        "tokens_per_second": sampled["tokens_per_second_kv_cache"],
         "updates_per_second": updates,
-        "compile_seconds_sample": compile_sample,
+        **sampled,
         "compile_seconds_update_chunk": compile_update,
     }
 
@@ -83,12 +87,18 @@ def torch_rates(batch: int, seconds: float, compiled: bool) -> dict[str, Any]:
     forward = torch.compile(loop.policy) if compiled else loop.policy
     prompts = loop.prompts()
     start = time.perf_counter()
-    torch_sample(forward, prompts, loop.r)
     loop.update(forward)
     warm = time.perf_counter() - start
-    tokens = rate(lambda: torch_sample(forward, prompts, loop.r), batch * loop.r, seconds)
+    cached = rate(lambda: torch_sample_cached(loop.policy, prompts, loop.r, forward), batch * loop.r, seconds)
+    full = rate(lambda: torch_sample(forward, prompts, loop.r), batch * loop.r, seconds)
     updates = rate(lambda: loop.update(forward), 1, seconds)
-    return {"tokens_per_second": tokens, "updates_per_second": updates, "first_call_seconds": warm}
+    return {
+        "tokens_per_second": cached,
+        "tokens_per_second_kv_cache": cached,
+        "tokens_per_second_full_recompute": full,
+        "updates_per_second": updates,
+        "first_call_seconds": warm,
+    }
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The same token-level A2C-RLHF loop in plain PyTorch, for `benchmarks.rlhf_throughput`.
 
 Same model (pre-LayerNorm causal transformer: token and learned position embeddings, `layers` blocks
-of attention + 4x GELU MLP, final LayerNorm, LM head and scalar head), same sampling (ancestral, full
-recompute of the fixed-length buffer at every position, BOS/PAD masked), same update (policy, frozen
+of attention + 4x GELU MLP, final LayerNorm, LM head and scalar head), same sampling (ancestral, BOS/PAD
+masked; full recompute of the fixed-length buffer at every position, or a preallocated KV cache as
+a2c_jax's default), same update (policy, frozen
 reference and reward model forward passes; per-token KL-shaped rewards; GAE over tokens; advantages
 whitened over valid tokens; one Adam step with global-norm clipping). Throughput only: weights are
 random, which costs the same as trained ones.
@@ -27,13 +28,24 @@ class Block(nn.Module):
         self.fc1, self.fc2 = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
         self.heads = heads
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """x [B, L, W] with a causal mask; or, with `cache` = (keys [B, H, Lmax, D], values, position
+        0-d tensor), one token x [B, 1, W] attending to the cached positions <= position."""
         b, length, width = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(width, dim=-1)
         shape = (b, length, self.heads, width // self.heads)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
-        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, length, width)
-        x = x + self.proj(attn)
+        if cache is None:
+            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            keys, values, position = cache
+            keys.index_copy_(2, position.view(1), k)
+            values.index_copy_(2, position.view(1), v)
+            mask = (torch.arange(keys.shape[2]) <= position).view(1, 1, 1, -1)
+            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        x = x + self.proj(attn.transpose(1, 2).reshape(b, length, width))
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
 
@@ -47,12 +59,22 @@ class CausalLM(nn.Module):
         self.ln = nn.LayerNorm(width)
         self.lm_head, self.scalar_head = nn.Linear(width, VOCAB), nn.Linear(width, 1)
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1]))[None]
-        for block in self.blocks:
-            x = block(x)
+    def forward(
+        self, tokens: torch.Tensor, caches: list | None = None, position: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens [B, L] -> (logits [B, L, V], scalar [B, L]); with `caches` (one (keys, values) per
+        block) and `position`, one token [B, 1] against the KV cache."""
+        positions = torch.arange(tokens.shape[1]) if position is None else position.view(1)
+        x = self.tok(tokens) + self.pos(positions)[None]
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else (*caches[i], position))
         x = self.ln(x)
         return self.lm_head(x), self.scalar_head(x)[..., 0]
+
+    def new_caches(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        block = self.blocks[0]
+        shape = (batch, block.heads, length, self.tok.embedding_dim // block.heads)
+        return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.blocks]
 
 
 def masked_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -76,6 +98,31 @@ def sample(model: nn.Module, prompts: torch.Tensor, response_len: int) -> tuple[
         tokens[:, p + t] = token
         done = done | (token == EOS)
     return tokens, valid
+
+
+@torch.no_grad()
+def sample_cached(
+    model: nn.Module, prompts: torch.Tensor, response_len: int, step: nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sample` with a KV cache: each of the L - 1 positions runs once, one token at a time.
+    `step` may be a compiled version of `model` (same call signature)."""
+    step = model if step is None else step
+    b, p = prompts.shape
+    caches = model.new_caches(b, p + response_len)
+    for t in range(p - 1):
+        step(prompts[:, t : t + 1], caches, torch.tensor(t))
+    previous, done = prompts[:, -1], torch.zeros(b, dtype=torch.bool)
+    response = torch.full((b, response_len), PAD)
+    valid = torch.zeros(b, response_len, dtype=torch.bool)
+    for t in range(response_len):
+        logits, _ = step(previous[:, None], caches, torch.tensor(p - 1 + t))
+        token = torch.distributions.Categorical(logits=masked_logits(logits[:, 0])).sample()
+        valid[:, t] = ~done
+        token = torch.where(done, torch.full_like(token, PAD), token)
+        response[:, t] = token
+        done = done | (token == EOS)
+        previous = token
+    return torch.cat([prompts, response], dim=1), valid
 
 
 def response_outputs(model: nn.Module, tokens: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,9 +159,10 @@ class TorchRLHF:
         digits = torch.randint(0, 10, (self.batch, self.p - 1))
         return torch.cat([torch.full((self.batch, 1), BOS), digits], 1)
 
-    def update(self, policy_forward=None) -> None:
-        forward = policy_forward or self.policy
-        tokens, mask = sample(forward, self.prompts(), self.r)
+    def update(self, policy_forward: nn.Module | None = None) -> None:
+        """One update; `policy_forward` may be a compiled version of the policy (same parameters)."""
+        forward = self.policy if policy_forward is None else policy_forward
+        tokens, mask = sample_cached(self.policy, self.prompts(), self.r, forward)
         m = mask.float()
         with torch.no_grad():
             logp, values = response_outputs(forward, tokens, self.p)

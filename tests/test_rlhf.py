@@ -369,3 +369,20 @@ def test_torch_baseline_gae_agrees():
     ours, _ = token_advantages(rewards, values, jnp.asarray(mask), 1.0, 0.95)
     theirs = torch_gae(torch.tensor(rewards), torch.tensor(values), torch.tensor(mask).float(), 0.95)
     np.testing.assert_allclose(theirs.numpy(), np.asarray(ours), atol=1e-5)
+
+
+def test_torch_baseline_kv_cache_samples_like_full_recompute():
+    """The PyTorch baseline's KV-cached sampler draws what its full-recompute sampler draws."""
+    torch = pytest.importorskip("torch", reason="the PyTorch baseline needs the [baselines] extra")
+    from benchmarks.torch_rlhf import TorchRLHF, sample_cached
+    from benchmarks.torch_rlhf import sample as torch_sample
+
+    torch.manual_seed(0)
+    loop = TorchRLHF(8)
+    prompts = loop.prompts()
+    torch.manual_seed(1)
+    full_tokens, full_mask = torch_sample(loop.policy, prompts, loop.r)
+    torch.manual_seed(1)
+    cached_tokens, cached_mask = sample_cached(loop.policy, prompts, loop.r)
+    assert torch.equal(full_tokens, cached_tokens) and torch.equal(full_mask, cached_mask)
+    assert bool(full_mask[:, 0].all()) and int(full_mask.sum()) > 8

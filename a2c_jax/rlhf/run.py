@@ -221,7 +221,7 @@ def run_rlhf(
 
     like = jax.eval_shape(lm.init, ref_key, jnp.zeros((1, spec.seq_len), jnp.int32))
     like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
-    ref_settings = stage_settings(config, REFERENCE_FIELDS)
+    ref_settings = {**stage_settings(config, REFERENCE_FIELDS), "model": repr(lm)}
     ref_params, ref_report = cached_stage(
         stage_path(stage_dir, "reference", ref_settings),
         ref_settings,
@@ -230,7 +230,7 @@ def run_rlhf(
         config.ref_steps,
         log,
     )
-    rm_settings = stage_settings(config, REWARD_FIELDS)
+    rm_settings = {**stage_settings(config, REWARD_FIELDS), "model": repr(lm)}
     rm_params, rm_report = cached_stage(
         stage_path(stage_dir, "reward_model", rm_settings),
         rm_settings,

@@ -1,0 +1,63 @@
+"""Token-level A2C for RLHF: a policy language model trained against a reward model with a KL
+penalty to a frozen reference, from the core's GAE, distributions, A2C objective and optax chain.
+
+Modules: task (vocabulary, prompts, gold reward), model (the `LanguageModel` protocol and a causal
+transformer), sampling (scan-based sampling, full recompute or KV cache), objective (per-token
+rewards, token GAE, KL estimators, the loss), train (the compiled stages), run (the host side of
+`a2c-jax rlhf`). Public names load on first use, like the package's own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from a2c_jax.rlhf.config import RLHFConfig
+    from a2c_jax.rlhf.model import CausalTransformer, LanguageModel
+    from a2c_jax.rlhf.objective import kl_estimates, rlhf_loss, token_advantages, token_rewards
+    from a2c_jax.rlhf.run import run_rlhf
+    from a2c_jax.rlhf.sampling import make_sampler, sample, sample_cached
+    from a2c_jax.rlhf.train import a2c_step
+
+_LAZY: dict[str, str] = {
+    "RLHFConfig": "a2c_jax.rlhf.config",
+    "CausalTransformer": "a2c_jax.rlhf.model",
+    "LanguageModel": "a2c_jax.rlhf.model",
+    "kl_estimates": "a2c_jax.rlhf.objective",
+    "rlhf_loss": "a2c_jax.rlhf.objective",
+    "token_advantages": "a2c_jax.rlhf.objective",
+    "token_rewards": "a2c_jax.rlhf.objective",
+    "run_rlhf": "a2c_jax.rlhf.run",
+    "make_sampler": "a2c_jax.rlhf.sampling",
+    "sample": "a2c_jax.rlhf.sampling",
+    "sample_cached": "a2c_jax.rlhf.sampling",
+    "a2c_step": "a2c_jax.rlhf.train",
+}
+
+__all__ = [
+    "CausalTransformer",
+    "LanguageModel",
+    "RLHFConfig",
+    "a2c_step",
+    "kl_estimates",
+    "make_sampler",
+    "rlhf_loss",
+    "run_rlhf",
+    "sample",
+    "sample_cached",
+    "token_advantages",
+    "token_rewards",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'a2c_jax.rlhf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
