@@ -16,6 +16,13 @@ if [[ "${SMALL:-0}" == 1 ]]; then
 else
   python3 -m benchmarks.gpu_suite --name "${NAME:-gpu}"
 fi
+# RLHF: generated tokens/s and A2C-RLHF updates/s against the same loop in PyTorch on the GPU.
+if [[ "${SMALL:-0}" == 1 ]]; then
+  python3 -m benchmarks.rlhf_throughput --batches 16 --seconds 0.5 --no-compile --name "${NAME:-gpu}-rlhf-throughput-smoke"
+else
+  torch_device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+  python3 -m benchmarks.rlhf_throughput --batches 16 64 256 1024 --torch-device "$torch_device" --name "${NAME:-gpu}-rlhf-throughput"
+fi
 # Many devices: throughput against the device count, when the machine has more than one GPU.
 gpus=$(python3 -c "import jax; print(jax.device_count())" 2>/dev/null || echo 1)
 if [[ "$gpus" -gt 1 ]]; then

@@ -81,6 +81,17 @@ def jax_rates(batch: int, seconds: float, chunk: int) -> dict[str, float]:
     }
 
 
+def synced(fn: Callable[[], Any]) -> Callable[[], None]:
+    """`fn` followed by a CUDA synchronisation when PyTorch runs on a GPU (so timings are complete)."""
+
+    def run() -> None:
+        fn()
+        if torch.cuda.is_available() and torch.get_default_device().type == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
 def torch_rates(batch: int, seconds: float, compiled: bool) -> dict[str, Any]:
     torch.manual_seed(0)
     loop = TorchRLHF(batch)
@@ -89,9 +100,9 @@ def torch_rates(batch: int, seconds: float, compiled: bool) -> dict[str, Any]:
     start = time.perf_counter()
     loop.update(forward)
     warm = time.perf_counter() - start
-    cached = rate(lambda: torch_sample_cached(loop.policy, prompts, loop.r, forward), batch * loop.r, seconds)
-    full = rate(lambda: torch_sample(forward, prompts, loop.r), batch * loop.r, seconds)
-    updates = rate(lambda: loop.update(forward), 1, seconds)
+    cached = rate(synced(lambda: torch_sample_cached(loop.policy, prompts, loop.r, forward)), batch * loop.r, seconds)
+    full = rate(synced(lambda: torch_sample(forward, prompts, loop.r)), batch * loop.r, seconds)
+    updates = rate(synced(lambda: loop.update(forward)), 1, seconds)
     return {
         "tokens_per_second": cached,
         "tokens_per_second_kv_cache": cached,
@@ -108,9 +119,11 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=10, help="A2C updates per compiled a2c_jax chunk")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--torch-device", default="cpu", help="where PyTorch runs (cpu, cuda)")
     parser.add_argument("--name", default="cpu-rlhf-throughput")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_default_device(args.torch_device)
     rows = []
     for batch in args.batches:
         row: dict[str, Any] = {"batch": batch, "a2c_jax": jax_rates(batch, args.seconds, args.chunk)}
@@ -142,6 +155,7 @@ def main() -> None:
             "model": "causal transformer, 2 layers, width 64, 4 heads, 4x MLP; prompt 5, response 12 tokens",
             "torch": torch.__version__,
             "torch_threads": args.threads,
+            "torch_device": args.torch_device,
             "rows": rows,
         },
     )

@@ -164,8 +164,14 @@ class TorchRLHF:
         forward = self.policy if policy_forward is None else policy_forward
         tokens, mask = sample_cached(self.policy, self.prompts(), self.r, forward)
         m = mask.float()
+        count = m.sum()
+        # one forward pass with gradients; its detached values and log-probs feed the advantages
+        logits, all_values = forward(tokens)
+        log_probs = torch.log_softmax(masked_logits(logits[:, self.p - 1 : -1]), -1)
+        new_logp = log_probs.gather(-1, tokens[:, self.p :, None])[..., 0]
+        new_values = all_values[:, self.p - 1 : -1]
         with torch.no_grad():
-            logp, values = response_outputs(forward, tokens, self.p)
+            logp, values = new_logp.detach(), new_values.detach()
             ref_logp, _ = response_outputs(self.ref, tokens, self.p)
             _, scalar = self.rm(tokens)
             last = mask.sum(1) - 1
@@ -174,16 +180,11 @@ class TorchRLHF:
             rewards[torch.arange(self.batch), last] += score
             adv = gae(rewards, values, m, 0.95)
             returns = (adv + values) * m
-            count = m.sum()
             mean = (adv * m).sum() / count
             std = (((adv - mean) ** 2 * m).sum() / (count - 1)).sqrt()
             adv = (adv - mean) / (std + 1e-8) * m
-        logits, new_values = forward(tokens)
-        logits = masked_logits(logits[:, self.p - 1 : -1])
-        log_probs = torch.log_softmax(logits, -1)
-        new_logp = log_probs.gather(-1, tokens[:, self.p :, None])[..., 0]
         policy_loss = -(adv * new_logp * m).sum() / count
-        value_loss = (((returns - new_values[:, self.p - 1 : -1]) ** 2) * m).sum() / count
+        value_loss = (((returns - new_values) ** 2) * m).sum() / count
         loss = policy_loss + 0.5 * value_loss
         self.opt.zero_grad()
         loss.backward()

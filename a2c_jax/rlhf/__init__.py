@@ -9,8 +9,9 @@ rewards, token GAE, KL estimators, the loss), train (the compiled stages), run (
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from a2c_jax import lazy_exports
 
 if TYPE_CHECKING:
     from a2c_jax.rlhf.config import RLHFConfig
@@ -51,13 +52,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'a2c_jax.rlhf' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("a2c_jax.rlhf", _LAZY, globals())

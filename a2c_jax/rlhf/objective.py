@@ -68,17 +68,17 @@ def kl_estimates(log_prob: jax.Array, ref_log_prob: jax.Array, mask: jax.Array) 
     return k1, k3
 
 
-def rlhf_loss(
-    params: Params,
-    model: LanguageModel,
+def token_objective(
+    logits: jax.Array,
+    values: jax.Array,
     batch: TokenBatch,
     prompt_len: int,
     vf_coef: jax.Array | float,
     ent_coef: jax.Array | float,
     whiten: bool = True,
 ) -> tuple[jax.Array, LossMetrics]:
-    """The core's A2C objective over the valid tokens of `batch` (one forward pass of the policy)."""
-    logits, values = response_outputs(model, params, batch.tokens, prompt_len)
+    """The core's A2C objective over the valid tokens of `batch`, from the policy's outputs on
+    `batch.tokens` (logits [B, R, V] and values [B, R], as `response_outputs` gives them)."""
     actions = batch.tokens[:, prompt_len:]
     return a2c_objective(
         categorical_log_prob(logits, actions),
@@ -91,6 +91,20 @@ def rlhf_loss(
         normalize_advantage=whiten,
         mask=batch.mask,
     )
+
+
+def rlhf_loss(
+    params: Params,
+    model: LanguageModel,
+    batch: TokenBatch,
+    prompt_len: int,
+    vf_coef: jax.Array | float,
+    ent_coef: jax.Array | float,
+    whiten: bool = True,
+) -> tuple[jax.Array, LossMetrics]:
+    """`token_objective` after one forward pass of the policy: a function of the parameters."""
+    logits, values = response_outputs(model, params, batch.tokens, prompt_len)
+    return token_objective(logits, values, batch, prompt_len, vf_coef, ent_coef, whiten)
 
 
 def adaptive_beta(beta: jax.Array, kl: jax.Array, target: float, horizon: float, batch_size: int) -> jax.Array:

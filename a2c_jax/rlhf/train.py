@@ -32,11 +32,11 @@ from a2c_jax.rlhf.objective import (
     TokenBatch,
     adaptive_beta,
     kl_estimates,
-    rlhf_loss,
     token_advantages,
+    token_objective,
     token_rewards,
 )
-from a2c_jax.rlhf.sampling import Sampler, last_valid, make_sampler, response_outputs
+from a2c_jax.rlhf.sampling import Sampler, Samples, last_valid, make_sampler, response_outputs
 from a2c_jax.rlhf.task import EOS, VOCAB_SIZE, TaskSpec, gold_reward, reference_corpus, response_mask, sample_prompts
 
 
@@ -185,23 +185,22 @@ class Frozen(NamedTuple):
     rm_params: Params
 
 
-def score_samples(
+def judge(
     model: LanguageModel,
-    params: Params,
     frozen: Frozen,
+    samples: Samples,
     prompts: jax.Array,
-    key: jax.Array,
     spec: TaskSpec,
-    sampler: Sampler | None = None,
+    logits: jax.Array,
+    values: jax.Array,
 ) -> dict[str, jax.Array]:
-    """Sample responses to prompts [B, P] from `params` and measure them against the frozen models.
+    """Measure sampled responses against the frozen models, given the policy's outputs on them
+    (logits [B, R, V], values [B, R] from `response_outputs`).
 
     Returns per-sequence arrays [B] (score, gold, k1, k3, length, eos, entropy per token) and the
     per-token arrays the A2C update needs ([B, R]: log_prob, ref_log_prob, values, mask; tokens [B, L]).
     """
-    samples = (sampler or make_sampler(model))(params, prompts, key, spec.response_len)
     actions, mask = samples.tokens[:, spec.prompt_len :], samples.mask
-    logits, values = response_outputs(model, params, samples.tokens, spec.prompt_len)
     ref_logits, _ = response_outputs(model, frozen.ref_params, samples.tokens, spec.prompt_len)
     log_prob = categorical_log_prob(logits, actions)
     ref_log_prob = categorical_log_prob(ref_logits, actions)
@@ -224,6 +223,21 @@ def score_samples(
     }
 
 
+def score_samples(
+    model: LanguageModel,
+    params: Params,
+    frozen: Frozen,
+    prompts: jax.Array,
+    key: jax.Array,
+    spec: TaskSpec,
+    sampler: Sampler | None = None,
+) -> dict[str, jax.Array]:
+    """Sample responses to prompts [B, P] from `params` and `judge` them (see there)."""
+    samples = (sampler or make_sampler(model))(params, prompts, key, spec.response_len)
+    logits, values = response_outputs(model, params, samples.tokens, spec.prompt_len)
+    return judge(model, frozen, samples, prompts, spec, logits, values)
+
+
 SEQUENCE_METRICS = ("score", "gold", "k1", "k3", "length", "eos", "entropy")
 
 
@@ -236,14 +250,19 @@ def a2c_step(model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: 
     def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
         key, prompt_key, sample_key = jax.random.split(state.key, 3)
         prompts = sample_prompts(prompt_key, config.batch, spec)
-        out = score_samples(model, state.params, frozen, prompts, sample_key, spec, sampler)
+        samples = sampler(state.params, prompts, sample_key, spec.response_len)
+        # one forward pass of the policy serves the advantages (values) and the gradient (its VJP)
+        (logits, values), pullback = jax.vjp(
+            lambda p: response_outputs(model, p, samples.tokens, spec.prompt_len), state.params
+        )
+        out = judge(model, frozen, samples, prompts, spec, logits, values)
         rewards = token_rewards(out["score"], out["log_prob"], out["ref_log_prob"], out["mask"], state.beta)
         advantage, target = token_advantages(rewards, out["values"], out["mask"], hparams.gamma, hparams.gae_lambda)
         batch = TokenBatch(out["tokens"], advantage, target, out["mask"])
-        grads, loss = jax.grad(
-            lambda p: rlhf_loss(p, model, batch, spec.prompt_len, hparams.vf_coef, hparams.ent_coef, config.whiten),
-            has_aux=True,
-        )(state.params)
+        (_, loss), cotangents = jax.value_and_grad(token_objective, argnums=(0, 1), has_aux=True)(
+            logits, values, batch, spec.prompt_len, hparams.vf_coef, hparams.ent_coef, config.whiten
+        )
+        (grads,) = pullback(cotangents)
         new_state = apply_gradients(state, grads, tx, key)
         kl = jnp.mean(out["k1"])
         if config.kl_target > 0:
