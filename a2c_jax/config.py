@@ -59,6 +59,11 @@ class A2CConfig:
         log_std_init: initial log standard deviation of a Gaussian policy.
         ortho_init: orthogonal initialisation (sqrt 2 hidden, 0.01 policy, 1.0 value heads); else
             PyTorch's default layer initialisation (what SB3 uses with ortho_init=False).
+        use_sde: generalised state-dependent exploration (gSDE, continuous actions): the noise is
+            latent @ W with the actor's last features and a matrix W ~ N(0, std^2) per env, std learned.
+        sde_sample_freq: draw new W every this many steps (-1: only at the start of each rollout).
+        full_std: one learned std per (feature, action) pair; else one per feature.
+        use_expln: expln instead of exp for the std (keeps it from growing too fast).
     """
 
     env_id: str = "CartPole-v1"
@@ -76,6 +81,10 @@ class A2CConfig:
     normalize_advantage: bool = False
     log_std_init: float = 0.0
     ortho_init: bool = True
+    use_sde: bool = False
+    sde_sample_freq: int = -1
+    full_std: bool = True
+    use_expln: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -114,6 +123,9 @@ class A2CConfig:
             _check_choice(name, getattr(self, name), choices(name))
         if not math.isfinite(self.log_std_init):
             _fail("log_std_init", self.log_std_init, "a finite float")
+        freq = self.sde_sample_freq
+        if isinstance(freq, bool) or not isinstance(freq, int) or freq == 0 or freq < -1:
+            _fail("sde_sample_freq", freq, "-1 (new noise only at the start of each rollout) or an integer >= 1")
         return self
 
 
@@ -350,6 +362,7 @@ _ZOO: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             normalize_reward=True,
             log_std_init=-2.0,
             ortho_init=False,
+            use_sde=True,
         ),
         dict(gamma=0.9, gae_lambda=0.9, vf_coef=0.4),
     ),
@@ -361,6 +374,8 @@ _ZOO: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             normalize_observation=True,
             normalize_reward=True,
             ortho_init=False,
+            use_sde=True,
+            sde_sample_freq=16,
         ),
         {},
     ),

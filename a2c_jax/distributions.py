@@ -84,3 +84,75 @@ DIAG_GAUSSIAN = DistributionFns(gaussian_sample, gaussian_log_prob, gaussian_ent
 def distribution_for(action_kind: str) -> DistributionFns:
     """The distribution family for an EnvSpec.action_kind ("discrete" or "continuous")."""
     return CATEGORICAL if action_kind == "discrete" else DIAG_GAUSSIAN
+
+
+# --- generalised state-dependent exploration (gSDE, Raffin et al. 2022), as SB3 computes it ------
+
+GSDE_EPS = 1e-6
+
+
+class GSDEParams(NamedTuple):
+    """A gSDE policy's parameters: the action mean [..., D]; the std of the exploration weights
+    [F, D] (`gsde_std` of the learned log std); the actor's latent features [..., F] (held constant:
+    no gradient flows into the features through the noise, SB3's `learn_features=False`)."""
+
+    mean: jax.Array
+    std: jax.Array
+    latent: jax.Array
+
+
+def gsde_std(log_std: jax.Array, action_dim: int, use_expln: bool) -> jax.Array:
+    """Weights' std [F, D] from the learned log std [F, D] (full_std) or [F, 1] (broadcast over D):
+    exp, or expln (exp below 0, log1p(x) + 1 above) to keep it from growing too fast."""
+    if use_expln:
+        below = jnp.exp(log_std) * (log_std <= 0)
+        safe = log_std * (log_std > 0) + GSDE_EPS
+        std = below + (jnp.log1p(safe) + 1.0) * (log_std > 0)
+    else:
+        std = jnp.exp(log_std)
+    return jnp.broadcast_to(std, (log_std.shape[0], action_dim))
+
+
+def gsde_scale(params: GSDEParams) -> jax.Array:
+    """The action's std [..., D]: sqrt(latent^2 @ std^2 + eps) (the noise latent @ W, W ~ N(0, std^2),
+    is Gaussian with this std for given features)."""
+    latent = jax.lax.stop_gradient(params.latent)
+    return jnp.sqrt(jnp.square(latent) @ jnp.square(params.std) + GSDE_EPS)
+
+
+def gsde_log_prob(params: GSDEParams, action: jax.Array) -> jax.Array:
+    """log N(action; mean, gsde_scale^2) summed over D: [...]."""
+    scale = gsde_scale(params)
+    z = (action - params.mean) / scale
+    return jnp.sum(-0.5 * jnp.square(z) - jnp.log(scale) - 0.5 * _LOG_2PI, axis=-1)
+
+
+def gsde_entropy(params: GSDEParams) -> jax.Array:
+    """Entropy of N(mean, gsde_scale^2) summed over D: [...]."""
+    return jnp.sum(0.5 + 0.5 * _LOG_2PI + jnp.log(gsde_scale(params)), axis=-1)
+
+
+def gsde_weights(key: jax.Array, std: jax.Array, count: int) -> jax.Array:
+    """`count` exploration matrices W ~ N(0, std^2), one per environment: [count, F, D]."""
+    return std * jax.random.normal(key, (count, *std.shape), std.dtype)
+
+
+def gsde_explore(params: GSDEParams, weights: jax.Array) -> jax.Array:
+    """The exploratory action mean + latent @ W with each environment's own matrix: latent [N, F],
+    weights [N, F, D] -> [N, D]."""
+    latent = jax.lax.stop_gradient(params.latent)
+    return params.mean + jnp.einsum("...f,...fd->...d", latent, weights)
+
+
+def gsde_sample(key: jax.Array, params: GSDEParams) -> jax.Array:
+    """A sample with freshly drawn weights for every row (gSDE with a new matrix at each step)."""
+    weights = params.std * jax.random.normal(key, (*params.latent.shape, params.std.shape[-1]), params.std.dtype)
+    return gsde_explore(params, weights)
+
+
+def gsde_mode(params: GSDEParams) -> jax.Array:
+    """The mean [..., D] (greedy)."""
+    return params.mean
+
+
+GSDE = DistributionFns(gsde_sample, gsde_log_prob, gsde_entropy, gsde_mode)

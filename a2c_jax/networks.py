@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig, ConfigError
-from a2c_jax.distributions import DistributionFns, PiParams, distribution_for
+from a2c_jax.distributions import GSDE, DistributionFns, GSDEParams, PiParams, distribution_for, gsde_std
 from a2c_jax.envs import EnvSpec
 
 Params = Any
@@ -148,6 +148,9 @@ class ActorCritic(nn.Module):
     shared_torso: bool = False
     log_std_init: float = 0.0
     ortho_init: bool = True
+    use_sde: bool = False
+    full_std: bool = True
+    use_expln: bool = False
 
     def setup(self) -> None:
         ndim = len(self.spec.obs_shape)
@@ -170,10 +173,18 @@ class ActorCritic(nn.Module):
         self.pi_head = _dense(self.spec.action_dim, 0.01, self.ortho_init)
         self.vf_head = _dense(1, 1.0, self.ortho_init)
         if self.spec.action_kind == "continuous":
-            self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.spec.action_dim,))
+            # gSDE learns the std of its exploration weights [F, D] (or [F, 1]), F the actor's features
+            shape = (
+                (self.hidden_sizes[-1], self.spec.action_dim if self.full_std else 1)
+                if self.use_sde
+                else (self.spec.action_dim,)
+            )
+            self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), shape)
 
     def _pi(self, features: jax.Array) -> PiParams:
         out = self.pi_head(features)
+        if self.spec.action_kind == "continuous" and self.use_sde:
+            return GSDEParams(out, gsde_std(self.log_std, self.spec.action_dim, self.use_expln), features)
         if self.spec.action_kind == "continuous":
             return out, self.log_std
         return out
@@ -223,6 +234,8 @@ class Policy(NamedTuple):
     - values(params, carry, obs [T, N, ...], done [T, N], final_obs [T, N, ...]) -> (V(obs_t),
       V(final_obs_t)), each [T, N]; final_obs_t is valued from the carry that saw obs_t.
     - dist: the action distribution's functions.
+    - sde_sample_freq: 0 without gSDE; else how often (in steps) a rollout draws new exploration
+      matrices (-1: once, at its start), as `A2CConfig.sde_sample_freq`.
     """
 
     init: Callable[[jax.Array], Params]
@@ -231,6 +244,7 @@ class Policy(NamedTuple):
     unroll: Callable[[Params, Carry, jax.Array, jax.Array], tuple[PiParams, jax.Array]]
     values: Callable[[Params, Carry, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     dist: DistributionFns
+    sde_sample_freq: int = 0
 
 
 def reset_carry(carry: Carry, done: jax.Array) -> Carry:
@@ -303,11 +317,21 @@ def recurrent_policy(net: ActorCritic, spec: EnvSpec) -> Policy:
         hs = hidden_states(params, carry, obs, done)
         return critic(params, hs), critic(params, advance(params, hs, final_obs))
 
-    return Policy(init, initial_carry, act, unroll, values, distribution_for(spec.action_kind))
+    return Policy(init, initial_carry, act, unroll, values, distribution(net))
+
+
+def distribution(net: ActorCritic) -> DistributionFns:
+    """The action distribution of `net`: Categorical, diagonal Gaussian, or gSDE."""
+    return GSDE if net.use_sde else distribution_for(net.spec.action_kind)
 
 
 def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
     """The ActorCritic for `config` and `spec`, wrapped as pure functions."""
+    if config.use_sde and spec.action_kind != "continuous":
+        raise ConfigError(
+            f"use_sde=True is invalid for env_id={spec.env_id!r}: gSDE needs a continuous (Box) action space, "
+            "this one is discrete"
+        )
     if config.network == "cnn" and len(spec.obs_shape) != 3:
         raise ConfigError(
             f"network='cnn' needs image observations [H, W, C]; env_id={spec.env_id!r} has observations of "
@@ -321,9 +345,13 @@ def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
         shared_torso=config.shared_torso,
         log_std_init=config.log_std_init,
         ortho_init=config.ortho_init,
+        use_sde=config.use_sde,
+        full_std=config.full_std,
+        use_expln=config.use_expln,
     )
+    sde_freq = config.sde_sample_freq if config.use_sde else 0
     if config.network == "gru":
-        return recurrent_policy(net, spec)
+        return recurrent_policy(net, spec)._replace(sde_sample_freq=sde_freq)
 
     def init(key: jax.Array) -> Params:
         return net.init(key, jnp.zeros((1, *spec.obs_shape), jnp.float32))
@@ -334,4 +362,4 @@ def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
     def critic(params: Params, obs: jax.Array) -> jax.Array:
         return cast(jax.Array, net.apply(params, obs, method=ActorCritic.critic))
 
-    return feedforward_policy(init, actor, critic, distribution_for(spec.action_kind))
+    return feedforward_policy(init, actor, critic, distribution(net))._replace(sde_sample_freq=sde_freq)

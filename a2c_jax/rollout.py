@@ -8,6 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from a2c_jax.distributions import gsde_explore, gsde_weights
 from a2c_jax.envs import VecEnv, VecEnvState
 from a2c_jax.networks import Carry, Params, Policy, reset_carry
 
@@ -62,14 +63,25 @@ def rollout(
         (env_state, obs [N, *obs_shape] and carry after T steps, Transition [T, N]).
     """
     chex.assert_shape(obs, (vec_env.num_envs, *vec_env.spec.obs_shape))
+    sde = policy.sde_sample_freq != 0
+    # gSDE: one exploration matrix per env, drawn at the rollout's start and every sde_sample_freq steps
+    weights_shape = jax.eval_shape(policy.act, params, carry, obs)[1].std.shape if sde else (0,)
+    weights = jnp.zeros((vec_env.num_envs, *weights_shape)) if sde else jnp.zeros(())
 
     def step(
-        loop: tuple[VecEnvState, jax.Array, Carry], step_key: jax.Array
-    ) -> tuple[tuple[VecEnvState, jax.Array, Carry], Transition]:
-        state, last_obs, hidden = loop
+        loop: tuple[VecEnvState, jax.Array, Carry, jax.Array], inputs: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[VecEnvState, jax.Array, Carry, jax.Array], Transition]:
+        state, last_obs, hidden, weights = loop
+        t, step_key = inputs
         act_key, env_key = jax.random.split(step_key)
         hidden, pi = policy.act(params, hidden, last_obs)
-        action = policy.dist.sample(act_key, pi)
+        if sde:
+            redraw = (t == 0) | ((policy.sde_sample_freq > 0) & (t % max(policy.sde_sample_freq, 1) == 0))
+            fresh = gsde_weights(act_key, jax.lax.stop_gradient(pi.std), vec_env.num_envs)
+            weights = jnp.where(redraw, fresh, weights)
+            action = gsde_explore(pi, weights)
+        else:
+            action = policy.dist.sample(act_key, pi)
         next_obs, state, reward, terminated, truncated, info = vec_env.step(env_key, state, action, gamma)
         hidden = reset_carry(hidden, jnp.logical_or(terminated, truncated))
         transition = Transition(
@@ -82,9 +94,10 @@ def rollout(
             episode_return=info.episode_return,
             episode_length=info.episode_length,
         )
-        return (state, next_obs, hidden), transition
+        return (state, next_obs, hidden, weights), transition
 
-    loop = (env_state, obs, carry)
-    (env_state, obs, carry), traj = jax.lax.scan(step, loop, jax.random.split(key, num_steps))
+    loop = (env_state, obs, carry, weights)
+    steps = (jnp.arange(num_steps), jax.random.split(key, num_steps))
+    (env_state, obs, carry, _), traj = jax.lax.scan(step, loop, steps)
     chex.assert_shape(traj.reward, (num_steps, vec_env.num_envs))
     return env_state, obs, carry, traj

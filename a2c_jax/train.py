@@ -20,7 +20,7 @@ from flax import struct
 from a2c_jax.advantages import gae
 from a2c_jax.config import A2CConfig, HParams
 from a2c_jax.envs import EnvSpec, VecEnv, VecEnvState, make_env
-from a2c_jax.losses import Batch, a2c_loss
+from a2c_jax.losses import Batch, LossMetrics, a2c_loss
 from a2c_jax.networks import Carry, Params, Policy, make_policy
 from a2c_jax.optim import make_optimizer
 from a2c_jax.rollout import Transition, rollout
@@ -124,6 +124,28 @@ def _episode_stats(traj: Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
     return (traj.episode_return * ended).sum() / denom, (traj.episode_length * ended).sum() / denom, count
 
 
+def learn(
+    config: A2CConfig,
+    policy: Policy,
+    params: Params,
+    opt_state: optax.OptState,
+    traj: Transition,
+    hparams: HParams,
+    update_step: jax.Array | int,
+    carry: Carry = (),
+) -> tuple[Params, optax.OptState, LossMetrics, Params, jax.Array]:
+    """Everything of an update after the rollout: values and GAE (`make_batch`), the loss gradient,
+    then one optimizer step at update `update_step`'s learning rate.
+
+    Returns (params, opt_state, loss metrics, gradients, learning rate)."""
+    batch, _ = make_batch(policy, params, traj, hparams, carry)
+    grads, loss_metrics = jax.grad(a2c_loss, has_aux=True)(params, policy, batch, hparams, config.normalize_advantage)
+    lr = learning_rate(config, hparams, jnp.asarray(update_step))
+    tx = make_optimizer(config.optimizer, hparams, lr)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss_metrics, grads, lr
+
+
 def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[TrainState, UpdateMetrics]:
     """One A2C update: T env steps in each of N envs, then one full-batch gradient step."""
     agent = make_agent(config)
@@ -140,13 +162,9 @@ def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[Trai
         config.num_steps,
         hparams.gamma,
     )
-    batch, _ = make_batch(agent.policy, state.params, traj, hparams, state.carry)
-    grad_fn = jax.grad(a2c_loss, has_aux=True)
-    grads, loss_metrics = grad_fn(state.params, agent.policy, batch, hparams, config.normalize_advantage)
-    lr = learning_rate(config, hparams, state.update_step)
-    tx = make_optimizer(config.optimizer, hparams, lr)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params, opt_state, loss_metrics, grads, lr = learn(
+        config, agent.policy, state.params, state.opt_state, traj, hparams, state.update_step, state.carry
+    )
     ep_return, ep_length, episodes = _episode_stats(traj)
     metrics = UpdateMetrics(
         **loss_metrics._asdict(),
