@@ -1,8 +1,8 @@
 """Learning quality against SB3's A2C with RL-Zoo's tuned settings, at equal env steps.
 
 a2c_jax: 10 seeds trained together in one vmapped program (zoo preset); SB3: 5 seeds, each its own
-run with the zoo's hyperparameters (gSDE for Pendulum, as the zoo uses; a2c_jax has no gSDE, so its
-`default` Pendulum preset is reported too). Final greedy return over 16 episodes per seed; IQM and
+run with the zoo's hyperparameters (gSDE for Pendulum and MountainCarContinuous, as the zoo uses, on
+both sides; a2c_jax's `default` Pendulum preset, without gSDE, is reported too). Final greedy return over 16 episodes per seed; IQM and
 95% bootstrap interval; learning curves against env steps and wall-clock; a plain verdict.
 
     python -m benchmarks.learning_quality [--envs CartPole-v1 Acrobot-v1 Pendulum-v1] [--jax-seeds 10] [--sb3-seeds 5]
@@ -37,6 +37,11 @@ ZOO_SB3: dict[str, dict[str, Any]] = {
         "kwargs": {"ent_coef": 0.0, "max_grad_norm": 0.5, "n_steps": 8, "gae_lambda": 0.9, "vf_coef": 0.4,
                    "gamma": 0.9, "use_rms_prop": True, "normalize_advantage": False, "use_sde": True,
                    "policy_kwargs": {"log_std_init": -2, "ortho_init": False}, "linear_lr": 7e-4},
+    },
+    "MountainCarContinuous-v0": {
+        "n_envs": 4, "steps": 100_000, "normalize": True,
+        "kwargs": {"ent_coef": 0.0, "n_steps": 100, "use_sde": True, "sde_sample_freq": 16,
+                   "policy_kwargs": {"log_std_init": 0.0, "ortho_init": False}},
     },
 }  # fmt: skip
 

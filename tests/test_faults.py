@@ -65,6 +65,12 @@ def write(path: Path, text: str) -> str:
 
 # (argv with {tmp} for the test's directory, the message's key phrase); {new} must never be created.
 TRAIN_BAD = {
+    "gSDE on discrete actions": (["--use-sde", "True"], "use_sde=True is invalid for env_id='CartPole-v1'"),
+    "sde_sample_freq 0": (
+        ["--env-id", "Pendulum-v1", "--use-sde", "True", "--sde-sample-freq", "0"],
+        "sde_sample_freq=0 is invalid",
+    ),
+    "sde_sample_freq -2": (["--env-id", "Pendulum-v1", "--sde-sample-freq", "-2"], "sde_sample_freq=-2 is invalid"),
     "seed 2**32 would wrap to 0": (["--seed", "4294967296"], "seed=4294967296 is invalid: must be an integer in [0,"),
     "seed 2**64-1": (["--seed", str(2**64 - 1)], "seed=18446744073709551615 is invalid"),
     "negative seed": (["--seed", "-1"], "seed=-1 is invalid"),

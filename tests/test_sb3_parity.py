@@ -327,3 +327,69 @@ def test_gsde_distribution_matches_sb3(full_std, use_expln):
     sb3_noise = dist.get_noise(torch.tensor(latent)).numpy()
     params = GSDEParams(jnp.asarray(mean), gsde_std(jnp.asarray(log_std), dim, use_expln), jnp.asarray(latent))
     np.testing.assert_allclose(np.asarray(gsde_explore(params, jnp.asarray(weights))) - mean, sb3_noise, atol=1e-5)
+
+
+def test_normalisation_matches_sb3_vecnormalize():
+    """Observation and reward normalisation against SB3's own VecNormalize, fed the raw stream of the
+    same gymnax envs (scripted into a VecEnv): normalised observations, terminal observations and
+    rewards at every step (each a function of the running statistics so far). Pendulum's 200-step
+    time limit falls inside the 230 steps, so resets (returns zeroed, terminal observations) count."""
+    from stable_baselines3.common.vec_env import VecEnv as SB3VecEnv
+    from stable_baselines3.common.vec_env import VecNormalize
+    from test_envs import run_fixed_actions
+
+    from a2c_jax.envs import VecEnv
+
+    steps, n, gamma = 230, 3, 0.95
+    _, _, spec = make_env("Pendulum-v1")
+    action = jnp.full((n, 1), 0.7)
+    raw_obs0, (raw_obs, raw_rew, term, trunc, raw_info) = run_fixed_actions(VecEnv(spec, n), steps, action, gamma)
+    env = VecEnv(spec, n, normalize_observation=True, normalize_reward=True)
+    obs0, (obs, rew, _, _, info) = run_fixed_actions(env, steps, action, gamma)
+    dones = np.asarray(term) | np.asarray(trunc)
+    assert dones.any()
+
+    class Scripted(SB3VecEnv):
+        """Replays the raw gymnax stream; VecNormalize only sees what step_wait returns."""
+
+        def __init__(self):
+            super().__init__(n, model.observation_space, model.action_space)
+            self.t = 0
+
+        def reset(self):
+            return np.asarray(raw_obs0)
+
+        def step_async(self, actions):
+            pass
+
+        def step_wait(self):
+            t, self.t = self.t, self.t + 1
+            infos = [{"terminal_observation": np.asarray(raw_info.final_obs[t, i])} for i in range(n)]
+            return np.asarray(raw_obs[t]), np.asarray(raw_rew[t]), dones[t], infos
+
+        def close(self):
+            pass
+
+        def get_attr(self, name, indices=None):
+            return [None] * n
+
+        def set_attr(self, name, value, indices=None):
+            pass
+
+        def env_method(self, name, *args, indices=None, **kwargs):
+            return [None] * n
+
+        def env_is_wrapped(self, wrapper_class, indices=None):
+            return [False] * n
+
+    model = A2C("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1, seed=0), device="cpu")
+    vn = VecNormalize(Scripted(), gamma=gamma)
+    np.testing.assert_allclose(np.asarray(obs0), vn.reset(), rtol=1e-4, atol=1e-5)
+    for t in range(steps):
+        sb3_obs, sb3_rew, _, sb3_infos = vn.step(np.zeros((n, 1)))
+        np.testing.assert_allclose(np.asarray(obs[t]), sb3_obs, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(rew[t]), sb3_rew, rtol=1e-4, atol=1e-5)
+        for i in np.flatnonzero(dones[t]):
+            np.testing.assert_allclose(
+                np.asarray(info.final_obs[t, i]), sb3_infos[i]["terminal_observation"], atol=1e-4
+            )
