@@ -386,3 +386,47 @@ def test_torch_baseline_kv_cache_samples_like_full_recompute():
     cached_tokens, cached_mask = sample_cached(loop.policy, prompts, loop.r)
     assert torch.equal(full_tokens, cached_tokens) and torch.equal(full_mask, cached_mask)
     assert bool(full_mask[:, 0].all()) and int(full_mask.sum()) > 8
+
+
+def test_whitening_uses_valid_tokens_only():
+    """Advantages are standardised over the valid tokens (unbiased std, as TRL's masked whitening and
+    PyTorch's Tensor.std()); padding stays 0 and does not shift the statistics."""
+    from a2c_jax.losses import standardize
+
+    rng = np.random.default_rng(9)
+    _, mask = random_responses(9)
+    x = np.where(mask, rng.normal(size=(B, R)) * 3.0 + 1.0, 1e6).astype(np.float32)
+    valid = x[mask].astype(np.float64)
+    expected = np.where(mask, (x - valid.mean()) / (valid.std(ddof=1) + 1e-8), 0.0)
+    np.testing.assert_allclose(np.asarray(standardize(jnp.asarray(x), jnp.asarray(mask))), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("kl", "expected_factor"), [(8.0, 1.2), (5.0, 1.0), (4.5, 0.9), (1.0, 0.8)])
+def test_adaptive_kl_controller(kl, expected_factor):
+    """Ziegler et al.'s controller: beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon; with
+    n = horizon the proportional error is applied in full (target 5 here)."""
+    from a2c_jax.rlhf.objective import adaptive_beta
+
+    beta = adaptive_beta(jnp.float32(0.1), jnp.float32(kl), 5.0, 64.0, 64)
+    np.testing.assert_allclose(float(beta), 0.1 * expected_factor, rtol=1e-6)
+    half = adaptive_beta(jnp.float32(0.1), jnp.float32(kl), 5.0, 128.0, 64)
+    np.testing.assert_allclose(float(half), 0.1 * (1 + (expected_factor - 1) / 2), rtol=1e-6)
+
+
+def test_adaptive_kl_inside_the_update_raises_beta_when_kl_exceeds_target():
+    """With --kl-target set, the compiled update carries beta in its state and adapts it."""
+    rng = np.random.default_rng(10)
+    model = TableLM(rng.normal(size=VOCAB_SIZE).astype(np.float32), np.zeros(VOCAB_SIZE, np.float32))
+    rm = TableLM(np.zeros(VOCAB_SIZE, np.float32), rng.uniform(0, 5, size=VOCAB_SIZE).astype(np.float32))
+    tokens = jnp.zeros((1, 3), jnp.int32)
+    ref_params, rm_params = model.init(jax.random.PRNGKey(0), tokens), rm.init(jax.random.PRNGKey(0), tokens)
+    config = RLHFConfig(
+        prompt_digits=1, response_len=1, batch=256, lr=0.1, whiten=False, kl_target=0.01, kl_horizon=256
+    )
+    hparams = config.hparams()
+    state = init_stage(ref_params, make_optimizer("adam", hparams, hparams.lr), jax.random.PRNGKey(1), 0.05)
+    run = jax.jit(scan_chunk(a2c_step(model, config, Frozen(ref_params, rm_params), hparams), 30))
+    state, metrics = run(state)
+    betas = np.asarray(metrics["beta_now"])
+    assert betas[0] == pytest.approx(0.05) and float(state.beta) > 0.05 * 1.1**5, betas
+    assert np.all(np.diff(betas)[np.asarray(metrics["k1"])[:-1] > 0.012] > 0)

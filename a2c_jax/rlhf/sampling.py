@@ -2,7 +2,7 @@
 
 `sample` re-runs the model over the whole fixed-length buffer [B, L] at every response position (full
 recompute: any `LanguageModel` works); `sample_cached` runs a model with a decode mode one token at a
-time against a KV cache, 4-6x faster here (benchmarks/rlhf_throughput.py), with the same tokens and
+time against a KV cache, 5-6x faster here (benchmarks/rlhf_throughput.py), with the same tokens and
 log-probabilities for the same keys. `make_sampler` picks. BOS and PAD are never valid response
 tokens, so their logits are masked before sampling and before every log-probability, keeping both
 consistent.
