@@ -2,8 +2,9 @@
 
 a2c_jax: 10 seeds trained together in one vmapped program (zoo preset); SB3: 5 seeds, each its own
 run with the zoo's hyperparameters (gSDE for Pendulum and MountainCarContinuous, as the zoo uses, on
-both sides; a2c_jax's `default` Pendulum preset, without gSDE, is reported too). Final greedy return over 16 episodes per seed; IQM and
-95% bootstrap interval; learning curves against env steps and wall-clock; a plain verdict.
+both sides; a2c_jax's `default` Pendulum preset, without gSDE, is reported too). Final greedy return
+over 16 episodes per seed; IQM and 95% bootstrap interval; learning curves against env steps and
+wall-clock; a plain verdict.
 
     python -m benchmarks.learning_quality [--envs CartPole-v1 Acrobot-v1 Pendulum-v1] [--jax-seeds 10] [--sb3-seeds 5]
 """
