@@ -59,17 +59,32 @@ def orthogonal(scale: float) -> Callable[..., jax.Array]:
 
 
 # PyTorch's default for nn.Linear / nn.Conv2d weights (kaiming_uniform with a = sqrt(5)):
-# U(-1/sqrt(fan_in), 1/sqrt(fan_in)). It is what SB3 uses with `ortho_init=False`. (PyTorch also
-# draws biases from that range; here biases start at zero.)
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases from the same range. It is what SB3 uses with
+# `ortho_init=False` (with orthogonal init SB3 zeroes the biases). The biases matter for gSDE: with
+# zero biases the actor's features are odd functions of the (normalised, near-zero) observation, so
+# the state-dependent noise vanishes around the mean state and exploration stalls.
 TORCH_DEFAULT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias(fan_in: int) -> Callable[..., jax.Array]:
+    """PyTorch's default bias initialiser for a layer with `fan_in` inputs: U(-1/sqrt(fan_in), ...)."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 
 
 def _kernel_init(scale: float, ortho: bool) -> Callable[..., jax.Array]:
     return orthogonal(scale) if ortho else TORCH_DEFAULT
 
 
-def _dense(features: int, scale: float, ortho: bool, name: str | None = None) -> nn.Dense:
-    return nn.Dense(features, kernel_init=_kernel_init(scale, ortho), bias_init=nn.initializers.zeros, name=name)
+def _dense(features: int, scale: float, ortho: bool, fan_in: int, name: str | None = None) -> nn.Dense:
+    """A Dense layer initialised as SB3 does: orthogonal with gain `scale` and zero bias, or (ortho
+    False) PyTorch's defaults for a layer with `fan_in` inputs."""
+    bias_init = nn.initializers.zeros if ortho else torch_bias(fan_in)
+    return nn.Dense(features, kernel_init=_kernel_init(scale, ortho), bias_init=bias_init, name=name)
 
 
 class MLPTorso(nn.Module):
@@ -85,7 +100,7 @@ class MLPTorso(nn.Module):
         x = obs.reshape((*obs.shape[: obs.ndim - self.obs_ndim], -1))
         act = _ACTIVATIONS[self.activation]
         for size in self.hidden_sizes:
-            x = act(_dense(size, math.sqrt(2.0), self.ortho_init)(x))
+            x = act(_dense(size, math.sqrt(2.0), self.ortho_init, x.shape[-1])(x))
         return x
 
 
@@ -127,7 +142,7 @@ class CNNTorso(nn.Module):
         x = act(PatchConv(16, 3, init, name="Conv_0")(x))
         x = x.reshape((*lead, -1))
         for size in self.hidden_sizes:
-            x = act(_dense(size, math.sqrt(2.0), self.ortho_init)(x))
+            x = act(_dense(size, math.sqrt(2.0), self.ortho_init, x.shape[-1])(x))
         return x
 
 
@@ -170,8 +185,8 @@ class ActorCritic(nn.Module):
             self.vf_torso = make_torso()
             if recurrent:
                 self.vf_cell = make_cell()
-        self.pi_head = _dense(self.spec.action_dim, 0.01, self.ortho_init)
-        self.vf_head = _dense(1, 1.0, self.ortho_init)
+        self.pi_head = _dense(self.spec.action_dim, 0.01, self.ortho_init, self.hidden_sizes[-1])
+        self.vf_head = _dense(1, 1.0, self.ortho_init, self.hidden_sizes[-1])
         if self.spec.action_kind == "continuous":
             # gSDE learns the std of its exploration weights [F, D] (or [F, 1]), F the actor's features
             shape = (

@@ -121,7 +121,7 @@ def test_minatar_games_get_the_cnn_preset():
 
 
 def test_non_orthogonal_init_is_pytorch_default():
-    """ortho_init=False draws weights like torch.nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    """ortho_init=False draws weights and biases like torch.nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     import dataclasses
 
     _, _, spec = make_env("CartPole-v1")
@@ -131,3 +131,8 @@ def test_non_orthogonal_init_is_pytorch_default():
     bound = 1.0 / np.sqrt(256)
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.98 * bound
     np.testing.assert_allclose(w.var(), bound**2 / 3, rtol=0.03)  # variance of U(-b, b) is b^2 / 3
+    first = np.asarray(params["pi_torso"]["Dense_0"]["bias"], np.float64)  # fan_in 4 (CartPole's obs)
+    heads = [np.asarray(params[h]["bias"], np.float64) for h in ("pi_head", "vf_head")]  # fan_in 256
+    biases = np.concatenate([np.asarray(params["pi_torso"]["Dense_1"]["bias"]), *heads])
+    assert np.abs(first).max() <= 0.5 and np.abs(first).max() > 0.4 and np.unique(first).size == 256
+    assert np.abs(biases).max() <= bound and np.abs(biases).max() > 0.9 * bound
