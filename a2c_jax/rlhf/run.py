@@ -254,21 +254,17 @@ def run_rlhf(
     state = jax.tree.map(lambda x: jnp.broadcast_to(x, (population, *x.shape)), one)
     state = dataclasses.replace(state, beta=jnp.asarray(betas, jnp.float32))
 
-    def first_eval() -> list[dict[str, np.ndarray]]:
-        batch = jax.device_get(evaluate(state.params, frozen, eval_key))
+    def evaluate_members(params: Params) -> list[dict[str, np.ndarray]]:
+        """Every member's samples on the held-out prompts (same key each time), split per member."""
+        batch = jax.device_get(evaluate(params, frozen, eval_key))
         return [{k: v[i] for k, v in batch.items()} for i in range(population)]
 
-    before = first_eval()
+    before = evaluate_members(state.params)
+    first = [summarize_samples(b, spec.prompt_len) for b in before]
     metrics = MetricsLog(out / "metrics.jsonl")
     metrics.path.unlink(missing_ok=True)
-    for i, beta in enumerate(betas):
-        metrics.append(
-            {
-                "update": 0,
-                "beta": beta,
-                **{f"eval_{k}": v for k, v in summarize_samples(before[i], spec.prompt_len).items()},
-            }
-        )
+    for beta, summary_0 in zip(betas, first, strict=True):
+        metrics.append({"update": 0, "beta": beta, **{f"eval_{k}": v for k, v in summary_0.items()}})
 
     length = chunk_length(config.updates, config.log_points)
     chunk = jax.jit(
@@ -277,36 +273,36 @@ def run_rlhf(
             in_axes=(0, None),
         )
     )
+    after, last = before, first
+
+    def log_chunk(index: int, trained: StageState, means: dict[str, Any]) -> None:
+        nonlocal after, last
+        after = evaluate_members(trained.params)
+        last = [summarize_samples(a, spec.prompt_len) for a in after]
+        update = (index + 1) * length
+        for i, beta in enumerate(betas):
+            line = {"update": update, "beta": beta, **{k: float(v[i]) for k, v in means.items()}}
+            line |= {f"eval_{k}": v for k, v in last[i].items()}
+            if not all(np.isfinite(v) for v in line.values()):
+                raise FloatingPointError(f"A2C diverged at update {update} (beta={beta}): non-finite metrics")
+            metrics.append(line)
+        advance(update)
+
     a2c_started = time.perf_counter()
-    after: list[dict[str, np.ndarray]] = before
     with count_bar(config.updates, "A2C", not quiet) as advance:
-        for index in range(config.updates // length):
-            state, train_metrics = chunk(state, frozen)
-            means = jax.device_get(jax.tree.map(lambda v: jnp.mean(v, axis=-1), train_metrics))
-            batch = jax.device_get(evaluate(state.params, frozen, eval_key))
-            after = [{k: v[i] for k, v in batch.items()} for i in range(population)]
-            update = (index + 1) * length
-            for i, beta in enumerate(betas):
-                line = {"update": update, "beta": beta, **{k: float(v[i]) for k, v in means.items()}}
-                line |= {f"eval_{k}": v for k, v in summarize_samples(after[i], spec.prompt_len).items()}
-                if not all(np.isfinite(v) for v in line.values()):
-                    raise FloatingPointError(f"A2C diverged at update {update} (beta={beta}): non-finite metrics")
-                metrics.append(line)
-            advance(update)
+        state, _ = run_stage(lambda st: chunk(st, frozen), state, config.updates // length, log_chunk)
     a2c_seconds = time.perf_counter() - a2c_started
 
     save_checkpoint(out / "checkpoints", config.updates, state, {"update": config.updates, "betas": list(betas)})
     records = metrics.read()
     members = []
     for i, beta in enumerate(betas):
-        first = summarize_samples(before[i], spec.prompt_len)
-        last = summarize_samples(after[i], spec.prompt_len)
         members.append(
             {
                 "beta": beta,
-                "reference": first,
-                "final": last,
-                "gold_gain": last["gold"] - first["gold"],
+                "reference": first[i],
+                "final": last[i],
+                "gold_gain": last[i]["gold"] - first[i]["gold"],
                 "final_beta": float(state.beta[i]),
             }
         )
