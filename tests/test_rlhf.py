@@ -430,3 +430,17 @@ def test_adaptive_kl_inside_the_update_raises_beta_when_kl_exceeds_target():
     betas = np.asarray(metrics["beta_now"])
     assert betas[0] == pytest.approx(0.05) and float(state.beta) > 0.05 * 1.1**5, betas
     assert np.all(np.diff(betas)[np.asarray(metrics["k1"])[:-1] > 0.012] > 0)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--stage-dir"])
+def test_rlhf_paths_under_a_file_are_one_line_exit_2(flag, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    target = str(tmp_path / "afile" / "run")
+    argv = ["rlhf", "--quiet", flag, target]
+    if flag == "--stage-dir":
+        argv += ["--out", str(tmp_path / "run")]
+    status, _, err = run_cli(argv, capsys)
+    assert status == 2 and len(err) == 1, err
+    name = flag[2:].replace("-", "_")
+    assert f"{name}={target!r} cannot be created" in err[0], err
+    assert not (tmp_path / "run").exists()
