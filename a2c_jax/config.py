@@ -64,6 +64,9 @@ class A2CConfig:
         sde_sample_freq: draw new W every this many steps (-1: only at the start of each rollout).
         full_std: one learned std per (feature, action) pair; else one per feature.
         use_expln: expln instead of exp for the std (keeps it from growing too fast).
+        squash_output: (gSDE only, as SB3) squash actions with tanh into (-1, 1) and rescale them
+            linearly to the action bounds, instead of clipping; the log-prob gets tanh's Jacobian
+            correction and the entropy bonus is estimated by -log_prob (no closed form).
     """
 
     env_id: str = "CartPole-v1"
@@ -85,6 +88,7 @@ class A2CConfig:
     sde_sample_freq: int = -1
     full_std: bool = True
     use_expln: bool = False
+    squash_output: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -126,6 +130,8 @@ class A2CConfig:
         freq = self.sde_sample_freq
         if isinstance(freq, bool) or not isinstance(freq, int) or freq == 0 or freq < -1:
             _fail("sde_sample_freq", freq, "-1 (new noise only at the start of each rollout) or an integer >= 1")
+        if self.squash_output and not self.use_sde:
+            _fail("squash_output", self.squash_output, "False unless use_sde=True (tanh squashing comes with gSDE)")
         return self
 
 

@@ -19,11 +19,15 @@ PiParams = Any  # logits, or a (mean, log_std) tuple
 
 
 class DistributionFns(NamedTuple):
-    """sample(key, p) -> action; log_prob(p, a) -> [...]; entropy(p) -> [...]; mode(p) -> action."""
+    """sample(key, p) -> action; log_prob(p, a) -> [...]; entropy(p) -> [...]; mode(p) -> action.
+
+    `entropy` is None for a distribution without a closed form (tanh-squashed gSDE): the loss then
+    estimates it by -log_prob of the taken actions, as SB3's A2C does.
+    """
 
     sample: Callable[[jax.Array, PiParams], jax.Array]
     log_prob: Callable[[PiParams, jax.Array], jax.Array]
-    entropy: Callable[[PiParams], jax.Array]
+    entropy: Callable[[PiParams], jax.Array] | None
     mode: Callable[[PiParams], jax.Array]
 
 
@@ -156,3 +160,34 @@ def gsde_mode(params: GSDEParams) -> jax.Array:
 
 
 GSDE = DistributionFns(gsde_sample, gsde_log_prob, gsde_entropy, gsde_mode)
+
+
+# --- tanh-squashed gSDE (SB3's `squash_output=True`): actions in (-1, 1), rescaled to the bounds ----
+
+_F32_EPS = float(jnp.finfo(jnp.float32).eps)
+
+
+def squashed_gsde_log_prob(params: GSDEParams, action: jax.Array) -> jax.Array:
+    """log-density [...] of a = tanh(u), u ~ gSDE: log N(u) - sum_D log(1 - a^2 + 1e-6), u = atanh(a).
+
+    The action is first clamped to [-1 + eps, 1 - eps] (float32 eps) so that actions on the bounds
+    stay finite, and atanh is 0.5 (log1p(a) - log1p(-a)), as SB3's TanhBijector. The Jacobian term
+    uses a itself for tanh(atanh(a)): XLA's float32 tanh saturates to exactly 1 from |u| ~ 7.9, which
+    would turn 1 - tanh(u)^2 into 0 on clamped actions, where PyTorch keeps 2.4e-7.
+    """
+    a = jnp.clip(action, -1.0 + _F32_EPS, 1.0 - _F32_EPS)
+    u = 0.5 * (jnp.log1p(a) - jnp.log1p(-a))
+    return gsde_log_prob(params, u) - jnp.sum(jnp.log(1.0 - jnp.square(a) + GSDE_EPS), axis=-1)
+
+
+def squashed_gsde_sample(key: jax.Array, params: GSDEParams) -> jax.Array:
+    """tanh of a gSDE sample [..., D] with fresh weights per row."""
+    return jnp.tanh(gsde_sample(key, params))
+
+
+def squashed_gsde_mode(params: GSDEParams) -> jax.Array:
+    """tanh(mean) [..., D] (greedy)."""
+    return jnp.tanh(params.mean)
+
+
+SQUASHED_GSDE = DistributionFns(squashed_gsde_sample, squashed_gsde_log_prob, None, squashed_gsde_mode)

@@ -7,7 +7,8 @@ returns `terminated` and `truncated` separately, with the pre-reset observation 
 - observation preprocessing: float32 cast, one-hot encoding of discrete observations;
 - observation normalisation by running mean/variance (SB3's VecNormalize, clipped to +-10);
 - reward normalisation by the running std of the discounted return (VecNormalize's scheme);
-- action clipping to the Box bounds (the policy's unclipped sample is what the loss sees);
+- action clipping to the Box bounds (the policy's unclipped sample is what the loss sees), or the
+  linear rescaling of tanh-squashed actions onto them;
 - episode statistics (raw return and length of each finished episode).
 """
 
@@ -157,11 +158,16 @@ def preprocess_obs(spec: EnvSpec, obs: jax.Array) -> jax.Array:
     return jnp.asarray(obs, jnp.float32)
 
 
-def clip_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
-    """Clip continuous actions [N, D] to the Box bounds; discrete actions pass through."""
+def env_action(spec: EnvSpec, action: jax.Array, squashed: bool = False) -> jax.Array:
+    """The action [N] or [N, D] the env receives: discrete actions pass through; continuous ones are
+    clipped to the Box bounds, or, when the policy squashes them into [-1, 1] (`squash_output`),
+    rescaled linearly onto [low, high] (SB3's `unscale_action`)."""
     if spec.action_kind == "discrete":
         return action
-    return jnp.clip(action, jnp.asarray(spec.action_low), jnp.asarray(spec.action_high))
+    low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
+    if squashed:
+        return low + 0.5 * (action + 1.0) * (high - low)
+    return jnp.clip(action, low, high)
 
 
 # --- the batched environment ------------------------------------------------------------------
@@ -209,11 +215,16 @@ class VecEnv:
     num_envs: int
     normalize_observation: bool = False
     normalize_reward: bool = False
+    squash_actions: bool = False
 
     @property
     def _env(self) -> tuple[Any, Any]:
         env, params, _ = make_env(self.spec.env_id)
         return env, params
+
+    def env_action(self, action: jax.Array) -> jax.Array:
+        """The policy's action [N] or [N, D] as the env receives it (clipped, or rescaled if squashed)."""
+        return env_action(self.spec, action, self.squash_actions)
 
     def normalize(self, obs_rms: RunningMeanStd, obs: jax.Array) -> jax.Array:
         """Apply observation normalisation with frozen statistics (identity when disabled)."""
@@ -241,14 +252,14 @@ class VecEnv:
     def step(
         self, key: jax.Array, state: VecEnvState, action: jax.Array, gamma: jax.Array
     ) -> tuple[jax.Array, VecEnvState, jax.Array, jax.Array, jax.Array, StepInfo]:
-        """Step all envs with `action` [N] or [N, D] (clipped to bounds before the env sees it).
+        """Step all envs with `action` [N] or [N, D] (`env_action`: clipped or rescaled to the bounds).
 
         Returns (obs [N, ...], state, reward [N] (normalised if enabled), terminated [N] bool,
         truncated [N] bool, StepInfo). `gamma` is the discount of the reward normaliser.
         """
         env, params = self._env
         raw_obs, inner, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(key, self.num_envs), state.inner, clip_action(self.spec, action), params
+            jax.random.split(key, self.num_envs), state.inner, self.env_action(action), params
         )
         reward = jnp.asarray(reward, jnp.float32)
         terminated = jnp.asarray(terminated, bool)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig
-from a2c_jax.envs import RunningMeanStd, clip_action, make_env, preprocess_obs
+from a2c_jax.envs import RunningMeanStd, make_env, preprocess_obs
 from a2c_jax.networks import Carry, Params
 from a2c_jax.train import TrainState, make_agent
 
@@ -54,7 +54,7 @@ def evaluate(
         hidden, pi = policy.act(params, hidden, obs)
         action = policy.dist.mode(pi) if greedy else policy.dist.sample(act_key, pi)
         raw_obs, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(step_key, num_episodes), env_state, clip_action(spec, action), env_params
+            jax.random.split(step_key, num_episodes), env_state, agent.vec_env.env_action(action), env_params
         )
         returns = returns + jnp.where(active, reward, 0.0)
         lengths = lengths + active.astype(jnp.int32)
@@ -95,7 +95,7 @@ def record_episode(
         obs = agent.vec_env.normalize(obs_rms, preprocess_obs(spec, raw_obs[None]))
         hidden, pi = agent.policy.act(params, hidden, obs)
         action = agent.policy.dist.mode(pi)[0]
-        return *env.step(step_key, state, clip_action(spec, action), env_params), hidden
+        return *env.step(step_key, state, agent.vec_env.env_action(action), env_params), hidden
 
     key, reset_key = jax.random.split(key)
     raw_obs, state = env.reset(reset_key, env_params)

@@ -121,7 +121,8 @@ def a2c_loss(
     chex.assert_equal_shape([batch.advantage, batch.target_return, batch.done])
     pi_params, values = policy.unroll(params, batch.carry, batch.obs, batch.done)
     log_prob = policy.dist.log_prob(pi_params, batch.action)
-    entropy = policy.dist.entropy(pi_params)
+    # no closed form (tanh-squashed gSDE): -log pi(a|s) of the taken actions, gradient included (SB3)
+    entropy = -log_prob if policy.dist.entropy is None else policy.dist.entropy(pi_params)
     return a2c_objective(
         log_prob,
         values,

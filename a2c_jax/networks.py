@@ -20,7 +20,15 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig, ConfigError
-from a2c_jax.distributions import GSDE, DistributionFns, GSDEParams, PiParams, distribution_for, gsde_std
+from a2c_jax.distributions import (
+    GSDE,
+    SQUASHED_GSDE,
+    DistributionFns,
+    GSDEParams,
+    PiParams,
+    distribution_for,
+    gsde_std,
+)
 from a2c_jax.envs import EnvSpec
 
 Params = Any
@@ -115,6 +123,7 @@ class PatchConv(nn.Module):
     features: int
     kernel_size: int = 3
     kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
+    bias_init: Callable[..., jax.Array] = nn.initializers.zeros
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -122,7 +131,7 @@ class PatchConv(nn.Module):
         h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
         patches = jnp.concatenate([x[:, i : i + h, j : j + w, :] for i in range(k) for j in range(k)], axis=-1)
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        bias = self.param("bias", self.bias_init, (self.features,))
         return patches @ kernel.reshape(-1, self.features) + bias
 
 
@@ -138,8 +147,9 @@ class CNNTorso(nn.Module):
         lead = obs.shape[:-3]
         x = obs.reshape((-1, *obs.shape[-3:]))
         init = _kernel_init(math.sqrt(2.0), self.ortho_init)
+        bias_init = nn.initializers.zeros if self.ortho_init else torch_bias(3 * 3 * x.shape[-1])
         act = _ACTIVATIONS[self.activation]
-        x = act(PatchConv(16, 3, init, name="Conv_0")(x))
+        x = act(PatchConv(16, 3, init, bias_init, name="Conv_0")(x))
         x = x.reshape((*lead, -1))
         for size in self.hidden_sizes:
             x = act(_dense(size, math.sqrt(2.0), self.ortho_init, x.shape[-1])(x))
@@ -166,6 +176,7 @@ class ActorCritic(nn.Module):
     use_sde: bool = False
     full_std: bool = True
     use_expln: bool = False
+    squash_output: bool = False
 
     def setup(self) -> None:
         ndim = len(self.spec.obs_shape)
@@ -251,6 +262,7 @@ class Policy(NamedTuple):
     - dist: the action distribution's functions.
     - sde_sample_freq: 0 without gSDE; else how often (in steps) a rollout draws new exploration
       matrices (-1: once, at its start), as `A2CConfig.sde_sample_freq`.
+    - squash_output: gSDE actions are tanh-squashed into (-1, 1) (the env rescales them to its bounds).
     """
 
     init: Callable[[jax.Array], Params]
@@ -260,6 +272,7 @@ class Policy(NamedTuple):
     values: Callable[[Params, Carry, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     dist: DistributionFns
     sde_sample_freq: int = 0
+    squash_output: bool = False
 
 
 def reset_carry(carry: Carry, done: jax.Array) -> Carry:
@@ -336,8 +349,10 @@ def recurrent_policy(net: ActorCritic, spec: EnvSpec) -> Policy:
 
 
 def distribution(net: ActorCritic) -> DistributionFns:
-    """The action distribution of `net`: Categorical, diagonal Gaussian, or gSDE."""
-    return GSDE if net.use_sde else distribution_for(net.spec.action_kind)
+    """The action distribution of `net`: Categorical, diagonal Gaussian, gSDE or tanh-squashed gSDE."""
+    if net.use_sde:
+        return SQUASHED_GSDE if net.squash_output else GSDE
+    return distribution_for(net.spec.action_kind)
 
 
 def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
@@ -363,10 +378,11 @@ def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
         use_sde=config.use_sde,
         full_std=config.full_std,
         use_expln=config.use_expln,
+        squash_output=config.squash_output,
     )
     sde_freq = config.sde_sample_freq if config.use_sde else 0
     if config.network == "gru":
-        return recurrent_policy(net, spec)._replace(sde_sample_freq=sde_freq)
+        return recurrent_policy(net, spec)._replace(sde_sample_freq=sde_freq, squash_output=config.squash_output)
 
     def init(key: jax.Array) -> Params:
         return net.init(key, jnp.zeros((1, *spec.obs_shape), jnp.float32))
@@ -377,4 +393,5 @@ def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
     def critic(params: Params, obs: jax.Array) -> jax.Array:
         return cast(jax.Array, net.apply(params, obs, method=ActorCritic.critic))
 
-    return feedforward_policy(init, actor, critic, distribution(net))._replace(sde_sample_freq=sde_freq)
+    policy = feedforward_policy(init, actor, critic, distribution(net))
+    return policy._replace(sde_sample_freq=sde_freq, squash_output=config.squash_output)

@@ -80,6 +80,8 @@ def rollout(
             fresh = gsde_weights(act_key, jax.lax.stop_gradient(pi.std), vec_env.num_envs)
             weights = jnp.where(redraw, fresh, weights)
             action = gsde_explore(pi, weights)
+            if policy.squash_output:
+                action = jnp.tanh(action)
         else:
             action = policy.dist.sample(act_key, pi)
         next_obs, state, reward, terminated, truncated, info = vec_env.step(env_key, state, action, gamma)

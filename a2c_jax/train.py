@@ -40,7 +40,7 @@ def make_agent(config: A2CConfig) -> Agent:
     """Validate `config` and build its environment, policy and batched env (cached per config)."""
     config.validate()
     _, _, spec = make_env(config.env_id)
-    vec_env = VecEnv(spec, config.num_envs, config.normalize_observation, config.normalize_reward)
+    vec_env = VecEnv(spec, config.num_envs, config.normalize_observation, config.normalize_reward, config.squash_output)
     return Agent(config, spec, make_policy(config, spec), vec_env)
 
 

@@ -7,6 +7,8 @@ over 16 episodes per seed; IQM and 95% bootstrap interval; learning curves again
 wall-clock; a plain verdict.
 
     python -m benchmarks.learning_quality [--envs CartPole-v1 Acrobot-v1 Pendulum-v1] [--jax-seeds 10] [--sb3-seeds 5]
+
+`--squash-output` adds tanh squashing to every gSDE recipe on both sides (SB3's `squash_output=True`).
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ ZOO_SB3: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def jax_runs(env_id: str, preset_name: str, seeds: int, scale: float = 1.0) -> dict[str, Any]:
+def jax_runs(env_id: str, preset_name: str, seeds: int, scale: float = 1.0, squash: bool = False) -> dict[str, Any]:
     config, hparams = preset(preset_name, env_id)
-    config = dataclasses.replace(config, total_timesteps=int(config.total_timesteps * scale))
+    config = dataclasses.replace(
+        config, total_timesteps=int(config.total_timesteps * scale), squash_output=squash and config.use_sde
+    )
     program = sweep.population_program(config, EPISODES)  # trains and evaluates as `a2c-jax train` does
     hps = jax.tree.map(lambda x: jnp.full((seeds,), x, jnp.float32), hparams.as_arrays())
     start = time.perf_counter()
@@ -63,10 +67,11 @@ def jax_runs(env_id: str, preset_name: str, seeds: int, scale: float = 1.0) -> d
     return {
         "final": np.asarray(final).tolist(), "curve": mean_curve.tolist(), "steps": steps.tolist(),
         "wall_seconds": wall, "env_steps": config.num_updates * config.batch_size, "preset": preset_name,
+        "squash_output": config.squash_output,
     }  # fmt: skip
 
 
-def sb3_run(env_id: str, seed: int, scale: float = 1.0) -> dict[str, Any]:
+def sb3_run(env_id: str, seed: int, scale: float = 1.0, squash: bool = False) -> dict[str, Any]:
     """One SB3 run; returns final greedy return, and (env steps, wall seconds, return) per finished episode."""
     import torch
     from stable_baselines3 import A2C
@@ -78,6 +83,8 @@ def sb3_run(env_id: str, seed: int, scale: float = 1.0) -> dict[str, Any]:
     torch.set_num_threads(1)
     spec = ZOO_SB3[env_id]
     kwargs = dict(spec["kwargs"])
+    if squash and kwargs.get("use_sde"):
+        kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), "squash_output": True}
     if "linear_lr" in kwargs:
         lr = kwargs.pop("linear_lr")
         kwargs["learning_rate"] = lambda progress: progress * lr
@@ -125,16 +132,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (for a quick check)")
     parser.add_argument("--name", default="cpu-learning-quality")
+    parser.add_argument("--squash-output", action="store_true", help="tanh-squash every gSDE recipe, both sides")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     # a2c_jax first, alone on the machine; then SB3, one single-threaded run per core
     for env in args.envs:
-        results[env] = {"a2c_jax_zoo": jax_runs(env, "zoo", args.jax_seeds, args.scale)}
-        if env == "Pendulum-v1":
+        results[env] = {"a2c_jax_zoo": jax_runs(env, "zoo", args.jax_seeds, args.scale, args.squash_output)}
+        if env == "Pendulum-v1" and not args.squash_output:
             results[env]["a2c_jax_default"] = jax_runs(env, "default", args.jax_seeds, args.scale)
     # spawn, not fork: the parent has JAX's threads running
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {env: [pool.submit(sb3_run, env, s, args.scale) for s in range(args.sb3_seeds)] for env in args.envs}
+        futures = {
+            env: [pool.submit(sb3_run, env, s, args.scale, args.squash_output) for s in range(args.sb3_seeds)]
+            for env in args.envs
+        }
         for env in args.envs:
             entry = results[env]
             entry["sb3"] = [f.result() for f in futures[env]]
@@ -147,7 +158,8 @@ def main() -> None:
                 entry[key + "_summary"] = s
                 print(f"{env} {key}: IQM {s['iqm']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]; SB3 IQM "
                       f"{sb3['iqm']:.1f} [{sb3['ci_low']:.1f}, {sb3['ci_high']:.1f}]", flush=True)  # fmt: skip
-    payload = {"benchmark": "learning_quality", "scale": args.scale, "results": results}
+    payload = {"benchmark": "learning_quality", "scale": args.scale, "squash_output": args.squash_output,
+               "results": results}  # fmt: skip
     print(f"wrote {write_result(args.name, payload)}")
     plot(results, RESULTS / f"{args.name}.png")
 

@@ -71,6 +71,10 @@ TRAIN_BAD = {
         "sde_sample_freq=0 is invalid",
     ),
     "sde_sample_freq -2": (["--env-id", "Pendulum-v1", "--sde-sample-freq", "-2"], "sde_sample_freq=-2 is invalid"),
+    "squash_output without gSDE": (
+        ["--env-id", "Pendulum-v1", "--squash-output", "True"],
+        "squash_output=True is invalid: must be False unless use_sde=True",
+    ),
     "seed 2**32 would wrap to 0": (["--seed", "4294967296"], "seed=4294967296 is invalid: must be an integer in [0,"),
     "seed 2**64-1": (["--seed", str(2**64 - 1)], "seed=18446744073709551615 is invalid"),
     "negative seed": (["--seed", "-1"], "seed=-1 is invalid"),

@@ -136,3 +136,18 @@ def test_non_orthogonal_init_is_pytorch_default():
     biases = np.concatenate([np.asarray(params["pi_torso"]["Dense_1"]["bias"]), *heads])
     assert np.abs(first).max() <= 0.5 and np.abs(first).max() > 0.4 and np.unique(first).size == 256
     assert np.abs(biases).max() <= bound and np.abs(biases).max() > 0.9 * bound
+
+
+def test_non_orthogonal_init_conv_bias_is_pytorch_default():
+    """With ortho_init=False the CNN's convolution bias is drawn like torch.nn.Conv2d's:
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = 3 * 3 * channels; orthogonal init keeps it zero."""
+    import dataclasses
+
+    _, _, spec = make_env("Breakout-MinAtar")
+    channels = spec.obs_shape[-1]
+    config = dataclasses.replace(A2CConfig(env_id="Breakout-MinAtar", network="cnn"), ortho_init=False)
+    bias = np.asarray(make_policy(config, spec).init(jax.random.PRNGKey(0))["params"]["pi_torso"]["Conv_0"]["bias"])
+    bound = 1.0 / np.sqrt(9 * channels)
+    assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0.5 * bound and np.unique(bias).size == 16
+    ortho = make_policy(dataclasses.replace(config, ortho_init=True), spec).init(jax.random.PRNGKey(0))
+    assert not np.any(np.asarray(ortho["params"]["pi_torso"]["Conv_0"]["bias"]))

@@ -172,9 +172,10 @@ def sb3_params(model: A2C, shared: bool) -> dict:
     return params
 
 
-def rollout_data(seed: int, obs_dim: int, continuous: bool) -> dict:
+def rollout_data(seed: int, obs_dim: int, continuous: bool, squashed: bool = False) -> dict:
     """synthetic_rollout's shape for any obs size; continuous actions are drawn N(0, 3^2), so many
-    lie outside Pendulum's [-2, 2] bounds (the env would clip them; the loss must not)."""
+    lie outside Pendulum's [-2, 2] bounds (the env would clip them; the loss must not). Squashed
+    actions are their tanh, two of them set to exactly +-1 (where the inverse must clamp)."""
     rng = np.random.default_rng(seed)
     data = synthetic_rollout(seed)
     obs = rng.normal(size=(T + 1, N, obs_dim)).astype(np.float32) * 0.5
@@ -185,6 +186,9 @@ def rollout_data(seed: int, obs_dim: int, continuous: bool) -> dict:
     if continuous:
         data["actions"] = (rng.normal(size=(T, N, 1)) * 3.0).astype(np.float32)
         assert np.any(np.abs(data["actions"]) > 2.0)
+        if squashed:
+            data["actions"] = np.tanh(data["actions"])
+            data["actions"][0, :2, 0] = [1.0, -1.0]
     return data
 
 
@@ -244,6 +248,11 @@ OPTION_CASES = {
         {"use_sde": True, "policy_kwargs": {"log_std_init": 0.5, "use_expln": True, "full_std": False}},
         {"use_sde": True, "log_std_init": 0.5, "use_expln": True, "full_std": False},
     ),
+    "gsde_squash_output": (
+        "Pendulum-v1",
+        {"use_sde": True, "policy_kwargs": {"log_std_init": -1.0, "squash_output": True}},
+        {"use_sde": True, "log_std_init": -1.0, "squash_output": True},
+    ),
     "continuous_adam_normalized": (
         "Pendulum-v1",
         {"use_rms_prop": False, "normalize_advantage": True, "policy_kwargs": {"log_std_init": -0.5}},
@@ -277,7 +286,7 @@ def test_consecutive_updates_match_sb3(case):
     step = jax.jit(learn, static_argnums=(0, 1))
 
     for k in range(K):
-        data = rollout_data(10 + k, int(np.prod(model.observation_space.shape)), continuous)
+        data = rollout_data(10 + k, int(np.prod(model.observation_space.shape)), continuous, config.squash_output)
         before = params
         params, opt_state, _, _, _ = step(config, policy, params, opt_state, to_transition(data, continuous), hp, k)
         sb3_fill_and_train(model, data, 1.0 - (k + 1) / (K + 1))
@@ -393,3 +402,55 @@ def test_normalisation_matches_sb3_vecnormalize():
             np.testing.assert_allclose(
                 np.asarray(info.final_obs[t, i]), sb3_infos[i]["terminal_observation"], atol=1e-4
             )
+
+
+def test_squashed_gsde_matches_sb3():
+    """squash_output=True: log-prob (with tanh's correction and the clamp at +-1) and its gradients,
+    the greedy action, the sampled action from the same matrices, SB3's missing entropy, and the
+    rescaling onto the Box bounds, against SB3's StateDependentNoiseDistribution and unscale_action."""
+    from stable_baselines3.common.distributions import StateDependentNoiseDistribution
+
+    from a2c_jax.distributions import SQUASHED_GSDE, GSDEParams, gsde_explore, gsde_std
+    from a2c_jax.envs import env_action
+
+    features, dim, batch = 5, 2, 9
+    rng = np.random.default_rng(1)
+    mean = rng.normal(size=(batch, dim)).astype(np.float32)
+    latent = rng.normal(size=(batch, features)).astype(np.float32)
+    actions = np.tanh(mean + rng.normal(size=(batch, dim))).astype(np.float32)
+    actions[0] = [1.0, -1.0]  # on the bounds: both sides clamp to 1 - float32 eps before atanh
+    log_std = rng.uniform(-1.0, 0.5, size=(features, dim)).astype(np.float32)
+
+    dist = StateDependentNoiseDistribution(dim, squash_output=True)
+    dist.latent_sde_dim = features
+    mean_t, log_std_t = torch.tensor(mean, requires_grad=True), torch.tensor(log_std, requires_grad=True)
+    dist.proba_distribution(mean_t, log_std_t, torch.tensor(latent))
+    sb3_log_prob = dist.log_prob(torch.tensor(actions))
+    sb3_log_prob.sum().backward()
+    assert dist.entropy() is None and SQUASHED_GSDE.entropy is None  # the loss uses -log_prob instead
+
+    def log_prob(mean, log_std):
+        return SQUASHED_GSDE.log_prob(GSDEParams(mean, gsde_std(log_std, dim, False), jnp.asarray(latent)), actions)
+
+    ours = log_prob(jnp.asarray(mean), jnp.asarray(log_std))
+    assert np.all(np.isfinite(np.asarray(ours)))
+    np.testing.assert_allclose(np.asarray(ours), sb3_log_prob.detach().numpy(), rtol=1e-5, atol=1e-4)
+    grads = jax.grad(lambda m, s: jnp.sum(log_prob(m, s)), argnums=(0, 1))(jnp.asarray(mean), jnp.asarray(log_std))
+    np.testing.assert_allclose(np.asarray(grads[0]), mean_t.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(grads[1]), log_std_t.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+    params = GSDEParams(jnp.asarray(mean), gsde_std(jnp.asarray(log_std), dim, False), jnp.asarray(latent))
+    np.testing.assert_allclose(np.asarray(SQUASHED_GSDE.mode(params)), dist.mode().detach().numpy(), atol=1e-6)
+    dist.sample_weights(log_std_t.detach(), batch_size=batch)
+    with torch.no_grad():
+        sb3_sample = dist.sample().numpy()
+    sampled = jnp.tanh(gsde_explore(params, jnp.asarray(dist.exploration_matrices.numpy())))
+    np.testing.assert_allclose(np.asarray(sampled), sb3_sample, atol=1e-5)
+
+    model = A2C("MlpPolicy", "Pendulum-v1", use_sde=True, policy_kwargs={"squash_output": True}, device="cpu")
+    spec = make_env("Pendulum-v1")[2]
+    squashed = np.array([[-1.0], [-0.25], [0.0], [0.6], [1.0]], np.float32)
+    np.testing.assert_allclose(
+        np.asarray(env_action(spec, jnp.asarray(squashed), squashed=True)),
+        model.policy.unscale_action(squashed), atol=1e-6,
+    )  # fmt: skip
