@@ -9,16 +9,20 @@ wall-clock; a plain verdict.
     python -m benchmarks.learning_quality [--envs CartPole-v1 Acrobot-v1 Pendulum-v1] [--jax-seeds 10] [--sb3-seeds 5]
 
 `--squash-output` adds tanh squashing to every gSDE recipe on both sides (SB3's `squash_output=True`).
+`--sb3-from FILE` takes SB3's runs from an earlier result file instead of running them again (they
+take most of the time: ~10 minutes per Pendulum seed here); the output says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import multiprocessing
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -133,6 +137,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (for a quick check)")
     parser.add_argument("--name", default="cpu-learning-quality")
     parser.add_argument("--squash-output", action="store_true", help="tanh-squash every gSDE recipe, both sides")
+    parser.add_argument("--sb3-from", default=None, help="reuse SB3's runs from this earlier result JSON")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     # a2c_jax first, alone on the machine; then SB3, one single-threaded run per core
@@ -140,26 +145,31 @@ def main() -> None:
         results[env] = {"a2c_jax_zoo": jax_runs(env, "zoo", args.jax_seeds, args.scale, args.squash_output)}
         if env == "Pendulum-v1" and not args.squash_output:
             results[env]["a2c_jax_default"] = jax_runs(env, "default", args.jax_seeds, args.scale)
-    # spawn, not fork: the parent has JAX's threads running
-    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {
-            env: [pool.submit(sb3_run, env, s, args.scale, args.squash_output) for s in range(args.sb3_seeds)]
-            for env in args.envs
-        }
-        for env in args.envs:
-            entry = results[env]
-            entry["sb3"] = [f.result() for f in futures[env]]
-            sb3 = summary([r["final"] for r in entry["sb3"]])
-            entry["sb3_summary"] = sb3
-            for key in [k for k in entry if k.startswith("a2c_jax")]:
-                s = summary(entry[key]["final"])
-                s["within_sb3_interval"] = sb3["ci_low"] <= s["iqm"] <= sb3["ci_high"]
-                s["at_least_sb3_lower_bound"] = s["iqm"] >= sb3["ci_low"]
-                entry[key + "_summary"] = s
-                print(f"{env} {key}: IQM {s['iqm']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]; SB3 IQM "
-                      f"{sb3['iqm']:.1f} [{sb3['ci_low']:.1f}, {sb3['ci_high']:.1f}]", flush=True)  # fmt: skip
+    if args.sb3_from:
+        earlier = json.loads(Path(args.sb3_from).read_text())["results"]
+        sb3_runs = {env: earlier[env]["sb3"] for env in args.envs}
+    else:
+        # spawn, not fork: the parent has JAX's threads running
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {
+                env: [pool.submit(sb3_run, env, s, args.scale, args.squash_output) for s in range(args.sb3_seeds)]
+                for env in args.envs
+            }
+            sb3_runs = {env: [f.result() for f in futures[env]] for env in args.envs}
+    for env in args.envs:
+        entry = results[env]
+        entry["sb3"] = sb3_runs[env]
+        sb3 = summary([r["final"] for r in entry["sb3"]])
+        entry["sb3_summary"] = sb3
+        for key in [k for k in entry if k.startswith("a2c_jax")]:
+            s = summary(entry[key]["final"])
+            s["within_sb3_interval"] = sb3["ci_low"] <= s["iqm"] <= sb3["ci_high"]
+            s["at_least_sb3_lower_bound"] = s["iqm"] >= sb3["ci_low"]
+            entry[key + "_summary"] = s
+            print(f"{env} {key}: IQM {s['iqm']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]; SB3 IQM "
+                  f"{sb3['iqm']:.1f} [{sb3['ci_low']:.1f}, {sb3['ci_high']:.1f}]", flush=True)  # fmt: skip
     payload = {"benchmark": "learning_quality", "scale": args.scale, "squash_output": args.squash_output,
-               "results": results}  # fmt: skip
+               "sb3_from": args.sb3_from, "results": results}  # fmt: skip
     print(f"wrote {write_result(args.name, payload)}")
     plot(results, RESULTS / f"{args.name}.png")
 
