@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from a2c_jax.config import HPARAM_RANGES, A2CConfig, HParams
 from a2c_jax.distributed import Layout
 from a2c_jax.evaluate import evaluate_final
+from a2c_jax.stats import weighted_mean
 from a2c_jax.sweep import constrain_population, diverged
 from a2c_jax.train import TrainState, init_state, make_run_chunk
 
@@ -37,9 +38,7 @@ class PBTResult(NamedTuple):
 
 def fitness_of(episode_return: jax.Array, episodes: jax.Array) -> jax.Array:
     """Weighted mean return over an interval's updates ([P, K] -> [P]); -inf if none ended."""
-    total = jnp.sum(episode_return * episodes, axis=-1)
-    count = jnp.sum(episodes, axis=-1)
-    return jnp.where(count > 0, total / jnp.maximum(count, 1.0), -jnp.inf)
+    return weighted_mean(episode_return, episodes, axis=-1, empty=-jnp.inf)
 
 
 def select_sources(key: jax.Array, fitness: jax.Array, fraction: float) -> jax.Array:
@@ -62,7 +61,7 @@ def perturb(key: jax.Array, hparams: HParams, names: Sequence[str], replaced: ja
         lo_c = lo + 1e-8 if lo_open else lo
         hi_c = min(hi - 1e-6 if hi_open else hi, 1e30)
         updates[name] = jnp.where(replaced, jnp.clip(value * factor, lo_c, hi_c), value)
-    return dataclasses.replace(hparams, **updates)
+    return hparams._replace(**updates)
 
 
 def exploit(states: TrainState, source: jax.Array) -> TrainState:

@@ -179,7 +179,7 @@ def make_members(
         cfg_part = {k: v for k, v in setting.items() if k in CONFIG_NAMES}
         hp_part = {k: v for k, v in setting.items() if k in HPARAM_NAMES}
         config = dataclasses.replace(base_config, **cfg_part).validate()
-        hparams = dataclasses.replace(base_hparams, **hp_part).validate()
+        hparams = base_hparams._replace(**hp_part).validate()
         make_agent(config)
         members.extend(Member(config, hparams, int(s), index) for s in seeds)
     return members

@@ -28,7 +28,7 @@ def population_hparams(size: int, seed: int = 0) -> HParams:
     hp = jax.tree.map(lambda x: jnp.full((size,), x, jnp.float32), base)
     lr = jnp.asarray(np.exp(rng.uniform(np.log(1e-4), np.log(3e-3), size)), jnp.float32)
     ent = jnp.asarray(rng.choice([0.0, 0.01], size), jnp.float32)
-    return dataclasses.replace(hp, lr=lr, ent_coef=ent)
+    return hp._replace(lr=lr, ent_coef=ent)
 
 
 def time_population(train, size: int) -> tuple[float, float]:

@@ -213,3 +213,24 @@ def test_cli_end_to_end_in_subprocess(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "a2c-jax: error: gamma=2.0 is invalid: must be in (0, 1]"
     assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
+
+
+HELP_IMPORTS_CHECK = """
+import sys
+from a2c_jax.cli import main
+for argv in (["--help"], ["train", "--help"], ["sweep", "--help"], ["rlhf", "--help"]):
+    try:
+        main(argv)
+    except SystemExit as exit:
+        assert exit.code == 0, (argv, exit.code)
+heavy = [m for m in ("jax", "flax", "optax", "orbax", "gymnax", "matplotlib", "numpy") if m in sys.modules]
+assert not heavy, f"printing help imported {heavy}"
+print("help without jax")
+"""
+
+
+def test_help_imports_neither_jax_nor_numpy():
+    """`a2c-jax --help` and every subcommand's help are built from jax-free settings modules."""
+    out = subprocess.run([sys.executable, "-c", HELP_IMPORTS_CHECK], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "help without jax" in out.stdout

@@ -4,7 +4,6 @@ against SciPy, the PBT exploit/explore steps, and the `sweep` / `pbt` commands."
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 
 import jax
@@ -155,7 +154,7 @@ def test_exploit_copies_weights_but_keeps_each_members_envs(small_config):
 
 def test_pbt_program(small_config):
     hp = jax.tree.map(lambda x: jnp.full((4,), x, jnp.float32), HParams().as_arrays())
-    hp = dataclasses.replace(hp, lr=jnp.array([1e-4, 3e-4, 1e-3, 3e-3]))
+    hp = hp._replace(lr=jnp.array([1e-4, 3e-4, 1e-3, 3e-3]))
     result = jax.jit(make_pbt(small_config, 4, ["lr"], 0.25, 4))(jnp.arange(4), hp, jax.random.PRNGKey(0))
     assert result.fitness.shape == (3, 4) and result.schedule.lr.shape == (3, 4)
     np.testing.assert_allclose(result.schedule.lr[0], [1e-4, 3e-4, 1e-3, 3e-3])

@@ -65,9 +65,9 @@ def test_vmap_over_seeds_equals_separate_runs(train_jit, train_vmap):
 
 def test_vmap_over_hparams_equals_separate_runs(train_jit, train_vmap):
     members = [
-        dataclasses.replace(HP, lr=3e-4, gamma=0.9),
-        dataclasses.replace(HP, lr=2e-3, ent_coef=0.0, gae_lambda=1.0),
-        dataclasses.replace(HP, vf_coef=0.25, max_grad_norm=1.0, rms_decay=0.9, eps=1e-3),
+        HP._replace(lr=3e-4, gamma=0.9),
+        HP._replace(lr=2e-3, ent_coef=0.0, gae_lambda=1.0),
+        HP._replace(vf_coef=0.25, max_grad_norm=1.0, rms_decay=0.9, eps=1e-3),
     ]
     stacked = jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *members)
     keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
@@ -179,7 +179,7 @@ def test_config_validation(field, value, message):
 )
 def test_hparams_validation(field, value, allowed):
     with pytest.raises(ConfigError, match=f"{field}=.* is invalid: must be {allowed}"):
-        dataclasses.replace(HParams(), **{field: value}).validate()
+        HParams()._replace(**{field: value}).validate()
 
 
 def test_hparams_validation_checks_every_population_member():

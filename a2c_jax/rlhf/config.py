@@ -1,4 +1,4 @@
-"""Settings of the RLHF chain: a frozen dataclass (also the flags of `a2c-jax rlhf`)."""
+"""Settings of the RLHF chain: frozen dataclasses (also the flags of `a2c-jax rlhf`); no JAX imported."""
 
 from __future__ import annotations
 
@@ -6,7 +6,22 @@ import dataclasses
 import math
 
 from a2c_jax.config import ConfigError, HParams, check_seed
-from a2c_jax.rlhf.task import TaskSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """Static shapes of the task: prompt [B, 1 + prompt_digits], response [B, response_len]."""
+
+    prompt_digits: int = 4
+    response_len: int = 12
+
+    @property
+    def prompt_len(self) -> int:
+        return 1 + self.prompt_digits
+
+    @property
+    def seq_len(self) -> int:
+        return self.prompt_len + self.response_len
 
 
 @dataclasses.dataclass(frozen=True)

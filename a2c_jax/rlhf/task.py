@@ -13,32 +13,16 @@ preferences between pairs of reference samples.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
+
+from a2c_jax.rlhf.config import TaskSpec
 
 BOS, EOS, PAD = 10, 11, 12
 VOCAB_SIZE = 13
 SUM_SCALE = 4.0
 LENGTH_COST = 0.05
 NO_EOS_PENALTY = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskSpec:
-    """Static shapes of the task: prompt [B, 1 + prompt_digits], response [B, response_len]."""
-
-    prompt_digits: int = 4
-    response_len: int = 12
-
-    @property
-    def prompt_len(self) -> int:
-        return 1 + self.prompt_digits
-
-    @property
-    def seq_len(self) -> int:
-        return self.prompt_len + self.response_len
 
 
 def sample_prompts(key: jax.Array, batch: int, spec: TaskSpec) -> jax.Array:
