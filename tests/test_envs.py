@@ -3,6 +3,9 @@ time-limit truncation, and VecNormalize-style normalisation against a NumPy refe
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -168,3 +171,26 @@ def test_env_first_built_inside_a_trace_holds_no_tracer():
     _, state = env.reset(key, params)
     _, _, reward, _, _, _ = env.step(key, state, 1, params)  # raised UnexpectedTracerError before
     assert np.isfinite(float(reward))
+
+
+LIGHT_IMPORT_CHECK = """
+import sys
+from a2c_jax.envs import make_env
+envs = {env_id: make_env(env_id)[0] for env_id in ("CartPole-v1", "Pendulum-v1", "Breakout-MinAtar")}
+heavy = [m for m in ("seaborn", "matplotlib", "scipy", "gymnax", "gymnax.environments") if m in sys.modules]
+assert not heavy, f"imported: {heavy}"
+import gymnax  # afterwards the real package imports normally and shares the modules already loaded
+for env_id, env in envs.items():
+    assert type(gymnax.make(env_id)[0]) is type(env), env_id
+assert gymnax.environments.CartPole is type(envs["CartPole-v1"])
+assert make_env("Catch-bsuite")[2].action_dim == 3  # the other families go through gymnax.make
+print("light import ok")
+"""
+
+
+def test_classic_control_and_minatar_skip_gymnax_heavy_imports():
+    """Making a classic-control or MinAtar env imports neither gymnax's other families nor their
+    matplotlib / scipy / seaborn, and a later `import gymnax` still works and shares the classes."""
+    out = subprocess.run([sys.executable, "-c", LIGHT_IMPORT_CHECK], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "light import ok" in out.stdout
