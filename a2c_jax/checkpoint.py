@@ -16,18 +16,16 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
-import orbax.checkpoint as ocp
 
 from a2c_jax.config import ConfigError
 
-KEEP = 2
+if TYPE_CHECKING:
+    import orbax.checkpoint as ocp
 
-# orbax logs every save at INFO level (and failed reads at ERROR); keep the console for our messages.
-for _name in ("absl", "orbax", "orbax.checkpoint"):
-    logging.getLogger(_name).setLevel(logging.CRITICAL)
+KEEP = 2
 
 
 class CheckpointError(ConfigError):
@@ -38,7 +36,19 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (a fault such as a full disk: exit 1); older ones are intact."""
 
 
+def _orbax() -> Any:
+    """orbax.checkpoint, imported on first use (about a second of start-up that a run needs only at
+    its first checkpoint; `runner` imports it on a background thread while the first chunk compiles)."""
+    import orbax.checkpoint
+
+    # orbax logs every save at INFO level (and failed reads at ERROR); keep the console for our messages.
+    for name in ("absl", "orbax", "orbax.checkpoint"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return orbax.checkpoint
+
+
 def _manager(directory: Path, writer: bool = False) -> ocp.CheckpointManager:
+    ocp = _orbax()
     # Leftovers of a killed save are removed only by the writer of a single-process run: a reader (an
     # `eval` while training runs) or another process would delete a save that is in progress.
     cleanup = writer and jax.process_count() == 1
@@ -64,6 +74,16 @@ def root_cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def _save_args(state: Any, meta: dict[str, Any]) -> Any:
+    args = _orbax().args
+    return args.Composite(state=args.StandardSave(state), meta=args.JsonSave(meta))
+
+
+def _restore_args(abstract: Any) -> Any:
+    args = _orbax().args
+    return args.Composite(state=args.StandardRestore(abstract), meta=args.JsonRestore())
+
+
 class CheckpointWriter:
     """One orbax CheckpointManager kept open for a whole run (every process of a multi-process run
     opens it at the same point of the program, as orbax's multi-host saving expects)."""
@@ -85,7 +105,7 @@ class CheckpointWriter:
                 return
             self._mngr.save(
                 step,
-                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                args=_save_args(state, meta),
                 force=True,
             )
             self._mngr.wait_until_finished()
@@ -173,9 +193,7 @@ def latest_step(directory: Path) -> int | None:
 def _restore_step(directory: Path, step: int, abstract: Any) -> tuple[Any, dict[str, Any]]:
     verify_digest(directory / str(step))
     with _manager(directory) as mngr:
-        restored = mngr.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-        )
+        restored = mngr.restore(step, args=_restore_args(abstract))
     meta = restored["meta"]
     if not isinstance(meta, dict) or not isinstance(meta.get("update"), int):
         raise ValueError("metadata without an update count")

@@ -15,6 +15,7 @@ import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from a2c_jax.config import ConfigError
+from a2c_jax.stats import weighted_mean
 
 if TYPE_CHECKING:  # the host sinks need no JAX program (nor gymnax) imported
     from a2c_jax.train import UpdateMetrics
@@ -76,12 +77,8 @@ def summarize_chunk(metrics: UpdateMetrics, num_valid: int) -> dict[str, float]:
     episodes = m["episodes"].sum()
     record = {k: float(v.mean()) for k, v in m.items() if k not in ("episode_return", "episode_length", "episodes")}
     record["learning_rate"] = float(m["learning_rate"][-1])
-    if episodes > 0:
-        record["episode_return"] = float((m["episode_return"] * m["episodes"]).sum() / episodes)
-        record["episode_length"] = float((m["episode_length"] * m["episodes"]).sum() / episodes)
-    else:
-        record["episode_return"] = math.nan
-        record["episode_length"] = math.nan
+    for name in ("episode_return", "episode_length"):
+        record[name] = float(weighted_mean(m[name], m["episodes"], empty=math.nan))
     record["episodes"] = int(episodes)
     return record
 

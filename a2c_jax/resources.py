@@ -7,6 +7,7 @@ allocated): they only have to tell "fits easily" from "cannot possibly fit".
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -25,6 +26,7 @@ def _tree_bytes(tree: object) -> int:
     return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
+@functools.lru_cache(maxsize=32)
 def _env_and_carry_bytes(config: A2CConfig) -> int:
     """Bytes of one environment's state (wrapper statistics included) and one policy carry."""
     agent = make_agent(config)
@@ -40,6 +42,7 @@ def per_env_bytes(config: A2CConfig) -> int:
     return _env_and_carry_bytes(config) + config.num_steps * per_step
 
 
+@functools.lru_cache(maxsize=32)
 def params_bytes(config: A2CConfig) -> int:
     """Bytes of the policy's parameters."""
     return _tree_bytes(jax.eval_shape(make_agent(config).policy.init, jax.random.PRNGKey(0)))

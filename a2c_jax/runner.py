@@ -44,7 +44,6 @@ from a2c_jax.logging import (
     summarize_chunk,
     write_json_atomic,
 )
-from a2c_jax.plotting import plot_learning_curve
 from a2c_jax.resources import check_fits
 from a2c_jax.train import TrainState, init_state, make_agent, make_run_chunk
 
@@ -99,8 +98,9 @@ def params_finite(params: Any) -> bool:
     return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(params))
 
 
+@functools.lru_cache(maxsize=8)
 def abstract_state(config: A2CConfig) -> TrainState:
-    """The TrainState's shapes and dtypes (nothing is computed)."""
+    """The TrainState's shapes and dtypes (nothing is computed; traced once per config)."""
     return jax.eval_shape(functools.partial(init_state, config), HParams().as_arrays(), jax.random.PRNGKey(0))
 
 
@@ -255,7 +255,7 @@ def open_run(
     ckpt_dir = run_dir / "checkpoints"
     shardings = None if layout is None else state_shardings(abstract_state(config), layout)
     if resume and latest_step(ckpt_dir) is not None:
-        like = jax.eval_shape(functools.partial(init_state, config), hp, key)
+        like = abstract_state(config)
         if shardings is not None:  # restored straight into this run's layout, whatever layout saved it
             like = abstract_with_shardings(like, shardings)
         state, meta, step = restore_checkpoint(ckpt_dir, like, warn=warn)
@@ -323,11 +323,35 @@ def train_run(
             log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
             return dict(summary)
         state, meta, layout = opened
+        prefetch_imports(("a2c_jax.checkpoint", "_orbax"), ("a2c_jax.plotting", None))
         where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
         log(f"a2c-jax: training {config.env_id} (seed {settings.seed}){where} -> {run_dir}")
         loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested, layout)
         state = loop.run(state)
     return finish_run(config, state, run_dir, settings, loop, resume, log)
+
+
+def prefetch_imports(*targets: tuple[str, str | None]) -> threading.Thread:
+    """Import modules (and call `module.attr()` where attr is given, for imports made inside a
+    function) on a daemon thread. Started before the first chunk compiles: XLA's compiler and the
+    training program release the GIL, so orbax (the first checkpoint) and matplotlib (the final plot),
+    about a second each on a 2-core CPU, load while the user waits anyway. An import that fails here
+    is simply made again, with its error, by the code that needs it."""
+
+    def load() -> None:
+        import importlib
+
+        for module, attr in targets:
+            try:
+                loaded = importlib.import_module(module)
+                if attr is not None:
+                    getattr(loaded, attr)()
+            except BaseException:  # retried (and reported) where it is needed
+                pass
+
+    thread = threading.Thread(target=load, name="a2c-jax-prefetch", daemon=True)
+    thread.start()
+    return thread
 
 
 def _silent(text: str) -> None:
@@ -469,6 +493,8 @@ def finish_run(
         "resumed": resume,
     }
     if is_primary():
+        from a2c_jax.plotting import plot_learning_curve
+
         write_json_atomic(run_dir / "summary.json", summary)
         plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))
     barrier("a2c-jax-finish")

@@ -24,6 +24,7 @@ from a2c_jax.losses import Batch, LossMetrics, a2c_loss
 from a2c_jax.networks import Carry, Params, Policy, make_policy
 from a2c_jax.optim import make_optimizer
 from a2c_jax.rollout import Transition, rollout
+from a2c_jax.stats import weighted_mean
 
 
 class Agent(NamedTuple):
@@ -119,9 +120,7 @@ def make_batch(
 def _episode_stats(traj: Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Masked means of finished episodes' raw return and length, and their count."""
     ended = (traj.episode_length > 0).astype(jnp.float32)
-    count = ended.sum()
-    denom = jnp.maximum(count, 1.0)
-    return (traj.episode_return * ended).sum() / denom, (traj.episode_length * ended).sum() / denom, count
+    return weighted_mean(traj.episode_return, ended), weighted_mean(traj.episode_length, ended), ended.sum()
 
 
 def learn(
@@ -191,12 +190,14 @@ def make_run_chunk(config: A2CConfig, max_updates: int) -> Callable[..., tuple[T
     def run_chunk(
         state: TrainState, hparams: HParams, n_updates: jax.Array | int = max_updates
     ) -> tuple[TrainState, UpdateMetrics]:
-        _, shapes = jax.eval_shape(lambda s: update(config, s, hparams), state)
-        buffer = jax.tree.map(lambda x: jnp.zeros((max_updates, *x.shape), x.dtype), shapes)
+        # every metric is a float32 scalar (checked below while tracing): no extra trace of `update`
+        buffer = UpdateMetrics(*(jnp.zeros((max_updates,), jnp.float32) for _ in UpdateMetrics._fields))
 
         def body(i: jax.Array, carry: tuple[TrainState, UpdateMetrics]) -> tuple[TrainState, UpdateMetrics]:
             s, buf = carry
             s, m = update(config, s, hparams)
+            chex.assert_rank(list(m), 0)
+            chex.assert_type(list(m), jnp.float32)
             return s, jax.tree.map(lambda b, x: b.at[i].set(x), buf, m)
 
         return jax.lax.fori_loop(0, n_updates, body, (state, buffer))

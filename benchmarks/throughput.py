@@ -18,7 +18,7 @@ import time
 
 import jax
 
-from a2c_jax.config import Network, preset
+from a2c_jax.config import Network, choices, preset
 from a2c_jax.train import make_train
 from benchmarks.common import write_result
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--env-ids", nargs="+", default=["CartPole-v1"])
     parser.add_argument("--preset", default="sb3")
-    parser.add_argument("--network", choices=["mlp", "cnn", "gru"], default=None, help="default: the preset's")
+    parser.add_argument("--network", choices=choices("network"), default=None, help="default: the preset's")
     parser.add_argument("--name", default="cpu-throughput")
     args = parser.parse_args()
     rows = []
