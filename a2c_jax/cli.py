@@ -116,6 +116,9 @@ class _RunOptions(_ClusterOptions):
     """about how many records metrics.jsonl gets, one per compiled chunk (default 100)"""
     checkpoint_seconds: float | None = None
     """seconds between periodic checkpoints (default 60)"""
+    log: str | None = None
+    """experiment trackers that mirror metrics.jsonl, comma-separated: 'tensorboard' (RUN_DIR/tensorboard; needs
+    the tensorboard extra)"""
     quiet: bool = False
     """no progress bar"""
     compile_cache: bool = True
@@ -344,7 +347,7 @@ def default_run_dir(env_id: str, seed: int) -> Path:
     return path
 
 
-RUN_OPTIONS = ("eval_episodes", "log_points", "checkpoint_seconds", "devices")
+RUN_OPTIONS = ("eval_episodes", "log_points", "checkpoint_seconds", "devices", "log")
 RESUME_MAY_CHANGE = ("total_timesteps", *RUN_OPTIONS)
 
 

@@ -45,6 +45,7 @@ from a2c_jax.logging import (
     write_json_atomic,
 )
 from a2c_jax.resources import check_fits
+from a2c_jax.trackers import Tracker, open_trackers, parse_trackers
 from a2c_jax.train import TrainState, init_state, make_agent, make_run_chunk
 
 
@@ -72,6 +73,7 @@ class RunSettings:
             at the end, on Ctrl-C and before stopping on a non-finite loss).
         progress: show the progress bar.
         devices: "all" or a count: the env axis of the state is sharded over that many devices.
+        log: experiment trackers that mirror metrics.jsonl, comma-separated ("tensorboard"; "" none).
     """
 
     seed: int = 0
@@ -80,6 +82,7 @@ class RunSettings:
     checkpoint_seconds: float = 60.0
     progress: bool = True
     devices: str = "1"
+    log: str = ""
 
     def validate(self) -> RunSettings:
         for name in ("eval_episodes", "log_points"):
@@ -90,6 +93,7 @@ class RunSettings:
         if not self.checkpoint_seconds >= 0:
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} is invalid: must be >= 0")
         parse_devices(self.devices)
+        parse_trackers(self.log)
         return self
 
 
@@ -326,9 +330,16 @@ def train_run(
         prefetch_imports(("a2c_jax.checkpoint", "_orbax"), ("a2c_jax.plotting", None))
         where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
         log(f"a2c-jax: training {config.env_id} (seed {settings.seed}){where} -> {run_dir}")
-        loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested, layout)
-        state = loop.run(state)
-    return finish_run(config, state, run_dir, settings, loop, resume, log)
+        resume_step = int(meta["env_steps"]) + 1 if meta else None  # trackers drop what came after the checkpoint
+        names = parse_trackers(settings.log) if is_primary() else ()
+        trackers = open_trackers(names, run_dir, run_record(config, hparams, settings), resume_step)
+        try:
+            loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested, layout, trackers)
+            state = loop.run(state)
+            return finish_run(config, state, run_dir, settings, loop, resume, log)
+        finally:
+            for tracker in trackers:
+                tracker.close()
 
 
 def prefetch_imports(*targets: tuple[str, str | None]) -> threading.Thread:
@@ -371,8 +382,10 @@ class _ChunkLoop:
         wall_start: float,
         stop_requested: Callable[[], int],
         layout: Layout | None = None,
+        trackers: list[Tracker] | None = None,
     ) -> None:
         self.layout = layout
+        self.trackers = trackers or []
         self.config, self.settings, self.run_dir = config, settings, run_dir
         self.hp = hparams.as_arrays()
         self.ckpt_dir = run_dir / "checkpoints"
@@ -441,6 +454,8 @@ class _ChunkLoop:
                     record["wall_seconds"] = self.prior_wall + time.perf_counter() - self.wall_start
                     if is_primary():
                         self.metrics_log.append(record)
+                        for tracker in self.trackers:
+                            tracker.log(record)
                     state, done = new_state, done + n
                     sps = (done - self.start_update) * config.batch_size / max(self.train_seconds, 1e-9)
                     advance(done * config.batch_size, sps, record["episode_return"])
@@ -497,6 +512,8 @@ def finish_run(
 
         write_json_atomic(run_dir / "summary.json", summary)
         plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))
+        for tracker in loop.trackers:
+            tracker.image("learning_curve", run_dir / "learning_curve.png", done * config.batch_size)
     barrier("a2c-jax-finish")
     log(
         f"{config.env_id}: {summary['env_steps']:,} steps in {summary['wall_seconds']:.1f}s "

@@ -71,6 +71,7 @@ TRAIN_BAD = {
         "sde_sample_freq=0 is invalid",
     ),
     "sde_sample_freq -2": (["--env-id", "Pendulum-v1", "--sde-sample-freq", "-2"], "sde_sample_freq=-2 is invalid"),
+    "unknown tracker": (["--log", "tensorboard,mlflow"], "log='tensorboard,mlflow' is invalid: must be a comma"),
     "squash_output without gSDE": (
         ["--env-id", "Pendulum-v1", "--squash-output", "True"],
         "squash_output=True is invalid: must be False unless use_sde=True",

@@ -1,0 +1,99 @@
+"""Experiment trackers that mirror metrics.jsonl (`a2c-jax train --log tensorboard`).
+
+metrics.jsonl stays the source of truth: a tracker receives the same records, each numeric field a
+scalar against env steps (`train/<field>`), the resolved settings as text, and the learning-curve
+figure at the end. TensorBoard is written with tensorboardX (no TensorFlow), an optional extra:
+`pip install 'a2c-jax[tensorboard]'`. A resumed run purges the events written after its checkpoint,
+as metrics.jsonl is truncated there, so a curve never holds the same env step twice.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from a2c_jax.config import ConfigError
+
+TRACKERS: dict[str, tuple[str, str]] = {"tensorboard": ("tensorboardX", "tensorboard")}
+"""tracker name -> (the module it needs, the extra that installs it)."""
+
+X_AXIS = "env_steps"
+
+
+class Tracker(Protocol):
+    """A sink for a run's records (called on the primary process only)."""
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """One metrics.jsonl record (it holds `env_steps`, the x axis)."""
+
+    def image(self, name: str, path: Path, step: int) -> None:
+        """A PNG written by the run (the learning curve)."""
+
+    def close(self) -> None:
+        """Flush and release the sink."""
+
+
+def parse_trackers(text: str) -> tuple[str, ...]:
+    """`"tensorboard"` (comma-separated, may be empty) -> the tracker names; ConfigError naming the
+    field for an unknown name, or the extra to install for a tracker whose package is missing."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if name not in TRACKERS:
+            raise ConfigError(f"log={text!r} is invalid: must be a comma-separated list of {', '.join(TRACKERS)}")
+        module, extra = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"--log {name} needs the {module} package: pip install 'a2c-jax[{extra}]'")
+    return names
+
+
+def scalars(record: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric fields of a record except the x axis (NaN: no episode ended in the chunk)."""
+    out = {}
+    for key, value in record.items():
+        if key != X_AXIS and isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+class TensorBoardTracker:
+    """Scalars `train/<field>` against env steps, the settings as text, images; in RUN_DIR/tensorboard."""
+
+    def __init__(self, run_dir: Path, settings: Mapping[str, Any], resume_step: int | None = None) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(run_dir / "tensorboard"), purge_step=resume_step)
+        if resume_step is None:
+            text = "```json\n" + json.dumps(settings, indent=2, default=str) + "\n```"
+            self.writer.add_text("settings", text, 0)
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        step = int(record[X_AXIS])
+        for key, value in scalars(record).items():
+            self.writer.add_scalar(f"train/{key}", value, step)
+        self.writer.flush()
+
+    def image(self, name: str, path: Path, step: int) -> None:
+        import matplotlib.image
+
+        pixels = matplotlib.image.imread(path)[..., :3]  # H x W x RGB floats in [0, 1]
+        self.writer.add_image(name, pixels, step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def open_trackers(
+    names: Sequence[str], run_dir: Path, settings: Mapping[str, Any], resume_step: int | None = None
+) -> list[Tracker]:
+    """One tracker per name (see `parse_trackers`); a resumed run passes `resume_step`, the first env step
+    after its checkpoint: whatever was logged from there on is discarded, as metrics.jsonl is truncated."""
+    trackers: list[Tracker] = []
+    for name in names:
+        if name == "tensorboard":
+            trackers.append(TensorBoardTracker(run_dir, settings, resume_step))
+    return trackers
