@@ -179,6 +179,9 @@ class _PopulationArgs(_ClusterOptions):
 class _SweepOptions(_PopulationArgs):
     max_population: int | None = None
     """most members per compiled chunk (default: as many as fit in memory)"""
+    log: str = ""
+    """experiment trackers: 'tensorboard' writes every member as a TensorBoard run under OUT/tensorboard (needs
+    the tensorboard extra)"""
 
 
 @dataclasses.dataclass
@@ -488,9 +491,11 @@ def sweep_command(args: Any) -> int:
     from a2c_jax.plotting import plot_sweep
     from a2c_jax.runner import check_output_dir
     from a2c_jax.sweep import best_config, member_rows, rank_settings, run_sweep, write_csv
+    from a2c_jax.trackers import log_population, parse_trackers
 
     if args.max_population is not None and args.max_population <= 0:
         raise ConfigError(f"max_population={args.max_population!r} is invalid: must be a positive integer")
+    trackers = parse_trackers(args.log)
     if args.compile_cache:
         enable_compile_cache()
     config, settings, members, out = _population_setup(args, "sweep")
@@ -503,7 +508,8 @@ def sweep_command(args: Any) -> int:
         return 0
     ranked = rank_settings(result)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "results.csv", member_rows(result))
+    rows = member_rows(result)
+    write_csv(out / "results.csv", rows)
     write_csv(out / "ranking.csv", ranked)
     np.savez_compressed(
         out / "curves.npz", env_steps=result.curve_steps, returns=result.curves,
@@ -513,6 +519,7 @@ def sweep_command(args: Any) -> int:
     best = best_config(result, ranked)
     if best is not None:
         write_json_atomic(out / "best.json", best)
+    log_population(trackers, out / "tensorboard", rows, result.curve_steps, result.curves)
     plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
     _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
     print(

@@ -1,10 +1,15 @@
-"""Experiment trackers that mirror metrics.jsonl (`a2c-jax train --log tensorboard`).
+"""Experiment trackers that mirror what a run writes (`a2c-jax train|sweep --log tensorboard`).
 
-metrics.jsonl stays the source of truth: a tracker receives the same records, each numeric field a
-scalar against env steps (`train/<field>`), the resolved settings as text, and the learning-curve
-figure at the end. TensorBoard is written with tensorboardX (no TensorFlow), an optional extra:
-`pip install 'a2c-jax[tensorboard]'`. A resumed run purges the events written after its checkpoint,
-as metrics.jsonl is truncated there, so a curve never holds the same env step twice.
+For `train`, metrics.jsonl stays the source of truth: a tracker receives the same records, each
+numeric field a scalar against env steps (`train/<field>`), the resolved settings as text, and the
+learning-curve figure at the end; a resumed run purges the events written after its checkpoint, as
+metrics.jsonl is truncated there, so a curve never holds the same env step twice. For `sweep`, whose
+whole population is one compiled program, each member becomes a run of its own when the sweep ends
+(its training curve, and its settings with its final greedy return in TensorBoard's hyperparameter
+table), so members compare side by side.
+
+TensorBoard is written with tensorboardX (no TensorFlow), an optional extra:
+`pip install 'a2c-jax[tensorboard]'`.
 """
 
 from __future__ import annotations
@@ -97,3 +102,26 @@ def open_trackers(
         if name == "tensorboard":
             trackers.append(TensorBoardTracker(run_dir, settings, resume_step))
     return trackers
+
+
+def log_population(
+    names: Sequence[str],
+    directory: Path,
+    rows: Sequence[Mapping[str, Any]],
+    curve_steps: Any,
+    curves: Any,
+) -> None:
+    """Write each sweep member as a run of its own under `directory`: `rows[i]` (member_rows: its
+    hyperparameters, swept config fields, seed and final return) and `curves[i]` [K], the mean
+    training return at env steps `curve_steps[i]` [K] (NaN bins, where no episode ended, are skipped)."""
+    if "tensorboard" not in names:
+        return
+    from tensorboardX import SummaryWriter
+
+    for i, (row, steps, curve) in enumerate(zip(rows, curve_steps, curves, strict=True)):
+        with SummaryWriter(logdir=str(directory / f"member-{i:04d}")) as writer:
+            for step, value in zip(steps, curve, strict=True):
+                if math.isfinite(float(value)):
+                    writer.add_scalar("sweep/episode_return", float(value), int(step))
+            hparams = {k: v for k, v in row.items() if k not in ("final_return", "env_steps", "seconds")}
+            writer.add_hparams(hparams, {"hparam/final_return": float(row["final_return"])}, name="hparams")

@@ -103,3 +103,30 @@ def test_unknown_tracker_and_missing_extra_are_one_line_errors(monkeypatch, tmp_
     assert main(["train", *SMALL_ARGS, "--run-dir", str(run_dir), "--log", "tensorboard"]) == 2
     assert "pip install 'a2c-jax[tensorboard]'" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboardX") is None, reason="the tensorboard extra is not installed")
+def test_sweep_writes_each_member_as_a_tensorboard_run(tmp_path):
+    """Each member's run holds its curves.npz curve (NaN bins skipped) and, in TensorBoard's
+    hyperparameter table, its settings with the final return of results.csv."""
+    import csv
+
+    import numpy as np
+
+    out = tmp_path / "sw"
+    argv = ["sweep", "--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384",
+            "--grid", "lr=1e-3,3e-3", "--seeds", "2", "--eval-episodes", "4", "--log", "tensorboard"]  # fmt: skip
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    curves = np.load(out / "curves.npz")
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    members = sorted((out / "tensorboard").glob("member-*"))
+    assert len(members) == len(rows) == 4
+    for i, member in enumerate(members):
+        curve = scalars_of(read_events(member))["sweep/episode_return"]
+        finite = np.isfinite(curves["returns"][i])
+        assert sorted(curve) == [int(s) for s in curves["env_steps"][i][finite]]
+        np.testing.assert_allclose([curve[int(s)] for s in curves["env_steps"][i][finite]],
+                                   curves["returns"][i][finite], rtol=1e-6)  # fmt: skip
+        table = scalars_of(read_events(member / "hparams"))
+        assert table["hparam/final_return"][0] == pytest.approx(float(rows[i]["final_return"]), rel=1e-6)
