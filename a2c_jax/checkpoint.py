@@ -37,8 +37,8 @@ class CheckpointWriteError(RuntimeError):
 
 
 def _orbax() -> Any:
-    """orbax.checkpoint, imported on first use (about a second of start-up that a run needs only at
-    its first checkpoint; `runner` imports it on a background thread while the first chunk compiles)."""
+    """orbax.checkpoint, imported on first use (about a second of start-up, needed only at a run's first
+    checkpoint or restore)."""
     import orbax.checkpoint
 
     # orbax logs every save at INFO level (and failed reads at ERROR); keep the console for our messages.

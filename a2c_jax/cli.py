@@ -117,8 +117,8 @@ class _RunOptions(_ClusterOptions):
     checkpoint_seconds: float | None = None
     """seconds between periodic checkpoints (default 60)"""
     log: str | None = None
-    """experiment trackers that mirror metrics.jsonl, comma-separated: 'tensorboard' (RUN_DIR/tensorboard; needs
-    the tensorboard extra)"""
+    """experiment trackers that mirror metrics.jsonl, comma-separated: 'tensorboard' (RUN_DIR/tensorboard),
+    'wandb' (offline in RUN_DIR/wandb unless WANDB_MODE says otherwise); each needs its extra"""
     quiet: bool = False
     """no progress bar"""
     compile_cache: bool = True
@@ -180,8 +180,9 @@ class _SweepOptions(_PopulationArgs):
     max_population: int | None = None
     """most members per compiled chunk (default: as many as fit in memory)"""
     log: str = ""
-    """experiment trackers: 'tensorboard' writes every member as a TensorBoard run under OUT/tensorboard (needs
-    the tensorboard extra)"""
+    """experiment trackers, comma-separated: 'tensorboard' writes every member as a TensorBoard run under
+    OUT/tensorboard; 'wandb' one W&B run (offline unless WANDB_MODE says otherwise) with a members table and
+    all curves; each needs its extra"""
 
 
 @dataclasses.dataclass

@@ -327,7 +327,6 @@ def train_run(
             log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
             return dict(summary)
         state, meta, layout = opened
-        prefetch_imports(("a2c_jax.checkpoint", "_orbax"), ("a2c_jax.plotting", None))
         where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
         log(f"a2c-jax: training {config.env_id} (seed {settings.seed}){where} -> {run_dir}")
         resume_step = int(meta["env_steps"]) + 1 if meta else None  # trackers drop what came after the checkpoint
@@ -340,29 +339,6 @@ def train_run(
         finally:
             for tracker in trackers:
                 tracker.close()
-
-
-def prefetch_imports(*targets: tuple[str, str | None]) -> threading.Thread:
-    """Import modules (and call `module.attr()` where attr is given, for imports made inside a
-    function) on a daemon thread. Started before the first chunk compiles: XLA's compiler and the
-    training program release the GIL, so orbax (the first checkpoint) and matplotlib (the final plot),
-    about a second each on a 2-core CPU, load while the user waits anyway. An import that fails here
-    is simply made again, with its error, by the code that needs it."""
-
-    def load() -> None:
-        import importlib
-
-        for module, attr in targets:
-            try:
-                loaded = importlib.import_module(module)
-                if attr is not None:
-                    getattr(loaded, attr)()
-            except BaseException:  # retried (and reported) where it is needed
-                pass
-
-    thread = threading.Thread(target=load, name="a2c-jax-prefetch", daemon=True)
-    thread.start()
-    return thread
 
 
 def _silent(text: str) -> None:

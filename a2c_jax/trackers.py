@@ -8,8 +8,10 @@ whole population is one compiled program, each member becomes a run of its own w
 (its training curve, and its settings with its final greedy return in TensorBoard's hyperparameter
 table), so members compare side by side.
 
-TensorBoard is written with tensorboardX (no TensorFlow), an optional extra:
-`pip install 'a2c-jax[tensorboard]'`.
+TensorBoard is written with tensorboardX (no TensorFlow), Weights & Biases with wandb; both are
+optional extras (`pip install 'a2c-jax[tensorboard]'`, `'a2c-jax[wandb]'`). W&B runs offline (into
+RUN_DIR/wandb, `wandb sync` uploads them later) unless WANDB_MODE says otherwise, so nothing needs a
+network; WANDB_PROJECT names the project (default "a2c-jax").
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from a2c_jax.config import ConfigError
 
-TRACKERS: dict[str, tuple[str, str]] = {"tensorboard": ("tensorboardX", "tensorboard")}
+TRACKERS: dict[str, tuple[str, str]] = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
 """tracker name -> (the module it needs, the extra that installs it)."""
 
 X_AXIS = "env_steps"
@@ -92,6 +95,38 @@ class TensorBoardTracker:
         self.writer.close()
 
 
+class WandbTracker:
+    """One W&B run per process: `train/<field>` against `env_steps` (W&B's own step is left alone, so
+    a resumed run, a new W&B run in the same group, needs no monotonic step), the settings as its
+    config, the learning curve as an image."""
+
+    def __init__(self, run_dir: Path, settings: Mapping[str, Any], group: str) -> None:
+        import wandb
+
+        self.wandb = wandb
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "a2c-jax"),
+            name=run_dir.name,
+            group=group,
+            dir=str(run_dir),
+            config=dict(settings),
+            mode=os.environ.get("WANDB_MODE") or "offline",  # type: ignore[arg-type]
+            settings=wandb.Settings(quiet=True, console="off"),  # our progress bar and messages stay ours
+        )
+        self.run.define_metric(X_AXIS)
+        self.run.define_metric("train/*", step_metric=X_AXIS)
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        values: dict[str, Any] = {f"train/{k}": v for k, v in scalars(record).items()}
+        self.run.log({X_AXIS: int(record[X_AXIS]), **values})
+
+    def image(self, name: str, path: Path, step: int) -> None:
+        self.run.log({X_AXIS: step, name: self.wandb.Image(str(path))})
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 def open_trackers(
     names: Sequence[str], run_dir: Path, settings: Mapping[str, Any], resume_step: int | None = None
 ) -> list[Tracker]:
@@ -101,6 +136,8 @@ def open_trackers(
     for name in names:
         if name == "tensorboard":
             trackers.append(TensorBoardTracker(run_dir, settings, resume_step))
+        elif name == "wandb":
+            trackers.append(WandbTracker(run_dir, settings, group=run_dir.name))
     return trackers
 
 
@@ -111,9 +148,16 @@ def log_population(
     curve_steps: Any,
     curves: Any,
 ) -> None:
-    """Write each sweep member as a run of its own under `directory`: `rows[i]` (member_rows: its
+    """Write the sweep's members to the trackers `names`. TensorBoard: each member a run of its own
+    under `directory` (TensorBoard compares runs side by side and sorts them in its HParams table).
+    W&B: one run for the whole sweep in OUT/wandb (a run per member would cost a W&B start-up of
+    seconds per member), holding the members as a table and all curves as one line-series chart.
+
+    `rows[i]` (member_rows: its
     hyperparameters, swept config fields, seed and final return) and `curves[i]` [K], the mean
     training return at env steps `curve_steps[i]` [K] (NaN bins, where no episode ended, are skipped)."""
+    if "wandb" in names:
+        _wandb_population(directory.parent, rows, curve_steps, curves)
     if "tensorboard" not in names:
         return
     from tensorboardX import SummaryWriter
@@ -125,3 +169,31 @@ def log_population(
                     writer.add_scalar("sweep/episode_return", float(value), int(step))
             hparams = {k: v for k, v in row.items() if k not in ("final_return", "env_steps", "seconds")}
             writer.add_hparams(hparams, {"hparam/final_return": float(row["final_return"])}, name="hparams")
+
+
+def _wandb_population(out: Path, rows: Sequence[Mapping[str, Any]], curve_steps: Any, curves: Any) -> None:
+    """One offline (unless WANDB_MODE says otherwise) W&B run in OUT/wandb: a "members" table (the
+    rows of results.csv) and "curves", every member's training return against env steps."""
+    import wandb
+
+    run = wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "a2c-jax"),
+        name=out.name,
+        group=out.name,
+        job_type="sweep",
+        dir=str(out),
+        mode=os.environ.get("WANDB_MODE") or "offline",  # type: ignore[arg-type]
+        settings=wandb.Settings(quiet=True, console="off"),
+    )
+    names = list(rows[0])
+    columns: list[str | int] = list(names)
+    run.log({"members": wandb.Table(columns=columns, data=[[row[c] for c in names] for row in rows])})
+    xs, ys = [], []
+    for steps, curve in zip(curve_steps, curves, strict=True):
+        finite = [(int(x), float(y)) for x, y in zip(steps, curve, strict=True) if math.isfinite(float(y))]
+        xs.append([x for x, _ in finite])
+        ys.append([y for _, y in finite])
+    keys = [f"setting {row['setting']} seed {row['seed']}" for row in rows]
+    chart = wandb.plot.line_series(xs=xs, ys=ys, keys=keys, title="training return", xname="env steps")
+    run.log({"curves": chart})
+    run.finish()

@@ -224,7 +224,7 @@ def test_pbt_command_outputs(tmp_path):
         (["sweep", "--range", "lr=1e-2:1e-3", "--random", "2"], "low must be < high"),
         (["sweep", "--seeds", "0"], "seeds=0 is invalid"),
         (["sweep", "--max-population", "0"], "max_population=0 is invalid"),
-        (["sweep", "--grid", "lr=1e-3,2e-3", "--log", "wandb"], "log='wandb' is invalid"),
+        (["sweep", "--grid", "lr=1e-3,2e-3", "--log", "mlflow"], "log='mlflow' is invalid"),
         (["pbt", "--seeds", "2"], "pbt needs at least one --grid or --range"),
         (["pbt", "--grid", "num_envs=4,8"], "pbt searches HParams only"),
         (["pbt", "--grid", "lr=1e-3,2e-3", "--fraction", "0.9"], "fraction=0.9 is invalid"),

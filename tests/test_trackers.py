@@ -96,9 +96,12 @@ def test_unknown_tracker_and_missing_extra_are_one_line_errors(monkeypatch, tmp_
         parse_trackers("tensorbord")
     assert parse_trackers("") == ()
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboardX" else real(name))
+    missing = {"tensorboardX", "wandb"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name))
     with pytest.raises(ConfigError, match=r"--log tensorboard needs the tensorboardX package: pip install 'a2c-jax\["):
         parse_trackers("tensorboard")
+    with pytest.raises(ConfigError, match=r"--log wandb needs the wandb package: pip install 'a2c-jax\[wandb\]'"):
+        parse_trackers("wandb")
     run_dir = tmp_path / "never"
     assert main(["train", *SMALL_ARGS, "--run-dir", str(run_dir), "--log", "tensorboard"]) == 2
     assert "pip install 'a2c-jax[tensorboard]'" in capsys.readouterr().err
@@ -130,3 +133,85 @@ def test_sweep_writes_each_member_as_a_tensorboard_run(tmp_path):
                                    curves["returns"][i][finite], rtol=1e-6)  # fmt: skip
         table = scalars_of(read_events(member / "hparams"))
         assert table["hparam/final_return"][0] == pytest.approx(float(rows[i]["final_return"]), rel=1e-6)
+
+
+def wandb_records(parent: Path) -> list:
+    """Every record of the offline W&B runs under `parent`/wandb: the .wandb file is a LevelDB-style
+    log (a 7-byte header, then 32 KiB blocks of records: crc, length, type FULL/FIRST/MIDDLE/LAST)
+    whose payloads are W&B's own `Record` protobufs."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    records = []
+    for path in sorted(parent.glob("wandb/offline-run-*/run-*.wandb")):
+        data = path.read_bytes()
+        assert data[:4] == b":W&B"
+        pos, pending = 7, b""
+        while pos + 7 <= len(data):
+            if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+                pos += 32768 - pos % 32768
+                continue
+            _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+            if kind == 0:
+                pos += 32768 - pos % 32768
+                continue
+            payload, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+            pending = payload if kind in (1, 2) else pending + payload
+            if kind in (1, 4):
+                records.append(Record.FromString(pending))
+    return records
+
+
+def run_cli(argv: list[str], cwd: Path) -> None:
+    """The CLI in a subprocess (wandb patches the process's streams), offline W&B."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    code = "import sys; from a2c_jax.cli import run; sys.argv[0] = 'a2c-jax'; run()"
+    out = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+WANDB_MISSING = importlib.util.find_spec("wandb") is None
+
+
+@pytest.mark.skipif(WANDB_MISSING, reason="the wandb extra is not installed")
+def test_wandb_offline_run_mirrors_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli(["train", *SMALL_ARGS, "--total-timesteps", "384", "--log-points", "12", "--run-dir", str(run_dir),
+             "--log", "wandb"], tmp_path)  # fmt: skip
+    records = wandb_records(run_dir)
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.HasField("history")]  # fmt: skip
+    logged = {h["env_steps"]: h for h in history if "train/loss" in h}
+    expected = records_of(run_dir)
+    assert sorted(logged) == [r["env_steps"] for r in expected]
+    for r in expected:
+        assert logged[r["env_steps"]]["train/loss"] == pytest.approx(r["loss"], rel=1e-9)
+        assert logged[r["env_steps"]]["train/update"] == r["update"]
+    image = next(h for h in history if "learning_curve/_type" in h)
+    assert image["learning_curve/_type"] == "image-file" and image["env_steps"] == 384
+    (png,) = run_dir.glob("wandb/offline-run-*/files/" + image["learning_curve/path"])
+    assert png.read_bytes() == (run_dir / "learning_curve.png").read_bytes()
+    config = {u.key: json.loads(u.value_json) for r in records if r.HasField("run") for u in r.run.config.update}
+    assert config["hparams"]["lr"] == pytest.approx(7e-4) and config["config"]["num_envs"] == 4
+
+
+@pytest.mark.skipif(WANDB_MISSING, reason="the wandb extra is not installed")
+def test_wandb_sweep_run_holds_the_members_table_and_curves(tmp_path):
+    import csv
+
+    out = tmp_path / "sw"
+    run_cli(["sweep", "--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384",
+             "--grid", "lr=1e-3,3e-3", "--seeds", "2", "--eval-episodes", "4", "--log", "wandb", "--out", str(out),
+             "--quiet"], tmp_path)  # fmt: skip
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    (members,) = out.glob("wandb/offline-run-*/files/media/table/members_*.table.json")
+    table = json.loads(members.read_text())
+    final = table["columns"].index("final_return")
+    assert [row[final] for row in table["data"]] == pytest.approx([float(r["final_return"]) for r in rows])
+    (curves,) = out.glob("wandb/offline-run-*/files/media/table/curves_*.table.json")
+    assert len({line for _, line, _ in json.loads(curves.read_text())["data"]}) == len(rows) == 4
