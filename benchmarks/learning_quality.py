@@ -168,10 +168,13 @@ def main() -> None:
             entry[key + "_summary"] = s
             print(f"{env} {key}: IQM {s['iqm']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]; SB3 IQM "
                   f"{sb3['iqm']:.1f} [{sb3['ci_low']:.1f}, {sb3['ci_high']:.1f}]", flush=True)  # fmt: skip
+    plot(results, RESULTS / f"{args.name}.png")
+    if args.sb3_from:  # SB3's per-episode logs stay in the file they came from
+        for entry in results.values():
+            entry["sb3"] = [{**run, "log": []} for run in entry["sb3"]]
     payload = {"benchmark": "learning_quality", "scale": args.scale, "squash_output": args.squash_output,
                "sb3_from": args.sb3_from, "results": results}  # fmt: skip
     print(f"wrote {write_result(args.name, payload)}")
-    plot(results, RESULTS / f"{args.name}.png")
 
 
 if __name__ == "__main__":

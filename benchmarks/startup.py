@@ -87,7 +87,11 @@ def main() -> None:
     parser.add_argument("--name", default="cpu-startup")
     parser.add_argument("--pythonpath", default=None, help="measure the a2c_jax found in this directory")
     args = parser.parse_args()
-    results: dict[str, Any] = {"pythonpath": args.pythonpath}
+    source = Path(args.pythonpath) if args.pythonpath else Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    results: dict[str, Any] = {"commit": commit.stdout.strip() + (" (with uncommitted changes)" if dirty else "")}
     with tempfile.TemporaryDirectory(prefix="a2c-startup-") as tmp:
         root = Path(tmp)
         env = _env(args.pythonpath, root / "unused-cache")
