@@ -189,8 +189,11 @@ def _build_gymnax(env_id: str) -> tuple[Any, Any]:
     """(env, default params) for a gymnax id: the light import for the families in `_LIGHT_ENVS`."""
     if env_id in _LIGHT_ENVS:
         module, cls = _LIGHT_ENVS[env_id]
-        env = getattr(import_gymnax_module(module), cls)()
-        return env, env.default_params
+        try:
+            env = getattr(import_gymnax_module(module), cls)()
+            return env, env.default_params
+        except (ImportError, AttributeError):  # a gymnax whose layout differs: its own make below
+            pass
     import gymnax
 
     return gymnax.make(env_id)
