@@ -319,26 +319,27 @@ def train_run(
     summary.
     """
     wall_start = time.perf_counter()
-    with graceful_stop(warn) as stop_requested:
-        log = log if is_primary() else _silent
-        opened = open_run(config, hparams, run_dir, settings, resume, log)
-        if opened is None:
-            summary = read_json(run_dir / "summary.json", "summary")
-            log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
-            return dict(summary)
-        state, meta, layout = opened
-        where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
-        log(f"a2c-jax: training {config.env_id} (seed {settings.seed}){where} -> {run_dir}")
-        resume_step = int(meta["env_steps"]) + 1 if meta else None  # trackers drop what came after the checkpoint
-        names = parse_trackers(settings.log) if is_primary() else ()
-        trackers = open_trackers(names, run_dir, run_record(config, hparams, settings), resume_step)
-        try:
+    trackers: list[Tracker] = []
+    try:
+        with graceful_stop(warn) as stop_requested:
+            log = log if is_primary() else _silent
+            opened = open_run(config, hparams, run_dir, settings, resume, log)
+            if opened is None:
+                summary = read_json(run_dir / "summary.json", "summary")
+                log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
+                return dict(summary)
+            state, meta, layout = opened
+            where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
+            log(f"a2c-jax: training {config.env_id} (seed {settings.seed}){where} -> {run_dir}")
+            resume_step = int(meta["env_steps"]) + 1 if meta else None  # trackers drop what followed the checkpoint
+            names = parse_trackers(settings.log) if is_primary() else ()
+            trackers = open_trackers(names, run_dir, run_record(config, hparams, settings), resume_step)
             loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested, layout, trackers)
             state = loop.run(state)
-            return finish_run(config, state, run_dir, settings, loop, resume, log)
-        finally:
-            for tracker in trackers:
-                tracker.close()
+        return finish_run(config, state, run_dir, settings, loop, resume, log)
+    finally:
+        for tracker in trackers:
+            tracker.close()
 
 
 def _silent(text: str) -> None:
