@@ -169,6 +169,10 @@ class _PopulationArgs(_ClusterOptions):
     """output directory (default sweeps/ENV-TIME)"""
     eval_episodes: int = 16
     """greedy evaluation episodes per member"""
+    log: str = ""
+    """experiment trackers, comma-separated: 'tensorboard' writes every member as a TensorBoard run under
+    OUT/tensorboard; 'wandb' one W&B run (offline unless WANDB_MODE says otherwise) with a members table and
+    the members' curves; each needs its extra"""
     quiet: bool = False
     """no progress bar"""
     compile_cache: bool = True
@@ -179,10 +183,6 @@ class _PopulationArgs(_ClusterOptions):
 class _SweepOptions(_PopulationArgs):
     max_population: int | None = None
     """most members per compiled chunk (default: as many as fit in memory)"""
-    log: str = ""
-    """experiment trackers, comma-separated: 'tensorboard' writes every member as a TensorBoard run under
-    OUT/tensorboard; 'wandb' one W&B run (offline unless WANDB_MODE says otherwise) with a members table and
-    all curves; each needs its extra"""
 
 
 @dataclasses.dataclass
@@ -520,7 +520,7 @@ def sweep_command(args: Any) -> int:
     best = best_config(result, ranked)
     if best is not None:
         write_json_atomic(out / "best.json", best)
-    log_population(trackers, out / "tensorboard", rows, result.curve_steps, result.curves)
+    log_population(trackers, out / "tensorboard", "sweep", rows, result.curve_steps, {"episode_return": result.curves})
     plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
     _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
     print(
@@ -549,7 +549,9 @@ def pbt_command(args: Any) -> int:
     from a2c_jax.plotting import plot_pbt_schedule
     from a2c_jax.runner import check_output_dir
     from a2c_jax.sweep import bootstrap_ci, iqm, stack_hparams, write_csv
+    from a2c_jax.trackers import log_population, parse_trackers
 
+    trackers = parse_trackers(args.log)
     if args.compile_cache:
         enable_compile_cache()
     config, settings, members, out = _population_setup(args, "pbt")
@@ -610,6 +612,9 @@ def pbt_command(args: Any) -> int:
     arrays.update(env_steps=steps, fitness=np.asarray(result.fitness), source=np.asarray(result.source))
     np.savez_compressed(out / "curves.npz", final_return=final, diverged=bad, **arrays)
     plot_pbt_schedule(steps, schedule, np.asarray(result.fitness), out / "pbt.png", f"PBT on {config.env_id}")
+    member_steps = np.broadcast_to(steps, (len(members), generations))
+    series = {"fitness": np.asarray(result.fitness).T, **{n: v.T for n, v in schedule.items()}}
+    log_population(trackers, out / "tensorboard", "pbt", rows, member_steps, series)
     print(f"{len(members)} members in {wall:.1f}s (compile included) -> {out}")
     if bad.all():
         return _error("every PBT member diverged: no best.json written", EXIT_FAULT)

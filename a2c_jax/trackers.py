@@ -141,46 +141,59 @@ def open_trackers(
     return trackers
 
 
+def finite_points(steps: Any, values: Any) -> tuple[list[int], list[float]]:
+    """(env steps, values) [K] of one member's series without its non-finite points (NaN: no episode
+    ended in that bin; -inf: PBT fitness of a generation without one)."""
+    points = [(int(x), float(y)) for x, y in zip(steps, values, strict=True) if math.isfinite(float(y))]
+    return [x for x, _ in points], [y for _, y in points]
+
+
 def log_population(
     names: Sequence[str],
     directory: Path,
+    kind: str,
     rows: Sequence[Mapping[str, Any]],
-    curve_steps: Any,
-    curves: Any,
+    steps: Any,
+    series: Mapping[str, Any],
 ) -> None:
-    """Write the sweep's members to the trackers `names`. TensorBoard: each member a run of its own
-    under `directory` (TensorBoard compares runs side by side and sorts them in its HParams table).
-    W&B: one run for the whole sweep in OUT/wandb (a run per member would cost a W&B start-up of
-    seconds per member), holding the members as a table and all curves as one line-series chart.
+    """Write a population's members (a sweep or PBT: `kind`) to the trackers `names`.
 
-    `rows[i]` (member_rows: its
-    hyperparameters, swept config fields, seed and final return) and `curves[i]` [K], the mean
-    training return at env steps `curve_steps[i]` [K] (NaN bins, where no episode ended, are skipped)."""
+    TensorBoard: each member a run of its own under `directory`/member-NNNN (TensorBoard compares runs
+    side by side, and sorts them by any column of its HParams table). W&B: one run for the whole
+    population in `directory`.parent/wandb (a run per member would cost W&B's start-up, seconds, per
+    member), with the members as a table and each series as one line-series chart.
+
+    rows[i]: member i's row of results.csv (its settings, seed, final return); steps [M, K]: env steps;
+    series: name -> [M, K] values per member (e.g. "episode_return" of a sweep; PBT's "fitness" and each
+    searched hyperparameter per generation), logged as `<kind>/<name>`.
+    """
     if "wandb" in names:
-        _wandb_population(directory.parent, rows, curve_steps, curves)
+        _wandb_population(directory.parent, kind, rows, steps, series)
     if "tensorboard" not in names:
         return
     from tensorboardX import SummaryWriter
 
-    for i, (row, steps, curve) in enumerate(zip(rows, curve_steps, curves, strict=True)):
+    for i, row in enumerate(rows):
         with SummaryWriter(logdir=str(directory / f"member-{i:04d}")) as writer:
-            for step, value in zip(steps, curve, strict=True):
-                if math.isfinite(float(value)):
-                    writer.add_scalar("sweep/episode_return", float(value), int(step))
+            for name, values in series.items():
+                for x, y in zip(*finite_points(steps[i], values[i]), strict=True):
+                    writer.add_scalar(f"{kind}/{name}", y, x)
             hparams = {k: v for k, v in row.items() if k not in ("final_return", "env_steps", "seconds")}
             writer.add_hparams(hparams, {"hparam/final_return": float(row["final_return"])}, name="hparams")
 
 
-def _wandb_population(out: Path, rows: Sequence[Mapping[str, Any]], curve_steps: Any, curves: Any) -> None:
+def _wandb_population(
+    out: Path, kind: str, rows: Sequence[Mapping[str, Any]], steps: Any, series: Mapping[str, Any]
+) -> None:
     """One offline (unless WANDB_MODE says otherwise) W&B run in OUT/wandb: a "members" table (the
-    rows of results.csv) and "curves", every member's training return against env steps."""
+    rows of results.csv) and, per series, every member's values against env steps in one chart."""
     import wandb
 
     run = wandb.init(
         project=os.environ.get("WANDB_PROJECT", "a2c-jax"),
         name=out.name,
         group=out.name,
-        job_type="sweep",
+        job_type=kind,
         dir=str(out),
         mode=os.environ.get("WANDB_MODE") or "offline",  # type: ignore[arg-type]
         settings=wandb.Settings(quiet=True, console="off"),
@@ -188,12 +201,9 @@ def _wandb_population(out: Path, rows: Sequence[Mapping[str, Any]], curve_steps:
     names = list(rows[0])
     columns: list[str | int] = list(names)
     run.log({"members": wandb.Table(columns=columns, data=[[row[c] for c in names] for row in rows])})
-    xs, ys = [], []
-    for steps, curve in zip(curve_steps, curves, strict=True):
-        finite = [(int(x), float(y)) for x, y in zip(steps, curve, strict=True) if math.isfinite(float(y))]
-        xs.append([x for x, _ in finite])
-        ys.append([y for _, y in finite])
-    keys = [f"setting {row['setting']} seed {row['seed']}" for row in rows]
-    chart = wandb.plot.line_series(xs=xs, ys=ys, keys=keys, title="training return", xname="env steps")
-    run.log({"curves": chart})
+    keys = [f"member {i} (setting {row['setting']}, seed {row['seed']})" for i, row in enumerate(rows)]
+    for name, values in series.items():
+        xs, ys = zip(*(finite_points(steps[i], values[i]) for i in range(len(rows))), strict=True)
+        chart = wandb.plot.line_series(xs=list(xs), ys=list(ys), keys=keys, title=name, xname="env steps")
+        run.log({f"{kind}/{name}": chart})
     run.finish()

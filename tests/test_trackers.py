@@ -8,6 +8,7 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from a2c_jax.cli import main
@@ -213,5 +214,32 @@ def test_wandb_sweep_run_holds_the_members_table_and_curves(tmp_path):
     table = json.loads(members.read_text())
     final = table["columns"].index("final_return")
     assert [row[final] for row in table["data"]] == pytest.approx([float(r["final_return"]) for r in rows])
-    (curves,) = out.glob("wandb/offline-run-*/files/media/table/curves_*.table.json")
+    (curves,) = out.glob("wandb/offline-run-*/files/media/table/sweep/episode_return_*.table.json")
     assert len({line for _, line, _ in json.loads(curves.read_text())["data"]}) == len(rows) == 4
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboardX") is None, reason="the tensorboard extra is not installed")
+def test_pbt_writes_each_member_with_its_schedule(tmp_path):
+    """PBT members as TensorBoard runs: fitness and the searched hyperparameter per generation equal
+    schedule.csv (non-finite fitness skipped), the final return results.csv."""
+    import csv
+
+    out = tmp_path / "pbt"
+    argv = ["pbt", "--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384",
+            "--grid", "lr=1e-4,3e-4,1e-3,3e-3", "--seeds", "1", "--interval", "4", "--eval-episodes", "4",
+            "--log", "tensorboard"]  # fmt: skip
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    with (out / "schedule.csv").open() as f:
+        schedule = list(csv.DictReader(f))
+    with (out / "results.csv").open() as f:
+        results = list(csv.DictReader(f))
+    members = sorted((out / "tensorboard").glob("member-*"))
+    assert len(members) == len(results) == 4
+    for i, member in enumerate(members):
+        scalars = scalars_of(read_events(member))
+        mine = [r for r in schedule if int(r["member"]) == i]
+        assert scalars["pbt/lr"] == {int(r["env_steps"]): pytest.approx(float(r["lr"]), rel=1e-6) for r in mine}
+        fit = {int(r["env_steps"]): float(r["fitness"]) for r in mine if np.isfinite(float(r["fitness"]))}
+        assert scalars.get("pbt/fitness", {}) == {k: pytest.approx(v, rel=1e-6) for k, v in fit.items()}
+        table = scalars_of(read_events(member / "hparams"))
+        assert table["hparam/final_return"][0] == pytest.approx(float(results[i]["final_return"]), rel=1e-6)
