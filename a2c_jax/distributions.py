@@ -22,13 +22,16 @@ class DistributionFns(NamedTuple):
     """sample(key, p) -> action; log_prob(p, a) -> [...]; entropy(p) -> [...]; mode(p) -> action.
 
     `entropy` is None for a distribution without a closed form (tanh-squashed gSDE): the loss then
-    estimates it by -log_prob of the taken actions, as SB3's A2C does.
+    estimates it by -log_prob of the taken actions, as SB3's A2C does. `explore(p, weights)` -> action
+    is given for gSDE families only: the action from exploration matrices the rollout keeps for
+    several steps (weights [N, F, D]; see `gsde_weights`).
     """
 
     sample: Callable[[jax.Array, PiParams], jax.Array]
     log_prob: Callable[[PiParams, jax.Array], jax.Array]
     entropy: Callable[[PiParams], jax.Array] | None
     mode: Callable[[PiParams], jax.Array]
+    explore: Callable[[PiParams, jax.Array], jax.Array] | None = None
 
 
 def categorical_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
@@ -159,7 +162,7 @@ def gsde_mode(params: GSDEParams) -> jax.Array:
     return params.mean
 
 
-GSDE = DistributionFns(gsde_sample, gsde_log_prob, gsde_entropy, gsde_mode)
+GSDE = DistributionFns(gsde_sample, gsde_log_prob, gsde_entropy, gsde_mode, gsde_explore)
 
 
 # --- tanh-squashed gSDE (SB3's `squash_output=True`): actions in (-1, 1), rescaled to the bounds ----
@@ -190,4 +193,11 @@ def squashed_gsde_mode(params: GSDEParams) -> jax.Array:
     return jnp.tanh(params.mean)
 
 
-SQUASHED_GSDE = DistributionFns(squashed_gsde_sample, squashed_gsde_log_prob, None, squashed_gsde_mode)
+def squashed_gsde_explore(params: GSDEParams, weights: jax.Array) -> jax.Array:
+    """tanh of `gsde_explore`: [N, D] in (-1, 1)."""
+    return jnp.tanh(gsde_explore(params, weights))
+
+
+SQUASHED_GSDE = DistributionFns(
+    squashed_gsde_sample, squashed_gsde_log_prob, None, squashed_gsde_mode, squashed_gsde_explore
+)

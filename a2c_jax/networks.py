@@ -262,7 +262,6 @@ class Policy(NamedTuple):
     - dist: the action distribution's functions.
     - sde_sample_freq: 0 without gSDE; else how often (in steps) a rollout draws new exploration
       matrices (-1: once, at its start), as `A2CConfig.sde_sample_freq`.
-    - squash_output: gSDE actions are tanh-squashed into (-1, 1) (the env rescales them to its bounds).
     """
 
     init: Callable[[jax.Array], Params]
@@ -272,7 +271,6 @@ class Policy(NamedTuple):
     values: Callable[[Params, Carry, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     dist: DistributionFns
     sde_sample_freq: int = 0
-    squash_output: bool = False
 
 
 def reset_carry(carry: Carry, done: jax.Array) -> Carry:
@@ -382,7 +380,7 @@ def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
     )
     sde_freq = config.sde_sample_freq if config.use_sde else 0
     if config.network == "gru":
-        return recurrent_policy(net, spec)._replace(sde_sample_freq=sde_freq, squash_output=config.squash_output)
+        return recurrent_policy(net, spec)._replace(sde_sample_freq=sde_freq)
 
     def init(key: jax.Array) -> Params:
         return net.init(key, jnp.zeros((1, *spec.obs_shape), jnp.float32))
@@ -393,5 +391,4 @@ def make_policy(config: A2CConfig, spec: EnvSpec) -> Policy:
     def critic(params: Params, obs: jax.Array) -> jax.Array:
         return cast(jax.Array, net.apply(params, obs, method=ActorCritic.critic))
 
-    policy = feedforward_policy(init, actor, critic, distribution(net))
-    return policy._replace(sde_sample_freq=sde_freq, squash_output=config.squash_output)
+    return feedforward_policy(init, actor, critic, distribution(net))._replace(sde_sample_freq=sde_freq)

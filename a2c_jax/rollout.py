@@ -8,7 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from a2c_jax.distributions import gsde_explore, gsde_weights
+from a2c_jax.distributions import gsde_weights
 from a2c_jax.envs import VecEnv, VecEnvState
 from a2c_jax.networks import Carry, Params, Policy, reset_carry
 
@@ -63,7 +63,8 @@ def rollout(
         (env_state, obs [N, *obs_shape] and carry after T steps, Transition [T, N]).
     """
     chex.assert_shape(obs, (vec_env.num_envs, *vec_env.spec.obs_shape))
-    sde = policy.sde_sample_freq != 0
+    explore = policy.dist.explore if policy.sde_sample_freq != 0 else None
+    sde = explore is not None
     # gSDE: one exploration matrix per env, drawn at the rollout's start and every sde_sample_freq steps
     weights_shape = jax.eval_shape(policy.act, params, carry, obs)[1].std.shape if sde else (0,)
     weights = jnp.zeros((vec_env.num_envs, *weights_shape)) if sde else jnp.zeros(())
@@ -75,13 +76,11 @@ def rollout(
         t, step_key = inputs
         act_key, env_key = jax.random.split(step_key)
         hidden, pi = policy.act(params, hidden, last_obs)
-        if sde:
+        if explore is not None:
             redraw = (t == 0) | ((policy.sde_sample_freq > 0) & (t % max(policy.sde_sample_freq, 1) == 0))
             fresh = gsde_weights(act_key, jax.lax.stop_gradient(pi.std), vec_env.num_envs)
             weights = jnp.where(redraw, fresh, weights)
-            action = gsde_explore(pi, weights)
-            if policy.squash_output:
-                action = jnp.tanh(action)
+            action = explore(pi, weights)
         else:
             action = policy.dist.sample(act_key, pi)
         next_obs, state, reward, terminated, truncated, info = vec_env.step(env_key, state, action, gamma)
