@@ -520,7 +520,7 @@ def sweep_command(args: Any) -> int:
     best = best_config(result, ranked)
     if best is not None:
         write_json_atomic(out / "best.json", best)
-    log_population(trackers, out / "tensorboard", "sweep", rows, result.curve_steps, {"episode_return": result.curves})
+    log_population(trackers, out, "sweep", rows, result.curve_steps, {"episode_return": result.curves})
     plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
     _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
     print(
@@ -614,7 +614,7 @@ def pbt_command(args: Any) -> int:
     plot_pbt_schedule(steps, schedule, np.asarray(result.fitness), out / "pbt.png", f"PBT on {config.env_id}")
     member_steps = np.broadcast_to(steps, (len(members), generations))
     series = {"fitness": np.asarray(result.fitness).T, **{n: v.T for n, v in schedule.items()}}
-    log_population(trackers, out / "tensorboard", "pbt", rows, member_steps, series)
+    log_population(trackers, out, "pbt", rows, member_steps, series)
     print(f"{len(members)} members in {wall:.1f}s (compile included) -> {out}")
     if bad.all():
         return _error("every PBT member diverged: no best.json written", EXIT_FAULT)

@@ -150,7 +150,7 @@ def finite_points(steps: Any, values: Any) -> tuple[list[int], list[float]]:
 
 def log_population(
     names: Sequence[str],
-    directory: Path,
+    out: Path,
     kind: str,
     rows: Sequence[Mapping[str, Any]],
     steps: Any,
@@ -158,9 +158,9 @@ def log_population(
 ) -> None:
     """Write a population's members (a sweep or PBT: `kind`) to the trackers `names`.
 
-    TensorBoard: each member a run of its own under `directory`/member-NNNN (TensorBoard compares runs
-    side by side, and sorts them by any column of its HParams table). W&B: one run for the whole
-    population in `directory`.parent/wandb (a run per member would cost W&B's start-up, seconds, per
+    TensorBoard: each member a run of its own under OUT/tensorboard/member-NNNN (TensorBoard compares
+    runs side by side, and sorts them by any column of its HParams table). W&B: one run for the whole
+    population in OUT/wandb (a run per member would cost W&B's start-up, seconds, per
     member), with the members as a table and each series as one line-series chart.
 
     rows[i]: member i's row of results.csv (its settings, seed, final return); steps [M, K]: env steps;
@@ -168,13 +168,13 @@ def log_population(
     searched hyperparameter per generation), logged as `<kind>/<name>`.
     """
     if "wandb" in names:
-        _wandb_population(directory.parent, kind, rows, steps, series)
+        _wandb_population(out, kind, rows, steps, series)
     if "tensorboard" not in names:
         return
     from tensorboardX import SummaryWriter
 
     for i, row in enumerate(rows):
-        with SummaryWriter(logdir=str(directory / f"member-{i:04d}")) as writer:
+        with SummaryWriter(logdir=str(out / "tensorboard" / f"member-{i:04d}")) as writer:
             for name, values in series.items():
                 for x, y in zip(*finite_points(steps[i], values[i]), strict=True):
                     writer.add_scalar(f"{kind}/{name}", y, x)
