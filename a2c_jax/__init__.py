@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from a2c_jax.networks import ActorCritic, Policy, feedforward_policy, make_policy, recurrent_policy, reset_carry
     from a2c_jax.pbt import PBTResult, make_pbt
     from a2c_jax.rollout import Transition, rollout
-    from a2c_jax.sweep import Member, SweepResult, expand_settings, make_members, rank_settings, run_sweep
+    from a2c_jax.space import expand_settings
+    from a2c_jax.sweep import Member, SweepResult, make_members, rank_settings, run_sweep
     from a2c_jax.train import (
         TrainState,
         UpdateMetrics,
@@ -57,7 +58,7 @@ _LAZY: dict[str, str] = {
     "a2c_loss": "a2c_jax.losses",
     "a2c_objective": "a2c_jax.losses",
     "evaluate": "a2c_jax.evaluate",
-    "expand_settings": "a2c_jax.sweep",
+    "expand_settings": "a2c_jax.space",
     "feedforward_policy": "a2c_jax.networks",
     "gae": "a2c_jax.advantages",
     "init_state": "a2c_jax.train",

@@ -15,7 +15,7 @@ import sys
 import time
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -183,6 +183,23 @@ class _PopulationArgs(_ClusterOptions):
 class _SweepOptions(_PopulationArgs):
     max_population: int | None = None
     """most members per compiled chunk (default: as many as fit in memory)"""
+    sampler: Literal["tpe", "cmaes", "gp", "random", "grid"] | None = None
+    """Bayesian search with Optuna (extra 'tune'): each round asks --batch trials, trains them x --seeds as one
+    population and tells each trial its IQM; --grid values are categorical choices, --range names ranges"""
+    trials: int | None = None
+    """with --sampler: trials of the study in all, counted across every worker that shares it"""
+    batch: int | None = None
+    """with --sampler: trials per round, trained together (default 8)"""
+    storage: str | None = None
+    """with --sampler: the study's storage, shareable by many workers: a database URL (sqlite:///study.db,
+    postgresql://user@host/db, mysql://...) or journal:PATH (default: sqlite OUT/study.db)"""
+    study_name: str | None = None
+    """with --sampler: the study's name in --storage (default: OUT's name); workers join a study by its name"""
+    resume: Path | None = None
+    """continue the study of this sweep directory with its saved settings (--trials and --batch may change)"""
+    heartbeat: int = 60
+    """with --sampler and a database: seconds between a worker's heartbeats; a trial silent for twice that is
+    failed and queued again"""
 
 
 @dataclasses.dataclass
@@ -448,7 +465,8 @@ def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any],
     """Validate everything a sweep or PBT run needs before anything compiles or is written."""
     from a2c_jax.resources import check_fits
     from a2c_jax.runner import check_output_dir
-    from a2c_jax.sweep import check_population_size, expand_settings, make_members, parse_grid, parse_ranges
+    from a2c_jax.space import check_population_size, expand_settings, parse_grid, parse_ranges
+    from a2c_jax.sweep import make_members
 
     for name in ("seeds", "eval_episodes"):
         if getattr(args, name) <= 0:
@@ -485,13 +503,18 @@ def _print_table(rows: list[dict[str, Any]], names: list[str], title: str, limit
 
 def sweep_command(args: Any) -> int:
     """`a2c-jax sweep`."""
+    if args.sampler is not None or args.resume is not None:
+        return study_command(args)
+    for name in ("trials", "batch", "storage", "study_name"):
+        if getattr(args, name) is not None:
+            raise ConfigError(f"{_flag(name)} needs --sampler (an Optuna study); a plain sweep trains every setting")
     import numpy as np
 
     from a2c_jax.distributed import is_primary
-    from a2c_jax.logging import count_bar, write_json_atomic
+    from a2c_jax.logging import count_bar, write_csv, write_json_atomic
     from a2c_jax.plotting import plot_sweep
     from a2c_jax.runner import check_output_dir
-    from a2c_jax.sweep import best_config, member_rows, rank_settings, run_sweep, write_csv
+    from a2c_jax.sweep import best_config, member_rows, rank_settings, run_sweep
     from a2c_jax.trackers import log_population, parse_trackers
 
     if args.max_population is not None and args.max_population <= 0:
@@ -538,17 +561,145 @@ def sweep_command(args: Any) -> int:
     return 0
 
 
+STUDY_MAY_CHANGE = ("trials", "batch", "quiet")
+STUDY_OPTIONS = ("grid", "ranges", "seeds", "sample_seed", "eval_episodes", "log", "max_population", "devices",
+                 "sampler", "trials", "batch", "heartbeat")  # fmt: skip
+"""The options search.json keeps for --resume (the base settings go to base.json)."""
+DEFAULT_BATCH = 8
+
+
+def _resumed_study_args(args: Any) -> tuple[Any, dict[str, Any]]:
+    """The saved arguments of the study sweep in `args.resume`, with --trials / --batch applied."""
+    from a2c_jax.logging import read_json
+
+    path = args.resume / "search.json"
+    if not path.is_file():
+        raise ConfigError(f"resume={str(args.resume)!r} holds no search.json: not a `sweep --sampler` directory")
+    given = [n for n in ("preset", "config", "out", "sampler", "storage", "study_name") if getattr(args, n) is not None]
+    given += [n for n in CONFIG_NAMES + HPARAM_NAMES if getattr(args, n) is not None]
+    if given or args.grid or args.ranges:
+        shown = ", ".join(map(_flag, given or ["grid" if args.grid else "range"]))
+        raise ConfigError(
+            f"--resume continues a study with its saved settings: {shown} cannot be given with it "
+            f"(allowed: {', '.join(map(_flag, STUDY_MAY_CHANGE))})"
+        )
+    saved = read_json(path, "resume")
+    if not isinstance(saved, dict) or not isinstance(saved.get("options"), dict):
+        raise ConfigError(f"resume: {str(path)!r} is not a search.json written by `a2c-jax sweep --sampler`")
+    options = dict(saved["options"])
+    options.update(config=args.resume / "base.json", out=args.resume, resume=args.resume, quiet=args.quiet)
+    options["grid"], options["ranges"] = tuple(options["grid"]), tuple(options["ranges"])
+    options.update({n: getattr(args, n) for n in ("trials", "batch") if getattr(args, n) is not None})
+    return dataclasses.replace(args, **options), saved
+
+
+def study_command(args: Any) -> int:
+    """`a2c-jax sweep --sampler S`: an Optuna study whose rounds train as vmapped populations."""
+    import importlib.util
+    import socket
+
+    if importlib.util.find_spec("optuna") is None:
+        raise ConfigError("--sampler needs Optuna: pip install 'a2c-jax[tune]'")
+    from a2c_jax.config import flat_settings
+    from a2c_jax.logging import count_bar, write_json_atomic
+    from a2c_jax.runner import check_output_dir
+    from a2c_jax.space import SearchSpace, parse_grid, parse_ranges
+    from a2c_jax.trackers import parse_trackers
+    from a2c_jax.tuning import (
+        check_space,
+        make_sampler,
+        open_storage,
+        open_study,
+        optimize,
+        population_evaluator,
+        study_signature,
+        write_outputs,
+    )
+
+    saved: dict[str, Any] = {}
+    if args.resume is not None:
+        args, saved = _resumed_study_args(args)
+    if args.sampler is None:
+        raise ConfigError("--trials/--storage need --sampler (tpe, cmaes, gp, random or grid)")
+    batch = args.batch if args.batch is not None else DEFAULT_BATCH
+    for name, value in (("trials", args.trials), ("batch", batch), ("seeds", args.seeds),
+                        ("eval_episodes", args.eval_episodes), ("heartbeat", args.heartbeat)):  # fmt: skip
+        if value is None:
+            raise ConfigError(f"{_flag(name)} is required with --sampler: how many trials the study runs")
+        if value < 1:
+            raise ConfigError(f"{name}={value!r} is invalid: must be a positive integer")
+    if args.random:
+        raise ConfigError("--random draws a plain random sweep; with --sampler the study samples --trials settings")
+    if (args.num_processes or 1) > 1 or args.distributed:
+        raise ConfigError(
+            "a study runs in one process per worker: start several workers on one --storage instead of "
+            "--num-processes / --distributed"
+        )
+    check_seed("sample_seed", args.sample_seed)
+    trackers = parse_trackers(args.log)
+    config, hparams, _ = resolve_train_args(args)
+    space = SearchSpace(parse_grid(args.grid), parse_ranges(args.ranges, int_config=True))
+    make_sampler(args.sampler, space, 0)  # its errors before anything is written
+    check_space(config, hparams, space, args.eval_episodes)
+    out = args.out or Path("sweeps") / f"{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume is None and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")
+    check_output_dir(out, "out", create=False)
+    url = args.storage or saved.get("storage") or f"sqlite:///{(out / 'study.db').absolute()}"
+    name = args.study_name or saved.get("study_name") or out.name
+    base = flat_settings(config, hparams)
+    signature = study_signature(space, base, args.seeds, args.eval_episodes, args.heartbeat)
+    storage = open_storage(url, args.heartbeat) if args.storage else None
+    if storage is not None:  # a shared study: refuse a mismatch before anything is written
+        open_study(storage, name, make_sampler("random", space, 0), signature)
+    check_output_dir(out, "out")
+    storage = storage or open_storage(url, args.heartbeat)
+    study = open_study(storage, name, make_sampler("random", space, 0), signature)
+    # Each worker's sampler gets its own seed: reproducible for one worker, distinct across workers.
+    import numpy as np
+
+    entropy = [args.sample_seed, len(study.trials), os.getpid() if args.storage else 0]
+    study.sampler = make_sampler(args.sampler, space, int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+    options = {k: getattr(args, k) for k in STUDY_OPTIONS}
+    options["batch"] = batch
+    write_json_atomic(out / "base.json", base)
+    write_json_atomic(out / "search.json", {"options": options, "storage": url, "study_name": name})
+    print(
+        f"a2c-jax: study {name!r} ({args.sampler}) on {config.env_id}: {args.trials} trials in rounds of {batch} "
+        f"x {args.seeds} seeds -> {out}" + ("" if args.storage else f" (optuna-dashboard {url})")
+    )
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    evaluate = population_evaluator(
+        config, hparams, list(range(args.seeds)), args.eval_episodes, args.max_population, args.devices or "1"
+    )
+    start = time.perf_counter()
+    with count_bar(args.trials, "trials", not args.quiet) as advance:
+        progress = lambda done, _total: advance(done)
+        ran = optimize(study, space, args.trials, batch, evaluate, args.heartbeat, worker, progress)
+    ranked, best = write_outputs(study, space, out, config, hparams, trackers)
+    if ranked:
+        _print_table(ranked, space.names, f"study {name!r}: final greedy return, IQM over {args.seeds} seeds")
+    print(
+        f"{ran} trials trained here in {time.perf_counter() - start:.1f}s; the study holds {len(ranked)} results"
+        + (f"; best setting -> {out / 'best.json'}" if best is not None else "")
+    )
+    if best is None:
+        return _error("no trial of the study completed without diverging: no best.json written", EXIT_FAULT)
+    return 0
+
+
 def pbt_command(args: Any) -> int:
     """`a2c-jax pbt`."""
     import jax
     import numpy as np
 
     from a2c_jax.distributed import is_primary, layout_for
-    from a2c_jax.logging import write_json_atomic
+    from a2c_jax.logging import write_csv, write_json_atomic
     from a2c_jax.pbt import make_pbt
     from a2c_jax.plotting import plot_pbt_schedule
     from a2c_jax.runner import check_output_dir
-    from a2c_jax.sweep import bootstrap_ci, iqm, stack_hparams, write_csv
+    from a2c_jax.stats import bootstrap_ci, iqm
+    from a2c_jax.sweep import stack_hparams
     from a2c_jax.trackers import log_population, parse_trackers
 
     trackers = parse_trackers(args.log)

@@ -165,3 +165,17 @@ def count_bar(total: int, label: str, enabled: bool) -> Iterator[Any]:
     with Progress(*columns) as progress:
         task = progress.add_task(label, total=total)
         yield lambda done: progress.update(task, completed=done)
+
+
+def write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
+    """Rows of dicts to CSV (header = union of keys, in first-seen order)."""
+    import csv
+
+    header: list[str] = []
+    for r in rows:
+        header.extend(k for k in r if k not in header)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in r.items()})

@@ -27,6 +27,13 @@ def _save(fig: Any, path: Path) -> None:
         plt.close(fig)
 
 
+def save_axes(ax: Any, path: Path) -> None:
+    """Write the figure that holds `ax` (an Axes, or an array of them, e.g. from Optuna's views) atomically."""
+    import numpy as np
+
+    _save(np.asarray(ax).flat[0].figure, path)
+
+
 def plot_learning_curve(
     records: Sequence[dict[str, Any]], path: Path, title: str, eval_return: float | None = None
 ) -> None:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 import time
-import typing
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -30,132 +28,8 @@ from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, H
 from a2c_jax.distributed import POP, Layout, layout_for, state_shardings
 from a2c_jax.evaluate import evaluate_final
 from a2c_jax.resources import available_bytes, eval_bytes, train_bytes
+from a2c_jax.stats import bootstrap_ci, iqm
 from a2c_jax.train import TrainState, UpdateMetrics, init_state, make_agent, make_run_chunk
-
-SWEEPABLE_CONFIG = tuple(n for n in CONFIG_NAMES if n not in ("env_id", "total_timesteps"))
-
-
-class Range(NamedTuple):
-    """A sampling range for random search: uniform, or log-uniform when `log`."""
-
-    low: float
-    high: float
-    log: bool
-
-
-def _parse_value(name: str, text: str) -> Any:
-    """Convert one textual value to the type of the field `name`."""
-    if name in HPARAM_NAMES:
-        kind: Any = float
-    else:
-        kind = typing.get_type_hints(A2CConfig)[name]
-    text = text.strip()
-    try:
-        if name == "hidden_sizes":
-            return tuple(int(x) for x in text.split("x"))
-        if kind is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        if kind is int:
-            return int(text)
-        if kind is float:
-            return float(text)
-        return text  # Literal choices are validated with the config
-    except ValueError:
-        expected = {int: "an integer", float: "a number", bool: "true or false"}.get(kind, "a value")
-        if name == "hidden_sizes":
-            expected = "layer widths like 64x64"
-        raise ConfigError(f"{name}={text!r} is invalid: must be {expected}") from None
-
-
-def _check_name(name: str, what: str) -> None:
-    allowed = HPARAM_NAMES + (SWEEPABLE_CONFIG if what == "grid" else ())
-    if name not in allowed:
-        raise ConfigError(f"unknown {what} name {name!r}: allowed are {', '.join(allowed)}")
-
-
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
-    """["lr=1e-4,3e-4", "ent_coef=0,0.01"] -> {"lr": [1e-4, 3e-4], "ent_coef": [0.0, 0.01]}."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep:
-            raise ConfigError(f"grid {item!r} is invalid: must look like name=v1,v2,...")
-        _check_name(name, "grid")
-        parts = [v for v in values.split(",") if v.strip()]
-        if not parts:
-            raise ConfigError(f"grid {name!r} is empty: give at least one value, like {name}=v1,v2")
-        if name in grid:
-            raise ConfigError(f"grid {name!r} is given twice")
-        grid[name] = [_parse_value(name, v) for v in parts]
-    return grid
-
-
-def parse_ranges(items: Sequence[str]) -> dict[str, Range]:
-    """["lr=1e-5:1e-2:log"] -> {"lr": Range(1e-5, 1e-2, True)}; only HParams names."""
-    ranges: dict[str, Range] = {}
-    for item in items:
-        name, sep, spec = item.partition("=")
-        name = name.strip().replace("-", "_")
-        parts = spec.split(":")
-        if not sep or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("log", "lin")):
-            raise ConfigError(f"range {item!r} is invalid: must look like name=low:high or name=low:high:log")
-        _check_name(name, "range")
-        low, high = _parse_value(name, parts[0]), _parse_value(name, parts[1])
-        log = len(parts) == 3 and parts[2] == "log"
-        if not low < high:
-            raise ConfigError(f"range {name}={spec!r} is invalid: low must be < high")
-        if log and low <= 0:
-            raise ConfigError(f"range {name}={spec!r} is invalid: a log range needs low > 0")
-        ranges[name] = Range(low, high, log)
-    return ranges
-
-
-def sample_settings(ranges: dict[str, Range], count: int, seed: int) -> list[dict[str, float]]:
-    """`count` random points of the ranges (log-uniform where asked), reproducible from `seed`."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        point = {}
-        for name, r in ranges.items():
-            if r.log:
-                point[name] = float(np.exp(rng.uniform(np.log(r.low), np.log(r.high))))
-            else:
-                point[name] = float(rng.uniform(r.low, r.high))
-        out.append(point)
-    return out
-
-
-MAX_MEMBERS = 2**20
-"""The largest population a sweep or PBT run accepts (settings x seeds)."""
-
-
-def check_population_size(grid: dict[str, list[Any]], random: int, seeds: int) -> None:
-    """ConfigError before anything is expanded when settings x seeds exceeds MAX_MEMBERS."""
-    settings = math.prod(len(v) for v in grid.values()) * max(random, 1)
-    if settings * seeds > MAX_MEMBERS:
-        raise ConfigError(
-            f"the population of {settings} settings x {seeds} seeds = {settings * seeds} members is too large: "
-            f"at most {MAX_MEMBERS} members"
-        )
-
-
-def expand_settings(
-    grid: dict[str, list[Any]], ranges: dict[str, Range], random: int, seed: int = 0
-) -> list[dict[str, Any]]:
-    """Every grid point (product), each combined with `random` samples of the ranges when given."""
-    if random < 0:
-        raise ConfigError(f"random={random} is invalid: must be >= 0")
-    if ranges and random == 0:
-        raise ConfigError("ranges were given but random=0: pass --random N to sample N settings")
-    if random and not ranges:
-        raise ConfigError(f"random={random} needs at least one --range to sample from")
-    names = list(grid)
-    points = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
-    samples = sample_settings(ranges, random, seed) if random else [{}]
-    return [{**p, **s} for p in points for s in samples]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +75,7 @@ class GroupResult(NamedTuple):
     chunks: int
 
 
+@functools.lru_cache(maxsize=32)
 def population_program(config: A2CConfig, eval_episodes: int, layout: Layout | None = None) -> Any:
     """jit(vmap(member)): each member trains from PRNGKey(seed) and is evaluated greedily, as
     `a2c-jax train` does. program(seeds [P], hparams leaves [P]) -> (final return [P], per-update
@@ -252,13 +127,18 @@ def run_group(
     max_population: int | None,
     on_chunk: Callable[[int], None],
     devices: str = "1",
+    pow2: bool = False,
 ) -> GroupResult:
     """Train members that share one static config, in equal chunks of at most `max_population`
-    (each chunk a multiple of the devices on the population axis, padded with copies)."""
+    (each chunk a multiple of the devices on the population axis, padded with copies). With `pow2`
+    a chunk is padded up to a power of two (memory permitting), so populations of changing sizes
+    (an Optuna study's rounds) reuse a few compiled programs instead of compiling one per size."""
     config = members[0].config
     limit = max_population or max(1, available_bytes() // member_bytes(config, eval_episodes))
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
+    if pow2:
+        size = max(size, min(limit, 1 << (size - 1).bit_length()))
     layout = layout_for(devices, config.num_envs, size)
     if layout is not None:
         size = layout.pop_devices * math.ceil(size / layout.pop_devices)
@@ -279,24 +159,6 @@ def run_group(
     final, ret, cnt, bad = (np.concatenate(parts)[:n] for parts in zip(*outs, strict=True))
     curve = np.where(cnt > 0, ret, np.nan)
     return GroupResult(final, bad.astype(bool), curve, time.perf_counter() - start, compile_seconds, n_chunks)
-
-
-def iqm(x: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% (trimming 25% each side, as rliable does)."""
-    x = np.sort(np.asarray(x, np.float64))
-    n = len(x)
-    cut = int(np.floor(0.25 * n))
-    return float(x[cut : n - cut].mean()) if n - 2 * cut > 0 else float(x.mean())
-
-
-def bootstrap_ci(
-    x: np.ndarray, stat: Callable[[np.ndarray], float] = iqm, n: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of `stat` over the entries of x (seeds)."""
-    rng = np.random.default_rng(seed)
-    x = np.asarray(x, np.float64)
-    stats = [stat(x[rng.integers(0, len(x), len(x))]) for _ in range(n)]
-    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
 def downsample_curve(curve: np.ndarray, points: int) -> np.ndarray:
@@ -347,6 +209,7 @@ def run_sweep(
     max_population: int | None = None,
     on_progress: Callable[[int], None] = lambda done: None,
     devices: str = "1",
+    pow2: bool = False,
 ) -> SweepResult:
     """Train every member, one vmapped program per static config, and collect results."""
     start = time.perf_counter()
@@ -368,6 +231,7 @@ def run_sweep(
             max_population,
             functools.partial(_offset, on_progress, base),
             devices,
+            pow2,
         )
         done += len(idx)
         final[idx] = res.final_return
@@ -420,17 +284,3 @@ def best_config(result: SweepResult, ranked: list[dict[str, Any]]) -> dict[str, 
         return None
     member = next(m for m in result.members if m.setting == clean[0]["setting"])
     return flat_settings(member.config, member.hparams)
-
-
-def write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
-    """Rows of dicts to CSV (header = union of keys, in first-seen order)."""
-    import csv
-
-    header: list[str] = []
-    for r in rows:
-        header.extend(k for k in r if k not in header)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in r.items()})

@@ -30,6 +30,8 @@ TRACKERS: dict[str, tuple[str, str]] = {"tensorboard": ("tensorboardX", "tensorb
 """tracker name -> (the module it needs, the extra that installs it)."""
 
 X_AXIS = "env_steps"
+LABELS = ("trial", "setting", "seed")
+"""Row fields that name a population member in W&B's chart keys (those the rows have)."""
 
 
 class Tracker(Protocol):
@@ -163,7 +165,8 @@ def log_population(
     population in OUT/wandb (a run per member would cost W&B's start-up, seconds, per
     member), with the members as a table and each series as one line-series chart.
 
-    rows[i]: member i's row of results.csv (its settings, seed, final return); steps [M, K]: env steps;
+    rows[i]: member i's row of results.csv (its settings, seed, final return; an Optuna study's rows are
+    trials, with the IQM over seeds as final return); steps [M, K]: env steps;
     series: name -> [M, K] values per member (e.g. "episode_return" of a sweep; PBT's "fitness" and each
     searched hyperparameter per generation), logged as `<kind>/<name>`.
     """
@@ -201,7 +204,7 @@ def _wandb_population(
     names = list(rows[0])
     columns: list[str | int] = list(names)
     run.log({"members": wandb.Table(columns=columns, data=[[row[c] for c in names] for row in rows])})
-    keys = [f"member {i} (setting {row['setting']}, seed {row['seed']})" for i, row in enumerate(rows)]
+    keys = [f"member {i} ({', '.join(f'{k} {row[k]}' for k in LABELS if k in row)})" for i, row in enumerate(rows)]
     for name, values in series.items():
         xs, ys = zip(*(finite_points(steps[i], values[i]) for i in range(len(rows))), strict=True)
         chart = wandb.plot.line_series(xs=list(xs), ys=list(ys), keys=keys, title=name, xname="env steps")

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax import sweep
+from a2c_jax import stats, sweep
 from a2c_jax.config import preset
 from benchmarks.common import RESULTS, write_result
 
@@ -118,8 +118,8 @@ def sb3_run(env_id: str, seed: int, scale: float = 1.0, squash: bool = False) ->
 
 
 def summary(x: list[float]) -> dict[str, float]:
-    low, high = sweep.bootstrap_ci(np.asarray(x))
-    return {"iqm": sweep.iqm(np.asarray(x)), "ci_low": low, "ci_high": high}
+    low, high = stats.bootstrap_ci(np.asarray(x))
+    return {"iqm": stats.iqm(np.asarray(x)), "ci_low": low, "ci_high": high}
 
 
 def plot(results: dict[str, Any], path: Any) -> None:

@@ -13,15 +13,15 @@ import time
 import jax
 import numpy as np
 
-from a2c_jax import sweep
+from a2c_jax import stats, sweep
 from a2c_jax.config import HParams, preset
 from a2c_jax.pbt import make_pbt
 from benchmarks.common import write_result
 
 
 def summary(returns: np.ndarray) -> dict:
-    low, high = sweep.bootstrap_ci(returns)
-    return {"iqm": sweep.iqm(returns), "ci_low": low, "ci_high": high, "mean": float(returns.mean()),
+    low, high = stats.bootstrap_ci(returns)
+    return {"iqm": stats.iqm(returns), "ci_low": low, "ci_high": high, "mean": float(returns.mean()),
             "returns": returns.tolist()}  # fmt: skip
 
 

@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from a2c_jax import sweep
+from a2c_jax import space, stats, sweep
 from a2c_jax.cli import SweepArgs, main, resolve_train_args
 from a2c_jax.config import ConfigError, HParams
 from a2c_jax.evaluate import evaluate
@@ -39,11 +39,11 @@ SMALL_FLAGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--tota
 )
 def test_bad_search_spaces(grid, ranges, random, message):
     with pytest.raises(ConfigError, match=message):
-        sweep.expand_settings(sweep.parse_grid(grid), sweep.parse_ranges(ranges), random)
+        space.expand_settings(space.parse_grid(grid), space.parse_ranges(ranges), random)
 
 
 def test_values_outside_their_range_fail_before_compiling(small_config):
-    settings = sweep.expand_settings(sweep.parse_grid(["gamma=0.9,1.5"]), {}, 0)
+    settings = space.expand_settings(space.parse_grid(["gamma=0.9,1.5"]), {}, 0)
     with pytest.raises(ConfigError, match=r"gamma=1\.5 is invalid: must be in \(0, 1\]"):
         sweep.make_members(small_config, HParams(), settings, [0])
     with pytest.raises(ConfigError, match="seeds is empty"):
@@ -51,36 +51,36 @@ def test_values_outside_their_range_fail_before_compiling(small_config):
 
 
 def test_expand_grid_and_random_samples():
-    grid = sweep.parse_grid(["lr=1e-3,3e-3", "num_steps=4,8", "normalize_reward=true"])
-    ranges = sweep.parse_ranges(["ent_coef=1e-4:1e-1:log", "vf_coef=0.25:1"])
-    settings = sweep.expand_settings(grid, ranges, 5, seed=1)
+    grid = space.parse_grid(["lr=1e-3,3e-3", "num_steps=4,8", "normalize_reward=true"])
+    ranges = space.parse_ranges(["ent_coef=1e-4:1e-1:log", "vf_coef=0.25:1"])
+    settings = space.expand_settings(grid, ranges, 5, seed=1)
     assert len(settings) == 2 * 2 * 5
     assert {s["num_steps"] for s in settings} == {4, 8} and all(s["normalize_reward"] is True for s in settings)
     ent = np.array([s["ent_coef"] for s in settings])
     assert np.all((ent >= 1e-4) & (ent <= 1e-1))
-    assert settings == sweep.expand_settings(grid, ranges, 5, seed=1)  # reproducible
+    assert settings == space.expand_settings(grid, ranges, 5, seed=1)  # reproducible
 
 
 def test_log_uniform_sampling_is_uniform_in_log_space():
-    points = sweep.sample_settings({"lr": sweep.Range(1e-5, 1e-1, True)}, 4000, seed=0)
+    points = space.sample_settings({"lr": space.Range(1e-5, 1e-1, True)}, 4000, seed=0)
     logs = np.log10([p["lr"] for p in points])
-    assert stats.kstest((logs + 5) / 4, "uniform").pvalue > 0.01
+    assert scipy_stats.kstest((logs + 5) / 4, "uniform").pvalue > 0.01
 
 
 def test_iqm_and_bootstrap_against_scipy():
     rng = np.random.default_rng(0)
     for n in (4, 8, 10, 13):
         x = rng.normal(size=n)
-        assert sweep.iqm(x) == pytest.approx(stats.trim_mean(x, 0.25))
+        assert stats.iqm(x) == pytest.approx(scipy_stats.trim_mean(x, 0.25))
     x = rng.normal(10.0, 1.0, size=10)
-    low, high = sweep.bootstrap_ci(x)
-    assert low < sweep.iqm(x) < high and high - low < 3
-    assert sweep.bootstrap_ci(np.full(5, 500.0)) == (500.0, 500.0)
+    low, high = stats.bootstrap_ci(x)
+    assert low < stats.iqm(x) < high and high - low < 3
+    assert stats.bootstrap_ci(np.full(5, 500.0)) == (500.0, 500.0)
 
 
 @pytest.fixture(scope="module")
 def lr_members(small_config):
-    settings = sweep.expand_settings(sweep.parse_grid(["lr=1e-3,3e-3"]), {}, 0)
+    settings = space.expand_settings(space.parse_grid(["lr=1e-3,3e-3"]), {}, 0)
     return settings, sweep.make_members(small_config, HParams(), settings, [0, 1])
 
 
@@ -113,7 +113,7 @@ def test_chunked_population_equals_one_program(lr_members):
 
 
 def test_static_settings_split_into_groups(small_config):
-    settings = sweep.expand_settings(sweep.parse_grid(["num_steps=4,8"]), {}, 0)
+    settings = space.expand_settings(space.parse_grid(["num_steps=4,8"]), {}, 0)
     members = sweep.make_members(small_config, HParams(), settings, [0])
     result = sweep.run_sweep(members, settings, eval_episodes=4)
     assert result.groups == 2
