@@ -199,6 +199,17 @@ def counted(trial: optuna.trial.FrozenTrial) -> bool:
     )
 
 
+def ask_with_heartbeat(study: optuna.Study, beats: bool) -> optuna.Trial:
+    """`study.ask()`, then at once a first heartbeat for the trial: Optuna only ever fails a running
+    trial that has beaten, so one whose worker died before its first beat would stay running forever."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna: heartbeats are "supposed to be used with optimize"
+        trial = study.ask()
+    if beats:
+        typing.cast(Any, study._storage).record_heartbeat(trial._trial_id)
+    return trial
+
+
 @contextlib.contextmanager
 def heartbeat(storage: Any, trial_ids: Sequence[int], interval: int) -> Iterator[None]:
     """Record a heartbeat for each trial every `interval` seconds while the block runs (databases only);
@@ -302,9 +313,7 @@ def optimize(
                 time.sleep(heartbeat_seconds)
                 continue
             return evaluated
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna: heartbeats are "supposed to be used with optimize"
-            asked = [study.ask() for _ in range(k)]
+        asked = [ask_with_heartbeat(study, beats) for _ in range(k)]
         try:
             with heartbeat(storage, [t._trial_id for t in asked], heartbeat_seconds):
                 settings = [suggest_setting(t, space) for t in asked]

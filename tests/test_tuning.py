@@ -192,7 +192,9 @@ def worker(storage: str, trials: int, batch: int, heartbeat: int = 1, sleep: flo
 
 
 def states(storage: str, name: str = "s") -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=storage).trials
+    from a2c_jax.tuning import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(storage, 1)).trials
 
 
 def polled_states(storage: str, name: str = "s") -> list[optuna.trial.FrozenTrial]:
@@ -222,10 +224,15 @@ def test_two_workers_share_a_sqlite_study(tmp_path):
     check_two_workers(f"sqlite:///{tmp_path / 'study.db'}")
 
 
+def test_two_workers_share_a_journal_file(tmp_path):
+    check_two_workers(f"journal:{tmp_path / 'study.log'}")
+
+
 def test_a_killed_workers_trials_are_retried_not_counted(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     with started(worker(storage, 6, 3, sleep=120)) as (slow,):
         wait_for(lambda: sum(t.state == TrialState.RUNNING for t in polled_states(storage)) == 3, TIMEOUT, slow)
+        time.sleep(1.0)  # the third trial's first heartbeat follows its ask (a worker killed in between: see ask)
         os.killpg(slow.pid, signal.SIGKILL)
     killed = {t.number: t.params for t in states(storage)}
     with started(worker(storage, 6, 3)) as (fresh,):
