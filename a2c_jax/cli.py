@@ -508,10 +508,9 @@ def sweep_command(args: Any) -> int:
     for name in ("trials", "batch", "storage", "study_name"):
         if getattr(args, name) is not None:
             raise ConfigError(f"{_flag(name)} needs --sampler (an Optuna study); a plain sweep trains every setting")
-    import numpy as np
 
     from a2c_jax.distributed import is_primary
-    from a2c_jax.logging import count_bar, write_csv, write_json_atomic
+    from a2c_jax.logging import count_bar, write_population
     from a2c_jax.plotting import plot_sweep
     from a2c_jax.runner import check_output_dir
     from a2c_jax.sweep import best_config, member_rows, rank_settings, run_sweep
@@ -533,16 +532,10 @@ def sweep_command(args: Any) -> int:
     ranked = rank_settings(result)
     out.mkdir(parents=True, exist_ok=True)
     rows = member_rows(result)
-    write_csv(out / "results.csv", rows)
-    write_csv(out / "ranking.csv", ranked)
-    np.savez_compressed(
-        out / "curves.npz", env_steps=result.curve_steps, returns=result.curves,
-        setting=np.array([m.setting for m in members]), seed=np.array([m.seed for m in members]),
-        final_return=result.final_return,
-    )  # fmt: skip
     best = best_config(result, ranked)
-    if best is not None:
-        write_json_atomic(out / "best.json", best)
+    arrays = {"env_steps": result.curve_steps, "returns": result.curves, "final_return": result.final_return,
+              "setting": [m.setting for m in members], "seed": [m.seed for m in members]}  # fmt: skip
+    write_population(out, {"results.csv": rows, "ranking.csv": ranked}, arrays, best)
     log_population(trackers, out, "sweep", rows, result.curve_steps, {"episode_return": result.curves})
     plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
     _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
@@ -568,7 +561,7 @@ STUDY_OPTIONS = ("grid", "ranges", "seeds", "sample_seed", "eval_episodes", "log
 DEFAULT_BATCH = 8
 
 
-def _resumed_study_args(args: Any) -> tuple[Any, dict[str, Any]]:
+def _resumed_study_args(args: Any) -> Any:
     """The saved arguments of the study sweep in `args.resume`, with --trials / --batch applied."""
     from a2c_jax.logging import read_json
 
@@ -588,37 +581,16 @@ def _resumed_study_args(args: Any) -> tuple[Any, dict[str, Any]]:
         raise ConfigError(f"resume: {str(path)!r} is not a search.json written by `a2c-jax sweep --sampler`")
     options = dict(saved["options"])
     options.update(config=args.resume / "base.json", out=args.resume, resume=args.resume, quiet=args.quiet)
+    options.update(storage=saved.get("storage"), study_name=saved.get("study_name"))
     options["grid"], options["ranges"] = tuple(options["grid"]), tuple(options["ranges"])
     options.update({n: getattr(args, n) for n in ("trials", "batch") if getattr(args, n) is not None})
-    return dataclasses.replace(args, **options), saved
+    return dataclasses.replace(args, **options)
 
 
-def study_command(args: Any) -> int:
-    """`a2c-jax sweep --sampler S`: an Optuna study whose rounds train as vmapped populations."""
-    import importlib.util
-    import socket
-
-    if importlib.util.find_spec("optuna") is None:
-        raise ConfigError("--sampler needs Optuna: pip install 'a2c-jax[tune]'")
-    from a2c_jax.config import flat_settings
-    from a2c_jax.logging import count_bar, write_json_atomic
-    from a2c_jax.runner import check_output_dir
-    from a2c_jax.space import SearchSpace, parse_grid, parse_ranges
-    from a2c_jax.trackers import parse_trackers
-    from a2c_jax.tuning import (
-        check_space,
-        make_sampler,
-        open_storage,
-        open_study,
-        optimize,
-        population_evaluator,
-        study_signature,
-        write_outputs,
-    )
-
-    saved: dict[str, Any] = {}
+def _study_args(args: Any) -> tuple[Any, int]:
+    """The study's arguments (the saved ones on --resume), checked; returns (args, batch)."""
     if args.resume is not None:
-        args, saved = _resumed_study_args(args)
+        args = _resumed_study_args(args)
     if args.sampler is None:
         raise ConfigError("--trials/--storage need --sampler (tpe, cmaes, gp, random or grid)")
     batch = args.batch if args.batch is not None else DEFAULT_BATCH
@@ -636,6 +608,55 @@ def study_command(args: Any) -> int:
             "--num-processes / --distributed"
         )
     check_seed("sample_seed", args.sample_seed)
+    return args, batch
+
+
+def _open_worker_study(args: Any, out: Path, space: Any, signature: dict[str, Any]) -> tuple[Any, str, str]:
+    """Open (or create) the study this worker joins, after checking a shared one before `out` is made;
+    returns (study, storage URL, study name). The sampler's seed mixes --sample-seed with the study's
+    size and, for a shared storage, the process id: reproducible for one worker, distinct across workers."""
+    import numpy as np
+
+    from a2c_jax.runner import check_output_dir
+    from a2c_jax.tuning import make_sampler, open_storage, open_study
+
+    url = args.storage or f"sqlite:///{(out / 'study.db').absolute()}"
+    name = args.study_name or out.name
+    placeholder = make_sampler("random", space, 0)
+    storage = open_storage(url, args.heartbeat) if args.storage else None
+    if storage is not None:  # a shared study: refuse a mismatch before anything is written
+        open_study(storage, name, placeholder, signature)
+    check_output_dir(out, "out")
+    study = open_study(storage or open_storage(url, args.heartbeat), name, placeholder, signature)
+    entropy = [args.sample_seed, len(study.trials), os.getpid() if args.storage else 0]
+    study.sampler = make_sampler(args.sampler, space, int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+    return study, url, name
+
+
+def study_command(args: Any) -> int:
+    """`a2c-jax sweep --sampler S`: an Optuna study whose rounds train as vmapped populations."""
+    import importlib.util
+    import socket
+
+    if importlib.util.find_spec("optuna") is None:
+        raise ConfigError("--sampler needs Optuna: pip install 'a2c-jax[tune]'")
+    from a2c_jax.config import flat_settings
+    from a2c_jax.logging import count_bar, write_json_atomic
+    from a2c_jax.runner import check_output_dir
+    from a2c_jax.space import SearchSpace, parse_grid, parse_ranges
+    from a2c_jax.trackers import parse_trackers
+    from a2c_jax.tuning import (
+        check_space,
+        make_sampler,
+        optimize,
+        population_evaluator,
+        quiet_optuna,
+        study_signature,
+        write_outputs,
+    )
+
+    quiet_optuna()
+    args, batch = _study_args(args)
     trackers = parse_trackers(args.log)
     config, hparams, _ = resolve_train_args(args)
     space = SearchSpace(parse_grid(args.grid), parse_ranges(args.ranges, int_config=True))
@@ -645,36 +666,23 @@ def study_command(args: Any) -> int:
     if args.resume is None and out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")
     check_output_dir(out, "out", create=False)
-    url = args.storage or saved.get("storage") or f"sqlite:///{(out / 'study.db').absolute()}"
-    name = args.study_name or saved.get("study_name") or out.name
     base = flat_settings(config, hparams)
     signature = study_signature(space, base, args.seeds, args.eval_episodes, args.heartbeat)
-    storage = open_storage(url, args.heartbeat) if args.storage else None
-    if storage is not None:  # a shared study: refuse a mismatch before anything is written
-        open_study(storage, name, make_sampler("random", space, 0), signature)
-    check_output_dir(out, "out")
-    storage = storage or open_storage(url, args.heartbeat)
-    study = open_study(storage, name, make_sampler("random", space, 0), signature)
-    # Each worker's sampler gets its own seed: reproducible for one worker, distinct across workers.
-    import numpy as np
-
-    entropy = [args.sample_seed, len(study.trials), os.getpid() if args.storage else 0]
-    study.sampler = make_sampler(args.sampler, space, int(np.random.SeedSequence(entropy).generate_state(1)[0]))
-    options = {k: getattr(args, k) for k in STUDY_OPTIONS}
-    options["batch"] = batch
+    study, url, name = _open_worker_study(args, out, space, signature)
+    options = {k: getattr(args, k) for k in STUDY_OPTIONS} | {"batch": batch}
     write_json_atomic(out / "base.json", base)
-    write_json_atomic(out / "search.json", {"options": options, "storage": url, "study_name": name})
+    write_json_atomic(out / "search.json", {"options": options, "storage": args.storage, "study_name": name})
     print(
         f"a2c-jax: study {name!r} ({args.sampler}) on {config.env_id}: {args.trials} trials in rounds of {batch} "
         f"x {args.seeds} seeds -> {out}" + ("" if args.storage else f" (optuna-dashboard {url})")
     )
-    worker = f"{socket.gethostname()}:{os.getpid()}"
     evaluate = population_evaluator(
         config, hparams, list(range(args.seeds)), args.eval_episodes, args.max_population, args.devices or "1"
     )
     start = time.perf_counter()
     with count_bar(args.trials, "trials", not args.quiet) as advance:
         progress = lambda done, _total: advance(done)
+        worker = f"{socket.gethostname()}:{os.getpid()}"
         ran = optimize(study, space, args.trials, batch, evaluate, args.heartbeat, worker, progress)
     ranked, best = write_outputs(study, space, out, config, hparams, trackers)
     if ranked:
@@ -694,7 +702,7 @@ def pbt_command(args: Any) -> int:
     import numpy as np
 
     from a2c_jax.distributed import is_primary, layout_for
-    from a2c_jax.logging import write_csv, write_json_atomic
+    from a2c_jax.logging import write_population
     from a2c_jax.pbt import make_pbt
     from a2c_jax.plotting import plot_pbt_schedule
     from a2c_jax.runner import check_output_dir
@@ -752,16 +760,20 @@ def pbt_command(args: Any) -> int:
             }
         )
         rows.append(row)
-    write_csv(out / "results.csv", rows)
     sched_rows = [
         {"generation": g, "env_steps": int(steps[g]), "member": i, **{n: float(schedule[n][g, i]) for n in names},
          "fitness": float(np.asarray(result.fitness)[g, i]), "copied_from": int(np.asarray(result.source)[g, i])}
         for g in range(generations) for i in range(len(members))
     ]  # fmt: skip
-    write_csv(out / "schedule.csv", sched_rows)
     arrays: dict[str, Any] = {f"schedule_{n}": v for n, v in schedule.items()}
     arrays.update(env_steps=steps, fitness=np.asarray(result.fitness), source=np.asarray(result.source))
-    np.savez_compressed(out / "curves.npz", final_return=final, diverged=bad, **arrays)
+    arrays.update(final_return=final, diverged=bad)
+    best_cfg = None
+    if not bad.all():
+        best = int(np.argmax(np.where(bad, -np.inf, final)))
+        best_cfg = flat_settings(config, members[best].hparams)
+        best_cfg.update({n: float(schedule[n][-1, best]) for n in names})
+    write_population(out, {"results.csv": rows, "schedule.csv": sched_rows}, arrays, best_cfg)
     plot_pbt_schedule(steps, schedule, np.asarray(result.fitness), out / "pbt.png", f"PBT on {config.env_id}")
     member_steps = np.broadcast_to(steps, (len(members), generations))
     series = {"fitness": np.asarray(result.fitness).T, **{n: v.T for n, v in schedule.items()}}
@@ -774,10 +786,6 @@ def pbt_command(args: Any) -> int:
             f"a2c-jax: warning: {int(bad.sum())} of {len(members)} members diverged; never chosen as best",
             file=sys.stderr,
         )
-    best = int(np.argmax(np.where(bad, -np.inf, final)))
-    best_cfg = flat_settings(config, members[best].hparams)
-    best_cfg.update({n: float(schedule[n][-1, best]) for n in names})
-    write_json_atomic(out / "best.json", best_cfg)
     low, high = bootstrap_ci(final[~bad])
     print(
         f"population final greedy return: IQM {iqm(final[~bad]):.1f} [{low:.1f}, {high:.1f}] (members that did not "

@@ -28,7 +28,12 @@ def _umask() -> int:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file in the same directory, fsync, then rename over `path`.
+    """`write_bytes_atomic` of UTF-8 text."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file in the same directory, fsync, then rename over `path`.
 
     A crash at any moment leaves either the old file or the new one, never a torn one. The file gets
     the permissions the umask gives a new file (mkstemp alone would leave it readable by the owner only).
@@ -36,8 +41,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
@@ -167,15 +172,34 @@ def count_bar(total: int, label: str, enabled: bool) -> Iterator[Any]:
         yield lambda done: progress.update(task, completed=done)
 
 
-def write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
-    """Rows of dicts to CSV (header = union of keys, in first-seen order)."""
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV (header = union of keys, in first-seen order; tuples as 64x64)."""
     import csv
+    import io
 
     header: list[str] = []
     for r in rows:
         header.extend(k for k in r if k not in header)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in r.items()})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("x".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in r.items()})
+    return buffer.getvalue()
+
+
+def write_population(
+    out: Path, tables: Mapping[str, list[dict[str, Any]]], arrays: Mapping[str, Any], best: dict[str, Any] | None
+) -> None:
+    """What every population search writes (grid and random sweeps, Optuna studies, PBT), each file
+    atomically: the CSV `tables` (name -> rows, e.g. results.csv, ranking.csv), curves.npz holding
+    `arrays`, and best.json (flat settings for `a2c-jax train --config`) unless `best` is None."""
+    import io
+
+    for name, rows in tables.items():
+        write_text_atomic(out / name, csv_text(rows))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(out / "curves.npz", buffer.getvalue())
+    if best is not None:
+        write_json_atomic(out / "best.json", best)

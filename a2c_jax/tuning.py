@@ -492,23 +492,20 @@ def write_outputs(
     --config`), sweep.png, history.png, importances.png and the trackers' views.
     Returns (ranked rows, best flat settings or None)."""
     from a2c_jax.config import flat_settings
-    from a2c_jax.logging import write_csv, write_json_atomic
+    from a2c_jax.logging import write_population
     from a2c_jax.plotting import plot_sweep
     from a2c_jax.sweep import make_members
     from a2c_jax.trackers import log_population
 
     ranked = ranking_rows(study, space)
-    rows = member_rows(study, space)
-    write_csv(out / "ranking.csv", ranked)
-    write_csv(out / "results.csv", rows)
     numbers, steps, values = curves(study)
-    np.savez_compressed(out / "curves.npz", trial=numbers, env_steps=steps, returns=values)
     best = best_setting(study, space)
     flat = None
     if best is not None:
         member = make_members(base_config, base_hparams, [best], [0])[0]
         flat = flat_settings(member.config, member.hparams)
-        write_json_atomic(out / "best.json", flat)
+    arrays = {"trial": numbers, "env_steps": steps, "returns": values}
+    write_population(out, {"ranking.csv": ranked, "results.csv": member_rows(study, space)}, arrays, flat)
     if ranked:
         plot_sweep(ranked, space.names, out / "sweep.png", f"A2C study {study.study_name} on {base_config.env_id}")
         plot_study(study, out)

@@ -149,12 +149,9 @@ def test_study_trial_equals_training_alone(cli_study, tmp_path):
 
 def test_resume_extends_the_study(cli_study, tmp_path):
     out = tmp_path / "copy"
-    shutil.copytree(cli_study, out)
-    search = json.loads((out / "search.json").read_text())
-    search["storage"] = f"sqlite:///{(out / 'study.db').absolute()}"
-    (out / "search.json").write_text(json.dumps(search))
+    shutil.copytree(cli_study, out)  # a moved directory keeps its study: the default storage is OUT/study.db
     assert main(["sweep", "--resume", str(out), "--trials", "6", "--quiet"]) == 0
-    study = optuna.load_study(study_name="s", storage=search["storage"])
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}")
     assert sorted(t.number for t in study.trials if t.state == TrialState.COMPLETE) == list(range(6))
     assert len(read_csv(out / "ranking.csv")) == 6
 
