@@ -39,7 +39,8 @@ class A2CConfig:
     """Static (shape-determining) settings of one A2C training program.
 
     Attributes:
-        env_id: gymnax environment id, e.g. "CartPole-v1".
+        env_id: environment id: a gymnax id ("CartPole-v1", also written "gymnax:CartPole-v1"), or
+            "namespace:name" for an environment family registered with `envs.register_env_family`.
         num_envs: N, environments stepped in parallel.
         num_steps: T, rollout length per update; one update consumes N * T env steps.
         total_timesteps: env steps to train for; rounded down to whole updates.
@@ -411,6 +412,7 @@ def preset(name: str, env_id: str = "CartPole-v1") -> tuple[A2CConfig, HParams]:
     """
     _check_choice("preset", name, PRESETS)
     config: dict[str, Any] = {"env_id": env_id}
+    env_id = env_id.removeprefix("gymnax:")  # the default namespace: the presets know gymnax's ids
     hparams: dict[str, Any] = {}
     if name == "default":
         config.update(_DEFAULT.get(env_id, _DEFAULT["CartPole-v1"])[0])

@@ -1,8 +1,24 @@
-"""gymnax environments behind a batched, pure interface with the wrappers A2C needs.
+"""JAX environments behind a batched, pure interface with the wrappers A2C needs.
 
-`VecEnv` steps N copies of a gymnax environment with `jax.vmap`. gymnax >= 1.0 auto-resets and
-returns `terminated` and `truncated` separately, with the pre-reset observation in
-`info["final_observation"]`. On top of that `VecEnv` adds, all as pure functions of a state pytree:
+The environment protocol is gymnax's functional API (what PureJaxRL and rejax wrap other suites
+into), with auto-reset:
+
+    obs, state = env.reset(key, params)
+    obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+for one environment (unbatched arrays). When a step ends an episode, `obs` and `state` already
+belong to the next episode and `info["final_observation"]` holds the observation the step reached
+(the bootstrap target of a truncated episode); `terminated` means the MDP ended (no bootstrap),
+`truncated` that a time limit cut it. An `EnvSpec` tells the policy the shapes and bounds.
+
+Families of environments live behind a namespace: `--env-id gymnax:CartPole-v1` (the default
+namespace, so `CartPole-v1` means the same), or `mine:corridor` after
+`register_env_family("mine", build)` where `build(name) -> (env, params, EnvSpec)`. Installed
+packages may register families through the entry-point group `a2c_jax.env_families` (name =
+namespace, object = the build function), which the CLI finds without any import.
+
+`VecEnv` steps N copies of an environment with `jax.vmap` and adds, all as pure functions of a
+state pytree:
 
 - observation preprocessing: float32 cast, one-hot encoding of discrete observations;
 - observation normalisation by running mean/variance (SB3's VecNormalize, clipped to +-10);
@@ -22,6 +38,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import chex
@@ -79,7 +96,7 @@ class EnvSpec:
     """What the policy needs to know about an environment.
 
     Attributes:
-        env_id: gymnax id.
+        env_id: the id it was made from (with its namespace, if any).
         obs_shape: shape of one preprocessed observation (float32).
         action_kind: "discrete" (Categorical policy) or "continuous" (diagonal Gaussian).
         action_dim: number of actions (discrete) or action dimensions (continuous).
@@ -199,9 +216,68 @@ def _build_gymnax(env_id: str) -> tuple[Any, Any]:
     return gymnax.make(env_id)
 
 
+EnvBuilder = Callable[[str], tuple[Any, Any, EnvSpec]]
+"""A family's constructor: name within the namespace -> (env, env params, EnvSpec)."""
+
+_FAMILIES: dict[str, EnvBuilder] = {}
+DEFAULT_NAMESPACE = "gymnax"
+ENTRY_POINT_GROUP = "a2c_jax.env_families"
+
+
+def register_env_family(namespace: str, build: EnvBuilder) -> None:
+    """Make `namespace:name` ids build through `build(name)`; re-registering a namespace replaces it
+    (and forgets the environments built through the old one)."""
+    if not namespace.isidentifier() or namespace == DEFAULT_NAMESPACE:
+        raise ConfigError(f"namespace={namespace!r} is invalid: must be an identifier other than 'gymnax'")
+    _FAMILIES[namespace] = build
+    make_env.cache_clear()
+
+
+def split_env_id(env_id: str) -> tuple[str, str]:
+    """'brax:ant' -> ('brax', 'ant'); an id without a namespace is gymnax's."""
+    namespace, sep, name = env_id.partition(":")
+    return (namespace, name) if sep else (DEFAULT_NAMESPACE, env_id)
+
+
+def _family(namespace: str) -> EnvBuilder:
+    """The registered builder of `namespace`, loading an installed entry point when needed."""
+    if namespace not in _FAMILIES:
+        from importlib.metadata import entry_points
+
+        for point in entry_points(group=ENTRY_POINT_GROUP, name=namespace):
+            _FAMILIES[namespace] = point.load()
+    if namespace not in _FAMILIES:
+        known = ", ".join([DEFAULT_NAMESPACE, *sorted(_FAMILIES)])
+        raise ConfigError(
+            f"env_id namespace {namespace!r} is unknown: known are {known} (register one with "
+            "a2c_jax.envs.register_env_family, or install a package that provides it)"
+        )
+    return _FAMILIES[namespace]
+
+
 @functools.cache
 def make_env(env_id: str) -> tuple[Any, Any, EnvSpec]:
-    """(gymnax env, default env params, EnvSpec) for `env_id`, or a ConfigError that says why not."""
+    """(env, env params, EnvSpec) for `env_id` (see the module docstring for the protocol), or a
+    ConfigError that says why not."""
+    namespace, name = split_env_id(env_id)
+    if namespace != DEFAULT_NAMESPACE:
+        build = _family(namespace)
+        # cached for the process, and maybe first called inside a jit trace: keep constructors concrete
+        with jax.ensure_compile_time_eval():
+            try:
+                env, params, spec = build(name)
+            except ConfigError:
+                raise
+            except Exception as err:
+                raise ConfigError(f"env_id={env_id!r} could not be built ({type(err).__name__}: {err})") from None
+        if not isinstance(spec, EnvSpec):
+            raise ConfigError(f"env_id={env_id!r}: its family returned {type(spec).__name__}, not an EnvSpec")
+        return env, params, dataclasses.replace(spec, env_id=env_id)
+    return _make_gymnax(name)
+
+
+def _make_gymnax(env_id: str) -> tuple[Any, Any, EnvSpec]:
+    """(gymnax env, default env params, EnvSpec) for a gymnax id."""
     known = list(_LIGHT_ENVS) if env_id in _LIGHT_ENVS else registered_env_ids()
     if env_id not in known:
         close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)

@@ -63,8 +63,12 @@ def render_gif(env_id: str, states: Sequence[Any], rewards: Sequence[float], pat
     import numpy as np
 
     from a2c_jax.config import ConfigError
-    from a2c_jax.envs import make_env
+    from a2c_jax.envs import DEFAULT_NAMESPACE, make_env, split_env_id
 
+    namespace, name = split_env_id(env_id)
+    if namespace != DEFAULT_NAMESPACE:
+        raise ConfigError(f"gif: only gymnax environments can be drawn, not env_id={env_id!r}")
+    env_id = name
     env, env_params, _ = make_env(env_id)
     # gymnax draws the classic-control envs through gymnasium's pygame renderer, headless here
     for var, value in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("PYGAME_HIDE_SUPPORT_PROMPT", "1")):

@@ -194,3 +194,103 @@ def test_classic_control_and_minatar_skip_gymnax_heavy_imports():
     out = subprocess.run([sys.executable, "-c", LIGHT_IMPORT_CHECK], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "light import ok" in out.stdout
+
+
+# --- the environment protocol: a family registered under its own namespace ---------------------------
+
+
+class Corridor:
+    """A hand-made env in the protocol: walk right along 0..4 (action 1 right, 0 stay); reaching 4
+    terminates with reward 1; a time limit of 6 steps truncates. Auto-resets to 0 like gymnax."""
+
+    def reset(self, key, params):
+        return jnp.zeros((1,)), (jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+    def step(self, key, state, action, params):
+        pos, t = state
+        pos, t = pos + action, t + 1
+        terminated = pos >= 4
+        truncated = jnp.logical_and(t >= params["limit"], ~terminated)
+        done = terminated | truncated
+        final = pos.astype(jnp.float32)[None]
+        next_state = (jnp.where(done, 0, pos), jnp.where(done, 0, t))
+        obs = next_state[0].astype(jnp.float32)[None]
+        return obs, next_state, terminated.astype(jnp.float32), terminated, truncated, {"final_observation": final}
+
+
+def build_corridor(name):
+    from a2c_jax.envs import EnvSpec
+
+    if name != "corridor":
+        raise ConfigError(f"toy has no {name!r}")
+    return Corridor(), {"limit": 6}, EnvSpec("", (1,), "discrete", 2, max_episode_steps=6)
+
+
+@pytest.fixture()
+def toy_family():
+    from a2c_jax import envs
+
+    envs.register_env_family("toy", build_corridor)
+    yield "toy:corridor"
+    envs._FAMILIES.pop("toy", None)
+    make_env.cache_clear()
+
+
+def test_registered_family_maps_terminated_and_truncated(toy_family):
+    _env, _, spec = make_env(toy_family)
+    assert spec.env_id == toy_family and spec.action_dim == 2
+    vec = VecEnv(spec, 2)
+    obs, state = vec.reset(jax.random.PRNGKey(0))
+    # env 0 always moves right (reaches 4 at step 4: terminated); env 1 stays (time limit at step 6)
+    flags = []
+    for _ in range(6):
+        obs, state, _reward, term, trunc, info = vec.step(jax.random.PRNGKey(1), state, jnp.array([1, 0]), 0.99)
+        flags.append((term.tolist(), trunc.tolist(), info.final_obs[:, 0].tolist(), obs[:, 0].tolist()))
+    assert flags[3] == ([True, False], [False, False], [4.0, 0.0], [0.0, 0.0])  # terminated, reset to 0
+    assert flags[5] == ([False, False], [False, True], [2.0, 0.0], [2.0, 0.0])  # env 1 truncated at 0
+    assert [f[0][0] for f in flags] == [False, False, False, True, False, False]
+
+
+def test_registered_family_trains(toy_family):
+    import dataclasses
+
+    from a2c_jax.config import preset
+    from a2c_jax.train import make_train
+
+    config, hparams = preset("sb3", toy_family)
+    config = dataclasses.replace(config, num_envs=4, num_steps=8, total_timesteps=4 * 8 * 4).validate()
+    _state, metrics = jax.jit(make_train(config))(jax.random.PRNGKey(0), hparams)
+    assert np.isfinite(np.asarray(metrics.loss)).all() and int(np.asarray(metrics.episodes).sum()) > 0
+
+
+@pytest.mark.parametrize(
+    ("env_id", "message"),
+    [("nosuch:thing", "namespace 'nosuch' is unknown"), ("toy:hall", "toy has no 'hall'")],
+)
+def test_unknown_namespace_or_name_is_a_config_error(toy_family, env_id, message):
+    with pytest.raises(ConfigError, match=message):
+        make_env(env_id)
+
+
+def test_gymnax_namespace_is_the_default():
+    assert make_env("gymnax:CartPole-v1")[2].obs_shape == make_env("CartPole-v1")[2].obs_shape
+
+
+def test_installed_family_is_found_through_its_entry_point(monkeypatch):
+    """A package that declares `[project.entry-points."a2c_jax.env_families"] toy2 = "pkg:build"` is
+    found without an import by the user (here the entry point names this module's builder)."""
+    import importlib.metadata
+
+    from a2c_jax import envs
+
+    point = importlib.metadata.EntryPoint("toy2", "test_envs:build_corridor", envs.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda group, name: [point] if (group, name) == (point.group, "toy2") else [],
+    )
+    try:
+        assert make_env("toy2:corridor")[2].action_dim == 2
+    finally:
+        envs._FAMILIES.pop("toy2", None)
+        make_env.cache_clear()
