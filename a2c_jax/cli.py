@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
 import sys
@@ -662,6 +663,9 @@ def study_command(args: Any) -> int:
     space = SearchSpace(parse_grid(args.grid), parse_ranges(args.ranges, int_config=True))
     make_sampler(args.sampler, space, 0)  # its errors before anything is written
     check_space(config, hparams, space, args.eval_episodes)
+    points = math.prod(len(v) for v in space.grid.values())
+    if args.sampler == "grid" and args.trials > points:
+        raise ConfigError(f"trials={args.trials} is invalid with sampler='grid': the grid has {points} points")
     out = args.out or Path("sweeps") / f"{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume is None and out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")

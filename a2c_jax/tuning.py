@@ -10,7 +10,7 @@ counts `trials` results across all of them.
 Trials that get no result are never counted: a worker that is interrupted (Ctrl-C) fails its
 running trials and queues their settings again; a worker that dies (killed, power cut) stops
 sending heartbeats, and the next worker to start a round fails its stale trials and queues them
-again (Optuna's `RetryFailedTrialCallback`, databases only). A trial whose agent diverged on any
+again (Optuna's `RetryHeartbeatStaleTrialCallback`, databases only). A trial whose agent diverged on any
 seed is failed with the user attribute `diverged` and counts (its settings are a result: bad).
 
 Pruning is not offered: the members of a round train in lockstep inside one compiled program, so

@@ -317,6 +317,7 @@ BAD = [
     (["--trials", "4"], "--trials needs --sampler"),
     (["--sampler", "tpe", "--trials", "4", "--random", "3"], "--random draws a plain random sweep"),
     (["--sampler", "grid", "--trials", "4", "--range", "lr=1e-4:1e-2"], "takes --grid values only"),
+    (["--sampler", "grid", "--trials", "3", "--grid", "lr=1e-4,1e-3"], "the grid has 2 points"),
     (["--sampler", "tpe", "--trials", "4", "--range", "num_steps=4:8.5"], "num_steps='8.5' is invalid"),
     (["--sampler", "tpe", "--trials", "4", "--range", "lr=0:1e-2"], "lr=0.0 is invalid: must be > 0"),
     (["--sampler", "tpe", "--trials", "4", "--storage", "nonsense"], "storage='nonsense' is invalid"),
@@ -330,7 +331,7 @@ BAD = [
 def test_bad_study_input_is_one_line_and_writes_nothing(extra, message, tmp_path, capsys):
     out = tmp_path / "o"
     argv = ["sweep", *SMALL_FLAGS, "--range", "ent_coef=0:0.1", *extra, "--out", str(out), "--quiet"]
-    if "--range" in extra:
+    if "--range" in extra or "--grid" in extra:
         argv.remove("--range"), argv.remove("ent_coef=0:0.1")
     assert main(argv) == 2
     err = capsys.readouterr().err
