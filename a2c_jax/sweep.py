@@ -75,6 +75,10 @@ class GroupResult(NamedTuple):
     chunks: int
 
 
+_COMPILED_SIZES: dict[tuple[A2CConfig, int, Layout | None], set[int]] = {}
+"""Population sizes `run_group` has compiled per (config, evaluation episodes, layout)."""
+
+
 @functools.lru_cache(maxsize=32)
 def population_program(config: A2CConfig, eval_episodes: int, layout: Layout | None = None) -> Any:
     """jit(vmap(member)): each member trains from PRNGKey(seed) and is evaluated greedily, as
@@ -127,21 +131,24 @@ def run_group(
     max_population: int | None,
     on_chunk: Callable[[int], None],
     devices: str = "1",
-    pow2: bool = False,
+    reuse: bool = False,
 ) -> GroupResult:
     """Train members that share one static config, in equal chunks of at most `max_population`
-    (each chunk a multiple of the devices on the population axis, padded with copies). With `pow2`
-    a chunk is padded up to a power of two (memory permitting), so populations of changing sizes
-    (an Optuna study's rounds) reuse a few compiled programs instead of compiling one per size."""
+    (each chunk a multiple of the devices on the population axis, padded with copies). With `reuse`
+    a chunk is padded up to a size already compiled for this config when that at most doubles it, so
+    populations of changing sizes (an Optuna study's rounds) reuse a few compiled programs instead of
+    compiling one per size."""
     config = members[0].config
     limit = max_population or max(1, available_bytes() // member_bytes(config, eval_episodes))
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
-    if pow2:
-        size = max(size, min(limit, 1 << (size - 1).bit_length()))
     layout = layout_for(devices, config.num_envs, size)
     if layout is not None:
         size = layout.pop_devices * math.ceil(size / layout.pop_devices)
+    compiled_sizes = _COMPILED_SIZES.setdefault((config, eval_episodes, layout), set())
+    if reuse:
+        size = min((s for s in compiled_sizes if size <= s <= min(2 * size, limit)), default=size)
+    compiled_sizes.add(size)
     program = population_program(config, eval_episodes, layout)
     start = time.perf_counter()
     padded = list(members) + [members[-1]] * (size * n_chunks - len(members))
@@ -209,7 +216,7 @@ def run_sweep(
     max_population: int | None = None,
     on_progress: Callable[[int], None] = lambda done: None,
     devices: str = "1",
-    pow2: bool = False,
+    reuse: bool = False,
 ) -> SweepResult:
     """Train every member, one vmapped program per static config, and collect results."""
     start = time.perf_counter()
@@ -231,7 +238,7 @@ def run_sweep(
             max_population,
             functools.partial(_offset, on_progress, base),
             devices,
-            pow2,
+            reuse,
         )
         done += len(idx)
         final[idx] = res.final_return

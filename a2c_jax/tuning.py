@@ -346,7 +346,7 @@ def population_evaluator(
 
     def evaluate(settings: list[dict[str, Any]]) -> list[Outcome]:
         members = make_members(base_config, base_hparams, settings, seeds)
-        result = run_sweep(members, settings, eval_episodes, max_population, on_progress, devices, pow2=True)
+        result = run_sweep(members, settings, eval_episodes, max_population, on_progress, devices, reuse=True)
         outcomes = []
         for index in range(len(settings)):
             mine = np.array([m.setting == index for m in members])

@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--fresh-seeds", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--sb3", action="store_true", help="time SB3 for one trial (needs the baselines extra)")
+    parser.add_argument("--methods", nargs="*", default=["tpe", "random", "grid", "pbt"])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     quiet_optuna()
@@ -107,7 +108,7 @@ def main() -> None:
     result["zoo_preset_fresh_seeds"] = summary(zoo)
     print(f"zoo preset at {args.steps} steps, {len(fresh)} fresh seeds: IQM {stats.iqm(zoo):.1f}")
 
-    for method in ("tpe", "random", "grid", "pbt"):
+    for method in args.methods:
         runs = []
         for repeat in range(args.repeats):
             t = time.perf_counter()
