@@ -216,10 +216,37 @@ def _build_gymnax(env_id: str) -> tuple[Any, Any]:
     return gymnax.make(env_id)
 
 
+@dataclasses.dataclass(frozen=True)
+class AutoReset:
+    """The protocol for an env whose `step(key, state, action, params)` returns `(obs, state, reward,
+    done, info)` and does not reset (Craftax's NoAutoReset envs, gymnax's `step_env`): on `done` the
+    step returns a fresh episode's obs and state, the reached observation as
+    `info["final_observation"]`, and splits `done` into terminated and truncated by `time_limit(state,
+    params)`, which says whether the reached state is at the episode's time limit."""
+
+    env: Any
+    time_limit: Callable[[Any, Any], jax.Array]
+
+    def reset(self, key: jax.Array, params: Any) -> tuple[jax.Array, Any]:
+        return self.env.reset(key, params)
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: Any) -> tuple[Any, ...]:
+        step_key, reset_key = jax.random.split(key)
+        obs, reached, reward, done, info = self.env.step(step_key, state, action, params)
+        done = jnp.asarray(done, bool)
+        truncated = done & jnp.asarray(self.time_limit(reached, params), bool)
+        fresh_obs, fresh = self.env.reset(reset_key, params)
+        next_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, reached)
+        info = {**info, "final_observation": obs}
+        return jnp.where(done, fresh_obs, obs), next_state, reward, done & ~truncated, truncated, info
+
+
 EnvBuilder = Callable[[str], tuple[Any, Any, EnvSpec]]
 """A family's constructor: name within the namespace -> (env, env params, EnvSpec)."""
 
 _FAMILIES: dict[str, EnvBuilder] = {}
+BUILTIN_FAMILIES = {"craftax": ("a2c_jax.families.craftax", "craftax")}
+"""namespace -> (adapter module with a `build(name)`, the extra that installs its package)."""
 DEFAULT_NAMESPACE = "gymnax"
 ENTRY_POINT_GROUP = "a2c_jax.env_families"
 
@@ -241,13 +268,18 @@ def split_env_id(env_id: str) -> tuple[str, str]:
 
 def _family(namespace: str) -> EnvBuilder:
     """The registered builder of `namespace`, loading an installed entry point when needed."""
+    if namespace not in _FAMILIES and namespace in BUILTIN_FAMILIES:
+        module, extra = BUILTIN_FAMILIES[namespace]
+        if importlib.util.find_spec(namespace) is None:
+            raise ConfigError(f"env_id namespace {namespace!r} needs its package: pip install 'a2c-jax[{extra}]'")
+        _FAMILIES[namespace] = importlib.import_module(module).build
     if namespace not in _FAMILIES:
         from importlib.metadata import entry_points
 
         for point in entry_points(group=ENTRY_POINT_GROUP, name=namespace):
             _FAMILIES[namespace] = point.load()
     if namespace not in _FAMILIES:
-        known = ", ".join([DEFAULT_NAMESPACE, *sorted(_FAMILIES)])
+        known = ", ".join([DEFAULT_NAMESPACE, *sorted(set(_FAMILIES) | set(BUILTIN_FAMILIES))])
         raise ConfigError(
             f"env_id namespace {namespace!r} is unknown: known are {known} (register one with "
             "a2c_jax.envs.register_env_family, or install a package that provides it)"

@@ -294,3 +294,35 @@ def test_installed_family_is_found_through_its_entry_point(monkeypatch):
     finally:
         envs._FAMILIES.pop("toy2", None)
         make_env.cache_clear()
+
+
+class CorridorNoReset:
+    """The corridor without auto-reset, reporting only `done` (as Craftax's NoAutoReset envs)."""
+
+    def reset(self, key, params):
+        return Corridor().reset(key, params)
+
+    def step(self, key, state, action, params):
+        pos, t = state[0] + action, state[1] + 1
+        done = (pos >= 4) | (t >= params["limit"])
+        return pos.astype(jnp.float32)[None], (pos, t), (pos >= 4).astype(jnp.float32), done, {}
+
+
+def test_auto_reset_adapter_equals_a_natively_resetting_env():
+    """envs.AutoReset turns a `done`-only env into the protocol: same obs, flags and final observations
+    as the corridor that resets itself, over episodes that terminate and that are truncated."""
+    from a2c_jax.envs import AutoReset
+
+    wrapped = AutoReset(CorridorNoReset(), lambda state, params: state[1] >= params["limit"])
+    native, params = Corridor(), {"limit": 6}
+    key = jax.random.PRNGKey(0)
+    states = [native.reset(key, params)[1], wrapped.reset(key, params)[1]]
+    flags = []
+    for move in [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]:  # terminates, times out, terminates
+        a = native.step(key, states[0], jnp.asarray(move), params)
+        b = wrapped.step(key, states[1], jnp.asarray(move), params)
+        for x, y in zip((*a[:5], a[5]["final_observation"]), (*b[:5], b[5]["final_observation"]), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        states = [a[1], b[1]]
+        flags.append((bool(b[3]), bool(b[4])))
+    assert flags.count((True, False)) == 2 and flags.count((False, True)) == 1
