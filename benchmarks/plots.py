@@ -51,3 +51,34 @@ def plot_learning_quality(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_tuning(result: dict[str, Any], path: Path) -> None:
+    """Left: best search IQM after each round (TPE and random, every repeat) against env steps spent.
+    Right: each method's best setting re-trained on fresh seeds (IQM per repeat) against the zoo preset."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    steps_per_round = result["batch"] * result["seeds_per_trial"] * result["env_steps_per_member"]
+    for method, color in (("tpe", "C0"), ("random", "C1")):
+        for i, run in enumerate(result["methods"].get(method, {}).get("runs", [])):
+            curve = run["best_so_far_per_round"]
+            x = np.arange(1, len(curve) + 1) * steps_per_round
+            left.plot(x, curve, marker="o", color=color, alpha=0.8, label=method if i == 0 else None)
+    left.set_xlabel("env steps spent by the search")
+    left.set_ylabel("best search IQM so far (3 seeds)")
+    left.legend()
+    left.grid(alpha=0.3)
+    names = list(result["methods"])
+    for j, method in enumerate(names):
+        values = result["methods"][method]["fresh_iqm_over_repeats"]["values"]
+        right.scatter([j] * len(values), values, color=f"C{j}")
+    zoo = result["zoo_preset_fresh_seeds"]
+    right.axhspan(zoo["ci_low"], zoo["ci_high"], color="grey", alpha=0.2, label="zoo preset, 95% CI")
+    right.axhline(zoo["iqm"], color="grey")
+    right.set_xticks(range(len(names)), names)
+    right.set_ylabel("best setting, IQM on 10 fresh seeds")
+    right.legend()
+    right.grid(alpha=0.3)
+    fig.suptitle(f"Hyperparameter search on {result['env_id']}, {result['env_steps_per_member']:,} steps per member")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -153,7 +153,12 @@ def main() -> None:
             result["sb3_optuna"] = {"seconds_per_seed_trial": per_seed, "estimate_seconds": estimate,
                                     "speedup": estimate / seconds}  # fmt: skip
             print(f"SB3: {per_seed:.1f}s per seed-trial -> {estimate:.0f}s estimated; {estimate / seconds:.1f}x")
-    print(f"wrote {write_result(args.out or f'cpu-tuning-{args.env_id}', result)}")
+    path = write_result(args.out or f"cpu-tuning-{args.env_id}", result)
+    if result["methods"]:
+        from benchmarks.plots import plot_tuning
+
+        plot_tuning(result, path.with_suffix(".png"))
+    print(f"wrote {path}")
 
 
 def run_pbt(config: Any, hparams: Any, args: Any, repeat: int) -> tuple[dict[str, Any], float]:
