@@ -395,6 +395,13 @@ class VecEnv:
     normalize_observation: bool = False
     normalize_reward: bool = False
     squash_actions: bool = False
+    frozen_stats: bool = False
+    """evaluation: observations are normalised by statistics given to `reset`, never updated"""
+
+    def for_evaluation(self, num_envs: int) -> VecEnv:
+        """The same envs and wrappers for evaluation episodes: `num_envs` of them, raw rewards, and the
+        observation statistics passed to `reset` frozen."""
+        return dataclasses.replace(self, num_envs=num_envs, normalize_reward=False, frozen_stats=True)
 
     @property
     def _env(self) -> tuple[Any, Any]:
@@ -409,13 +416,17 @@ class VecEnv:
         """Apply observation normalisation with frozen statistics (identity when disabled)."""
         return rms_normalize(obs_rms, obs, CLIP_OBS) if self.normalize_observation else obs
 
-    def reset(self, key: jax.Array) -> tuple[jax.Array, VecEnvState]:
-        """Reset all envs. Returns (obs [N, *obs_shape], state)."""
+    def reset(self, key: jax.Array, obs_rms: RunningMeanStd | None = None) -> tuple[jax.Array, VecEnvState]:
+        """Reset all envs. Returns (obs [N, *obs_shape], state). Observation statistics start fresh, or
+        are `obs_rms` (required when `frozen_stats`)."""
         env, params = self._env
         raw_obs, inner = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), params)
         obs = preprocess_obs(self.spec, raw_obs)
-        obs_rms = rms_init(self.spec.obs_shape)
-        if self.normalize_observation:
+        if obs_rms is None:
+            if self.frozen_stats:
+                raise ValueError("a VecEnv with frozen statistics needs the obs_rms to reset with")
+            obs_rms = rms_init(self.spec.obs_shape)
+        if self.normalize_observation and not self.frozen_stats:
             obs_rms = rms_update(obs_rms, obs)
         zeros = jnp.zeros((self.num_envs,), jnp.float32)
         state = VecEnvState(
@@ -448,7 +459,7 @@ class VecEnv:
         final_obs = preprocess_obs(self.spec, info["final_observation"])
 
         obs_rms = state.obs_rms
-        if self.normalize_observation:
+        if self.normalize_observation and not self.frozen_stats:
             obs_rms = rms_update(obs_rms, obs)
         ret_rms, disc = state.ret_rms, state.discounted_return
         scaled_reward = reward

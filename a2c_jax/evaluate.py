@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig
-from a2c_jax.envs import RunningMeanStd, make_env, preprocess_obs
+from a2c_jax.envs import RunningMeanStd, VecEnvState
 from a2c_jax.networks import Carry, Params
 from a2c_jax.train import TrainState, make_agent
 
@@ -35,34 +35,31 @@ def evaluate(
     Each episode counts until its first terminated or truncated step (the env's time limit).
     """
     agent = make_agent(config)
-    env, env_params, spec = make_env(config.env_id)
     policy = agent.policy
+    vec = agent.vec_env.for_evaluation(num_episodes)
     reset_key, key = jax.random.split(key)
-    raw_obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, num_episodes), env_params)
+    obs, env_state = vec.reset(reset_key, obs_rms)
     zeros = jnp.zeros((num_episodes,), jnp.float32)
     active = jnp.ones((num_episodes,), bool)
-    max_steps = spec.max_episode_steps + 1
+    max_steps = vec.spec.max_episode_steps + 1
 
     def cond(loop: tuple) -> jax.Array:
         t, active = loop[0], loop[3]
         return jnp.logical_and(t < max_steps, jnp.any(active))
 
     def body(loop: tuple) -> tuple:
-        t, env_state, raw_obs, active, returns, lengths, key, hidden = loop
+        t, env_state, obs, active, returns, lengths, key, hidden = loop
         key, act_key, step_key = jax.random.split(key, 3)
-        obs = agent.vec_env.normalize(obs_rms, preprocess_obs(spec, raw_obs))
         hidden, pi = policy.act(params, hidden, obs)
         action = policy.dist.mode(pi) if greedy else policy.dist.sample(act_key, pi)
-        raw_obs, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(step_key, num_episodes), env_state, agent.vec_env.env_action(action), env_params
-        )
+        obs, env_state, reward, terminated, truncated, _ = vec.step(step_key, env_state, action, jnp.float32(1.0))
         returns = returns + jnp.where(active, reward, 0.0)
         lengths = lengths + active.astype(jnp.int32)
         active = jnp.logical_and(active, jnp.logical_not(jnp.logical_or(terminated, truncated)))
-        return t + 1, env_state, raw_obs, active, returns, lengths, key, hidden
+        return t + 1, env_state, obs, active, returns, lengths, key, hidden
 
     lengths = jnp.zeros((num_episodes,), jnp.int32)
-    init = (jnp.int32(0), env_state, raw_obs, active, zeros, lengths, key, policy.initial_carry(num_episodes))
+    init = (jnp.int32(0), env_state, obs, active, zeros, lengths, key, policy.initial_carry(num_episodes))
     out = jax.lax.while_loop(cond, body, init)
     return EvalResult(out[4], out[5])
 
@@ -85,27 +82,25 @@ def record_episode(
 ) -> tuple[list, list[float]]:
     """One greedy episode stepped from the host, keeping every env state (for rendering).
 
-    Returns (states, rewards): the gymnax state before each step, and that step's reward.
+    Returns (states, rewards): the env state before each step (unbatched), and that step's reward.
     """
     agent = make_agent(config)
-    env, env_params, spec = make_env(config.env_id)
+    vec = agent.vec_env.for_evaluation(1)
 
     @jax.jit
-    def act_and_step(state: object, raw_obs: jax.Array, hidden: Carry, step_key: jax.Array) -> tuple:
-        obs = agent.vec_env.normalize(obs_rms, preprocess_obs(spec, raw_obs[None]))
+    def act_and_step(state: VecEnvState, obs: jax.Array, hidden: Carry, step_key: jax.Array) -> tuple:
         hidden, pi = agent.policy.act(params, hidden, obs)
-        action = agent.policy.dist.mode(pi)[0]
-        return *env.step(step_key, state, agent.vec_env.env_action(action), env_params), hidden
+        return *vec.step(step_key, state, agent.policy.dist.mode(pi), jnp.float32(1.0)), hidden
 
     key, reset_key = jax.random.split(key)
-    raw_obs, state = env.reset(reset_key, env_params)
+    obs, state = vec.reset(reset_key, obs_rms)
     hidden = agent.policy.initial_carry(1)
     states, rewards = [], []
-    for _ in range(spec.max_episode_steps + 1):
+    for _ in range(vec.spec.max_episode_steps + 1):
         key, step_key = jax.random.split(key)
-        states.append(state)
-        raw_obs, state, reward, terminated, truncated, _, hidden = act_and_step(state, raw_obs, hidden, step_key)
-        rewards.append(float(reward))
-        if bool(terminated) or bool(truncated):
+        states.append(jax.tree.map(lambda x: x[0], state.inner))
+        obs, state, reward, terminated, truncated, _, hidden = act_and_step(state, obs, hidden, step_key)
+        rewards.append(float(reward[0]))
+        if bool(terminated[0]) or bool(truncated[0]):
             break
     return states, rewards

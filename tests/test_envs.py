@@ -326,3 +326,44 @@ def test_auto_reset_adapter_equals_a_natively_resetting_env():
         states = [a[1], b[1]]
         flags.append((bool(b[3]), bool(b[4])))
     assert flags.count((True, False)) == 2 and flags.count((False, True)) == 1
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_evaluation_through_vecenv_equals_stepping_the_env_by_hand(env_id):
+    """`evaluate` runs its episodes through VecEnv with frozen statistics; a host loop that steps the
+    gymnax env itself (same keys, the trained statistics applied by hand, actions clipped by hand) gets
+    the same returns and lengths, with non-trivial observation statistics and a random network."""
+    import dataclasses
+
+    from a2c_jax.config import A2CConfig
+    from a2c_jax.evaluate import evaluate_jit
+    from a2c_jax.train import make_agent
+
+    config = A2CConfig(env_id=env_id, num_envs=2, num_steps=4, total_timesteps=8, normalize_observation=True)
+    agent = make_agent(config)
+    env, env_params, spec = make_env(env_id)
+    params = agent.policy.init(jax.random.PRNGKey(3))
+    obs_rms = rms_init(spec.obs_shape)
+    obs_rms = dataclasses.replace(obs_rms, mean=obs_rms.mean + 0.3, var=obs_rms.var * 2.0, count=jnp.float32(50.0))
+    key, episodes = jax.random.PRNGKey(7), 3
+    result = evaluate_jit(config, params, obs_rms, key, episodes)
+
+    reset_key, key = jax.random.split(key)
+    raw, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, episodes), env_params)
+    act = jax.jit(lambda o: agent.policy.dist.mode(agent.policy.act(params, (), o)[1]))
+    step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    returns, lengths, active = np.zeros(episodes), np.zeros(episodes, int), np.ones(episodes, bool)
+    for _ in range(spec.max_episode_steps + 1):
+        if not active.any():
+            break
+        key, _, step_key = jax.random.split(key, 3)
+        obs = np.clip((np.asarray(raw, np.float32) - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8), -10, 10)
+        action = act(jnp.asarray(obs, jnp.float32))
+        if spec.action_kind == "continuous":
+            action = jnp.clip(action, jnp.asarray(spec.action_low), jnp.asarray(spec.action_high))
+        raw, state, reward, term, trunc, _ = step(jax.random.split(step_key, episodes), state, action, env_params)
+        returns += np.where(active, np.asarray(reward), 0.0)
+        lengths += active
+        active &= ~(np.asarray(term) | np.asarray(trunc))
+    np.testing.assert_allclose(np.asarray(result.returns), returns, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(result.lengths), lengths)
