@@ -245,7 +245,10 @@ def test_a_killed_workers_trials_are_retried_not_counted(tmp_path):
 
 def test_interrupted_cli_study_requeues_and_resumes(tmp_path):
     out = tmp_path / "s"
-    argv = [sys.executable, "-m", "a2c_jax.cli", "sweep", *SMALL_FLAGS, "--sampler", "random", "--trials", "2",
+    # 64k steps per trial: a round trains for seconds even when its program is already in the
+    # compilation cache, so the interrupt lands inside it
+    long_flags = [*SMALL_FLAGS[:-1], "64000"]
+    argv = [sys.executable, "-m", "a2c_jax.cli", "sweep", *long_flags, "--sampler", "random", "--trials", "2",
             "--batch", "2", "--seeds", "1", "--range", "lr=1e-4:1e-2:log", "--eval-episodes", "4", "--quiet",
             "--out", str(out)]  # fmt: skip
     storage = f"sqlite:///{(out / 'study.db').absolute()}"
