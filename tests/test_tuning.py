@@ -167,12 +167,18 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) ->
         time.sleep(0.2)
 
 
+def _default_sigint() -> None:
+    """A test run in the background (`cmd &` in a script) inherits SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler: the workers get the default back, as a terminal gives."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def started(*argvs: list[str], env: dict | None = None):
     """Subprocesses that are killed (with their process groups) on the way out, whatever happens."""
     procs = [
         subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                         env={**os.environ, **(env or {})})
+                         env={**os.environ, **(env or {})}, preexec_fn=_default_sigint)
         for a in argvs
     ]  # fmt: skip
     try:
@@ -245,9 +251,9 @@ def test_a_killed_workers_trials_are_retried_not_counted(tmp_path):
 
 def test_interrupted_cli_study_requeues_and_resumes(tmp_path):
     out = tmp_path / "s"
-    # 64k steps per trial: a round trains for seconds even when its program is already in the
+    # 16k steps per trial: a round trains for seconds even when its program is already in the
     # compilation cache, so the interrupt lands inside it
-    long_flags = [*SMALL_FLAGS[:-1], "64000"]
+    long_flags = [*SMALL_FLAGS[:-1], "16000"]
     argv = [sys.executable, "-m", "a2c_jax.cli", "sweep", *long_flags, "--sampler", "random", "--trials", "2",
             "--batch", "2", "--seeds", "1", "--range", "lr=1e-4:1e-2:log", "--eval-episodes", "4", "--quiet",
             "--out", str(out)]  # fmt: skip
