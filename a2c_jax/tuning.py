@@ -478,10 +478,10 @@ def check_space(base_config: A2CConfig, base_hparams: Any, space: SearchSpace, e
         check_fits(config, config.num_updates, eval_episodes)
 
 
-def best_setting(study: optuna.Study, space: SearchSpace) -> dict[str, Any] | None:
-    """The best clean trial's values (None when no trial completed)."""
-    ranked = [r for r in ranking_rows(study, space) if r["diverged"] == 0]
-    return {n: ranked[0][n] for n in space.names} if ranked else None
+def best_setting(ranked: list[dict[str, Any]], space: SearchSpace) -> dict[str, Any] | None:
+    """The values of the best clean trial among `ranking_rows` (None when none completed cleanly)."""
+    clean = [r for r in ranked if r["diverged"] == 0]
+    return {n: clean[0][n] for n in space.names} if clean else None
 
 
 def write_outputs(
@@ -499,7 +499,7 @@ def write_outputs(
 
     ranked = ranking_rows(study, space)
     numbers, steps, values = curves(study)
-    best = best_setting(study, space)
+    best = best_setting(ranked, space)
     flat = None
     if best is not None:
         member = make_members(base_config, base_hparams, [best], [0])[0]

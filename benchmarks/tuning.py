@@ -21,7 +21,7 @@ import numpy as np
 from a2c_jax import stats, sweep
 from a2c_jax.config import preset
 from a2c_jax.space import SearchSpace, expand_settings, parse_grid, parse_ranges
-from a2c_jax.tuning import optimize, population_evaluator, quiet_optuna, ranking_rows
+from a2c_jax.tuning import best_setting, optimize, population_evaluator, quiet_optuna, ranking_rows
 from benchmarks.common import write_result
 
 RANGES = ["lr=1e-4:1e-2:log", "ent_coef=1e-6:1e-1:log", "gae_lambda=0.8:1.0", "vf_coef=0.2:1.0"]
@@ -114,8 +114,8 @@ def main() -> None:
             t = time.perf_counter()
             if method in ("tpe", "random"):
                 study, _ = run_study(method, space, args.trials, args.batch, evaluate, repeat)
-                ranked = [r for r in ranking_rows(study, space) if r["diverged"] == 0]
-                best = {n: ranked[0][n] for n in space.names}
+                ranked = ranking_rows(study, space)  # clean trials first
+                best = best_setting(ranked, space)
                 curve = best_so_far(study, space, args.batch)
                 search_iqm = ranked[0]["iqm"]
             elif method == "grid":
@@ -140,8 +140,8 @@ def main() -> None:
 
     if args.big_trials:
         study, seconds = run_study("tpe", space, args.big_trials, 64, evaluate, 0)
-        ranked = [r for r in ranking_rows(study, space) if r["diverged"] == 0]
-        best = {n: ranked[0][n] for n in space.names}
+        ranked = ranking_rows(study, space)  # clean trials first
+        best = best_setting(ranked, space)
         returns = fresh_returns(config, hparams, best, fresh, args.episodes)
         result["big_study"] = {"trials": args.big_trials, "batch": 64, "seeds": args.seeds, "seconds": seconds,
                                "best": best, "search_iqm": ranked[0]["iqm"], "fresh": summary(returns),
