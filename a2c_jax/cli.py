@@ -15,6 +15,7 @@ import re
 import sys
 import time
 import typing
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -84,7 +85,8 @@ class _ClusterOptions:
     """Devices and processes (shared by train, sweep and pbt)."""
 
     devices: str | None = None
-    """'all' or a device count: train shards its envs, sweep and pbt their members, over them (default 1)"""
+    """'all' or a device count: train shards its envs, sweep and pbt their members, over them (default: train 1;
+    sweep and pbt on a CPU split their members over one device per core)"""
     coordinator_address: str | None = None
     """multi-process run: host:port of process 0's coordinator (with --num-processes and --process-id)"""
     num_processes: int | None = None
@@ -527,7 +529,7 @@ def sweep_command(args: Any) -> int:
     check_output_dir(out, "out")
     print(f"a2c-jax: sweeping {config.env_id}: {len(settings)} settings x {args.seeds} seeds -> {out}")
     with count_bar(len(members), "members", not args.quiet and is_primary()) as advance:
-        result = run_sweep(members, settings, args.eval_episodes, args.max_population, advance, args.devices or "1")
+        result = run_sweep(members, settings, args.eval_episodes, args.max_population, advance, args.devices)
     if not is_primary():
         return 0
     ranked = rank_settings(result)
@@ -542,7 +544,8 @@ def sweep_command(args: Any) -> int:
     _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
     print(
         f"{len(members)} members in {result.wall_seconds:.1f}s ({result.groups} compiled program(s), compile "
-        f"{result.compile_seconds:.1f}s)" + (f"; best setting -> {out / 'best.json'}" if best is not None else "")
+        f"{result.compile_seconds:.1f}s{f', split over {result.devices} devices' if result.devices > 1 else ''})"
+        + (f"; best setting -> {out / 'best.json'}" if best is not None else "")
     )
     if result.diverged.any():
         print(
@@ -681,7 +684,7 @@ def study_command(args: Any) -> int:
         f"x {args.seeds} seeds -> {out}" + ("" if args.storage else f" (optuna-dashboard {url})")
     )
     evaluate = population_evaluator(
-        config, hparams, list(range(args.seeds)), args.eval_episodes, args.max_population, args.devices or "1"
+        config, hparams, list(range(args.seeds)), args.eval_episodes, args.max_population, args.devices
     )
     start = time.perf_counter()
     with count_bar(args.trials, "trials", not args.quiet) as advance:
@@ -705,7 +708,7 @@ def pbt_command(args: Any) -> int:
     import jax
     import numpy as np
 
-    from a2c_jax.distributed import is_primary, layout_for
+    from a2c_jax.distributed import is_primary, population_layout
     from a2c_jax.logging import write_population
     from a2c_jax.pbt import make_pbt
     from a2c_jax.plotting import plot_pbt_schedule
@@ -730,7 +733,7 @@ def pbt_command(args: Any) -> int:
         raise ConfigError(f"interval={interval!r} is invalid: must be in [1, {config.num_updates}] updates")
     check_output_dir(out, "out")
     print(f"a2c-jax: PBT on {config.env_id}: {len(members)} members, exploit every {interval} updates -> {out}")
-    layout = layout_for(args.devices or "1", config.num_envs, len(members))
+    layout = population_layout(args.devices, config.num_envs, len(members))
     if layout is not None and len(members) % layout.pop_devices:
         raise ConfigError(
             f"the population of {len(members)} members does not divide over {layout.pop_devices} devices: "
@@ -924,6 +927,24 @@ def _fault(err: Exception) -> int:
     )
 
 
+def one_device_per_core(argv: list[str], environ: MutableMapping[str, str] = os.environ) -> None:
+    """Before JAX starts, for `sweep` and `pbt` in one process: ask XLA for one CPU device per core.
+
+    Appends `--xla_force_host_platform_device_count=CORES` to XLA_FLAGS unless it already sets a
+    count, the command trains no population, a multi-process flag is given, or there is one core.
+    Programs that ask for one device run on the first as before; accelerators are unaffected.
+    """
+    flags = environ.get("XLA_FLAGS", "")
+    multi = ("--coordinator-address", "--num-processes", "--process-id", "--distributed")
+    if not argv or argv[0] not in ("sweep", "pbt") or "host_platform_device_count" in flags:
+        return
+    if any(a.split("=")[0] in multi for a in argv):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores > 1:
+        environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
+
+
 def run() -> None:
     """Console-script wrapper: `main()`, then a quick exit.
 
@@ -935,6 +956,7 @@ def run() -> None:
     """
     import atexit
 
+    one_device_per_core(sys.argv[1:])
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -114,6 +114,30 @@ def layout_for(devices: str | int, num_envs: int, population: int = 1) -> Layout
     return make_layout(devices, num_envs, population)
 
 
+def cpu_population_devices() -> int:
+    """How many devices a population is split over by default: on a CPU backend in one process, every
+    local CPU device (`a2c-jax sweep` and `pbt` start one per core, see `cli.one_device_per_core`);
+    on accelerators and in multi-process runs, 1 (`--devices` asks for more there)."""
+    if jax.process_count() > 1 or jax.default_backend() != "cpu":
+        return 1
+    return jax.local_device_count()
+
+
+def population_layout(devices: str | int | None, num_envs: int, population: int) -> Layout | None:
+    """The mesh of a program over `population` members of `num_envs` envs each.
+
+    `devices` None (the default of sweep and pbt): the members alone are split over as many of
+    `cpu_population_devices()` as divide the population, each member's envs staying on one device
+    (XLA runs a one-device CPU program on about one core, so a population split over one device per
+    core uses them all; splitting a member's few envs would add an all-reduce per update instead).
+    Otherwise as `layout_for`.
+    """
+    if devices is not None:
+        return layout_for(devices, num_envs, population)
+    count = max(d for d in _divisors(cpu_population_devices()) if population % d == 0)
+    return None if count == 1 else make_layout(count, num_envs, population)
+
+
 def single_device_layout() -> Layout:
     return Layout(Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), (POP, ENV)))
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
-from a2c_jax.distributed import POP, Layout, layout_for, state_shardings
+from a2c_jax.distributed import POP, Layout, cpu_population_devices, population_layout, state_shardings
 from a2c_jax.evaluate import evaluate_final
 from a2c_jax.resources import available_bytes, eval_bytes, train_bytes
 from a2c_jax.stats import bootstrap_ci, iqm
@@ -73,6 +73,7 @@ class GroupResult(NamedTuple):
     seconds: float  # wall-clock of the group, compile included
     compile_seconds: float
     chunks: int
+    devices: int  # how many devices the members were split over
 
 
 _COMPILED_SIZES: dict[tuple[A2CConfig, int, Layout | None], set[int]] = {}
@@ -130,19 +131,22 @@ def run_group(
     eval_episodes: int,
     max_population: int | None,
     on_chunk: Callable[[int], None],
-    devices: str = "1",
+    devices: str | None = None,
     reuse: bool = False,
 ) -> GroupResult:
     """Train members that share one static config, in equal chunks of at most `max_population`
     (each chunk a multiple of the devices on the population axis, padded with copies). With `reuse`
     a chunk is padded up to a size already compiled for this config when that at most doubles it, so
     populations of changing sizes (an Optuna study's rounds) reuse a few compiled programs instead of
-    compiling one per size."""
+    compiling one per size. `devices` None splits the members over the CPU's cores
+    (`distributed.population_layout`), padding the chunk to a multiple of them."""
     config = members[0].config
     limit = max_population or max(1, available_bytes() // member_bytes(config, eval_episodes))
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
-    layout = layout_for(devices, config.num_envs, size)
+    if devices is None:
+        size = cpu_population_devices() * math.ceil(size / cpu_population_devices())
+    layout = population_layout(devices, config.num_envs, size)
     if layout is not None:
         size = layout.pop_devices * math.ceil(size / layout.pop_devices)
     compiled_sizes = _COMPILED_SIZES.setdefault((config, eval_episodes, layout), set())
@@ -165,7 +169,15 @@ def run_group(
     n = len(members)
     final, ret, cnt, bad = (np.concatenate(parts)[:n] for parts in zip(*outs, strict=True))
     curve = np.where(cnt > 0, ret, np.nan)
-    return GroupResult(final, bad.astype(bool), curve, time.perf_counter() - start, compile_seconds, n_chunks)
+    return GroupResult(
+        final,
+        bad.astype(bool),
+        curve,
+        time.perf_counter() - start,
+        compile_seconds,
+        n_chunks,
+        1 if layout is None else layout.size,
+    )
 
 
 def downsample_curve(curve: np.ndarray, points: int) -> np.ndarray:
@@ -203,6 +215,7 @@ class SweepResult:
     wall_seconds: float
     compile_seconds: float
     groups: int
+    devices: int  # the most devices a group was split over
 
 
 def _offset(callback: Callable[[int], None], base: int, n: int) -> None:
@@ -215,7 +228,7 @@ def run_sweep(
     eval_episodes: int = 16,
     max_population: int | None = None,
     on_progress: Callable[[int], None] = lambda done: None,
-    devices: str = "1",
+    devices: str | None = None,
     reuse: bool = False,
 ) -> SweepResult:
     """Train every member, one vmapped program per static config, and collect results."""
@@ -229,7 +242,7 @@ def run_sweep(
     curves = np.full((len(members), points), np.nan)
     steps = np.full((len(members), points), np.nan)  # NaN past a shorter group's last point
     seconds = np.zeros(len(members))
-    compile_total, done = 0.0, 0
+    compile_total, done, most_devices = 0.0, 0, 1
     for config, idx in groups.items():
         base = done
         res = run_group(
@@ -249,8 +262,19 @@ def run_sweep(
         steps[idx, : down.shape[1]] = np.round(edges) * config.batch_size
         seconds[idx] = res.seconds / len(idx)
         compile_total += res.compile_seconds
+        most_devices = max(most_devices, res.devices)
     return SweepResult(
-        members, settings, final, bad, curves, steps, seconds, time.perf_counter() - start, compile_total, len(groups)
+        members,
+        settings,
+        final,
+        bad,
+        curves,
+        steps,
+        seconds,
+        time.perf_counter() - start,
+        compile_total,
+        len(groups),
+        most_devices,
     )
 
 

@@ -337,7 +337,7 @@ def population_evaluator(
     seeds: Sequence[int],
     eval_episodes: int,
     max_population: int | None = None,
-    devices: str = "1",
+    devices: str | None = None,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> Evaluate:
     """The real objective: a round's settings x seeds trained as populations (one compiled program per

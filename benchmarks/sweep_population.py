@@ -1,9 +1,10 @@
 """A sweep of S settings x K seeds on CartPole-v1 (RL-Zoo's A2C config: 8 envs x 5 steps per member):
-one vmapped a2c_jax program vs a sequential loop of a2c_jax runs (compiled once, hyperparameters
-passed in) vs sequential Stable-Baselines3 runs (one run measured, multiplied). Also the population
-program's speed against population size.
+one vmapped a2c_jax program (split over the CPU's cores as `a2c-jax sweep` does; `--one-device`: not)
+vs a sequential loop of a2c_jax runs (compiled once, hyperparameters passed in) vs sequential
+Stable-Baselines3 runs (one run measured, multiplied). Also the population program's speed against
+population size, and one agent with `--agent-envs` envs on one device for comparison.
 
-    python -m benchmarks.sweep_population [--settings 64] [--seeds 4] [--steps 100000] [--no-sb3]
+    python -m benchmarks.sweep_population [--settings 64] [--seeds 4] [--steps 100000] [--no-sb3] [--one-device]
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from a2c_jax.cli import one_device_per_core
 from a2c_jax.config import HParams, preset
+from a2c_jax.distributed import POP, population_layout
 from a2c_jax.train import make_train
 from benchmarks.common import write_result
 
@@ -31,12 +34,15 @@ def population_hparams(size: int, seed: int = 0) -> HParams:
     return hp._replace(lr=lr, ent_coef=ent)
 
 
-def time_population(train, size: int) -> tuple[float, float]:
-    """(compile seconds, run seconds) of jit(vmap(train)) over `size` members."""
+def time_population(train, size: int, num_envs: int) -> tuple[float, float]:
+    """(compile seconds, run seconds) of jit(vmap(train)) over `size` members, split over the devices
+    as `a2c-jax sweep` splits them by default (`distributed.population_layout`)."""
     hps = population_hparams(size)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(size))
+    layout = population_layout(None, num_envs, size)
+    shardings = {} if layout is None else {"in_shardings": layout.sharding(POP), "out_shardings": layout.sharding(POP)}
     t = time.perf_counter()
-    compiled = jax.jit(jax.vmap(train)).lower(keys, hps).compile()
+    compiled = jax.jit(jax.vmap(train), **shardings).lower(keys, hps).compile()
     compile_s = time.perf_counter() - t
     t = time.perf_counter()
     jax.block_until_ready(compiled(keys, hps))
@@ -80,20 +86,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1, 4, 16, 64])
     parser.add_argument("--no-sb3", action="store_true")
     parser.add_argument("--name", default="cpu-sweep-population")
+    parser.add_argument("--one-device", action="store_true", help="do not split populations over the CPU's cores")
+    parser.add_argument("--agent-envs", type=int, default=512, help="envs of the one agent compared")
     args = parser.parse_args()
+    if not args.one_device:
+        one_device_per_core(["sweep"])  # what `a2c-jax sweep` does; XLA reads the flag when its backend starts
     config, _ = preset("zoo", "CartPole-v1")
     config = dataclasses.replace(config, total_timesteps=args.steps)
     train = make_train(config)
     size = args.settings * args.seeds
     steps = config.num_updates * config.batch_size
 
-    pop_compile, pop_run = time_population(train, size)
+    agent = dataclasses.replace(config, num_envs=args.agent_envs, total_timesteps=args.steps * 8)
+    agent_compile, agent_run = time_population(make_train(agent), 1, agent.num_envs)
+    agent_rate = agent.num_updates * agent.batch_size / agent_run
+    print(f"one agent x {agent.num_envs} envs: {agent_rate:12,.0f} env steps/s (one device, as `a2c-jax train`)")
+    pop_compile, pop_run = time_population(train, size, config.num_envs)
     print(f"population of {size}: compile {pop_compile:.1f}s, run {pop_run:.1f}s")
     seq_compile, seq_run = time_sequential(train, size)
     print(f"sequential {size} runs: compile {seq_compile:.1f}s, run {seq_run:.1f}s")
     scaling = []
     for p in args.sizes:
-        c, r = time_population(train, p)
+        c, r = time_population(train, p, config.num_envs)
         scaling.append({"population": p, "compile_seconds": c, "run_seconds": r,
                         "env_steps_per_second": p * steps / r, "seconds_per_member": r / p})  # fmt: skip
         print(f"population {p:4d}: {p * steps / r:12,.0f} env steps/s")
@@ -110,7 +124,11 @@ def main() -> None:
             "total_seconds": seq_compile + seq_run,
         },
         "speedup_vs_sequential_a2c_jax": (seq_compile + seq_run) / (pop_compile + pop_run),
+        "population_devices": jax.local_device_count(),
         "scaling": scaling,
+        "one_agent": {"num_envs": agent.num_envs, "compile_seconds": agent_compile, "env_steps_per_second": agent_rate},
+        "population_64_vs_one_agent": next((r["env_steps_per_second"] for r in scaling if r["population"] == 64), 0)
+        / agent_rate,
     }
     if not args.no_sb3:
         sb3 = time_sb3(steps)

@@ -20,7 +20,7 @@ import pytest
 
 import a2c_jax.runner as runner
 from a2c_jax.checkpoint import checkpoint_steps, restore_checkpoint
-from a2c_jax.cli import main
+from a2c_jax.cli import main, one_device_per_core
 from a2c_jax.train import init_state
 
 HERE = Path(__file__).parent
@@ -88,6 +88,42 @@ def test_sharded_population_equals_unsharded(sharding_results, case, mesh):
     assert r["mesh"] == mesh
     assert r["final_diff"] == 0.0 and r["curve_diff"] < 1e-4, r
     assert len(set(r["finals"])) > 1  # members really differ
+
+
+def test_population_split_over_cpu_devices_by_default(sharding_results):
+    r = sharding_results["default_split"]
+    # members alone are split, over as many CPU devices as divide the population; a sweep pads up to them
+    assert r["meshes"] == {"1": None, "3": None, "4": [4, 1], "6": [2, 1]}
+    assert r["devices"] == 4
+    assert r["final_diff"] < 1e-3 and r["curve_diff"] < 1e-2, r
+
+
+@pytest.mark.parametrize(
+    ("argv", "flags", "expected"),
+    [
+        (["sweep", "--seeds", "2"], "", "--xla_force_host_platform_device_count=4"),
+        (["pbt"], "--xla_cpu_foo=1", "--xla_cpu_foo=1 --xla_force_host_platform_device_count=4"),
+        (["train"], "", ""),  # one agent: splitting its envs would add an all-reduce per update
+        (["sweep"], "--xla_force_host_platform_device_count=1", "--xla_force_host_platform_device_count=1"),
+        (["sweep", "--num-processes", "2"], "", ""),
+        (["sweep", "--coordinator-address=127.0.0.1:1"], "", ""),
+    ],
+)
+def test_one_device_per_core(monkeypatch, argv, flags, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    environ = {"XLA_FLAGS": flags} if flags else {}
+    one_device_per_core(argv, environ)
+    assert environ.get("XLA_FLAGS", "") == expected
+
+
+def test_sweep_command_splits_members_over_the_cores(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    flags = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "4", "--total-timesteps", "64", "--quiet"]
+    argv = [*CLI, "sweep", *flags, "--grid", "lr=1e-3,3e-3", "--eval-episodes", "1", "--out", str(tmp_path / "s")]
+    proc = run(argv, env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cores = len(os.sched_getaffinity(0))
+    assert ("split over 2 devices" in proc.stdout) == (cores >= 2), proc.stdout
 
 
 def test_sharded_pbt_equals_unsharded(sharding_results):
