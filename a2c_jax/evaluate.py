@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from a2c_jax.config import A2CConfig
 from a2c_jax.envs import RunningMeanStd, VecEnvState
 from a2c_jax.networks import Carry, Params
-from a2c_jax.train import TrainState, make_agent
+from a2c_jax.train import TrainState, jit_once, make_agent
 
 
 class EvalResult(NamedTuple):
@@ -64,8 +64,8 @@ def evaluate(
     return EvalResult(out[4], out[5])
 
 
-evaluate_jit = jax.jit(evaluate, static_argnums=(0, 4, 5))
-"""`evaluate` compiled once per (config, num_episodes, greedy)."""
+evaluate_jit = jit_once(evaluate, static_argnums=(0, 4, 5))
+"""`evaluate` compiled once per (config, num_episodes, greedy), as a run-once program."""
 
 
 def evaluate_final(config: A2CConfig, state: TrainState, seed_key: jax.Array, num_episodes: int) -> EvalResult:
@@ -74,7 +74,7 @@ def evaluate_final(config: A2CConfig, state: TrainState, seed_key: jax.Array, nu
     return evaluate(config, state.params, state.env_state.obs_rms, jax.random.fold_in(seed_key, 1), num_episodes)
 
 
-evaluate_final_jit = jax.jit(evaluate_final, static_argnums=(0, 3))
+evaluate_final_jit = jit_once(evaluate_final, static_argnums=(0, 3))
 
 
 def record_episode(

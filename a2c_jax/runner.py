@@ -46,7 +46,7 @@ from a2c_jax.logging import (
 )
 from a2c_jax.resources import check_fits
 from a2c_jax.trackers import Tracker, open_trackers, parse_trackers
-from a2c_jax.train import TrainState, init_state, make_agent, make_run_chunk
+from a2c_jax.train import TrainState, init_state, jit_once, make_agent, make_run_chunk
 
 
 class TrainingDiverged(RuntimeError):
@@ -286,7 +286,7 @@ def open_run(
         check_output_dir(run_dir, "run_dir")
         write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
     barrier("a2c-jax-open")
-    return jax.jit(init_state, static_argnums=0, out_shardings=shardings)(config, hp, key), {}, layout
+    return jit_once(init_state, static_argnums=0, out_shardings=shardings)(config, hp, key), {}, layout
 
 
 def _prepare_fresh_dir(run_dir: Path, resume: bool) -> None:
@@ -463,7 +463,7 @@ def finish_run(
     done = int(state.update_step)
     evaluate = evaluate_final_jit
     if loop.layout is not None:  # every process reads the returns
-        evaluate = jax.jit(evaluate_final, static_argnums=(0, 3), out_shardings=loop.layout.replicated)
+        evaluate = jit_once(evaluate_final, static_argnums=(0, 3), out_shardings=loop.layout.replicated)
     result = evaluate(config, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
     returns = np.asarray(result.returns, np.float64)
     records = loop.metrics_log.read()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -88,6 +88,32 @@ def init_state(config: A2CConfig, hparams: HParams, key: jax.Array) -> TrainStat
     obs, env_state = agent.vec_env.reset(env_key)
     carry = agent.policy.initial_carry(config.num_envs)
     return TrainState(params, opt_state, env_state, obs, key, jnp.zeros((), jnp.int32), carry)
+
+
+def run_once_options() -> dict[str, Any]:
+    """XLA compiler options for the programs a process runs once (initialisation, final evaluation).
+
+    On a CPU: LLVM's optimisation level 0, which halves their compile (2 cores: the initialisation
+    3.3 -> 1.7 s, the evaluation 2.0 -> 1.0 s) while they still run in milliseconds. Their results
+    agree with the optimised build to float32 rounding (3e-7 in the initial parameters), not bit for
+    bit. The training chunk keeps full optimisation (level 0 runs it 3x slower). No options elsewhere.
+    """
+    return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+
+
+def jit_once(fun: Callable[..., Any], **jit_kwargs: Any) -> Callable[..., Any]:
+    """`jax.jit(fun, compiler_options=run_once_options(), **jit_kwargs)`, built at the first call
+    (only then is the backend known), for programs that run once per process."""
+
+    @functools.cache
+    def build() -> Any:
+        return jax.jit(fun, compiler_options=run_once_options(), **jit_kwargs)
+
+    @functools.wraps(fun)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return build()(*args, **kwargs)
+
+    return call
 
 
 def learning_rate(config: A2CConfig, hparams: HParams, update_step: jax.Array) -> jax.Array:
