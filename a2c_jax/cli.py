@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import os
 import re
@@ -44,15 +45,24 @@ EXIT_FAULT = 1
 
 
 def attribute_docs(cls: type) -> dict[str, str]:
-    """`name: text` entries of the Attributes section of a class docstring (continuations joined)."""
+    """`name: text` entries of the Attributes section of a class docstring (continuations joined).
+
+    An entry is a line at the section's own indentation (whatever it is) that starts with a field
+    name and ": "; deeper lines continue it; the section ends at the first line less indented.
+    """
+    _, found, section = inspect.cleandoc(cls.__doc__ or "").partition("Attributes:")
+    lines = [line for line in section.splitlines() if line.strip()] if found else []
+    depth = lambda line: len(line) - len(line.lstrip())
     docs: dict[str, str] = {}
     name = None
-    for line in (cls.__doc__ or "").split("Attributes:", 1)[-1].splitlines():
+    for line in lines:
         head, sep, text = line.strip().partition(": ")
-        if sep and head.replace("_", "").replace(" / ", "").isalnum() and line.startswith(" " * 8 + head):
+        if depth(line) < depth(lines[0]):
+            break
+        if depth(line) == depth(lines[0]) and sep and head.isidentifier():
             name = head
             docs[name] = text
-        elif name and line.strip():
+        elif name:
             docs[name] += " " + line.strip()
     return docs
 

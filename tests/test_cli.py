@@ -17,8 +17,8 @@ from gymnax.registration import register, registered_envs
 
 import a2c_jax.runner as runner
 from a2c_jax.checkpoint import restore_checkpoint
-from a2c_jax.cli import main
-from a2c_jax.config import HParams
+from a2c_jax.cli import attribute_docs, main
+from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, HParams
 from a2c_jax.train import init_state
 
 # --preset sb3 with these sizes is exactly the shared SMALL config, compiled once per session.
@@ -234,3 +234,20 @@ def test_help_imports_neither_jax_nor_numpy():
     out = subprocess.run([sys.executable, "-c", HELP_IMPORTS_CHECK], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "help without jax" in out.stdout
+
+
+def test_attribute_docs_read_any_indentation():
+    class Fields:
+        """Doc.
+
+        Attributes:
+           alpha: first line
+              continued
+           beta_2: second
+        Returns:
+           nothing: not an attribute
+        """
+
+    assert attribute_docs(Fields) == {"alpha": "first line continued", "beta_2": "second"}
+    assert set(attribute_docs(A2CConfig)) == set(CONFIG_NAMES)  # every flag gets its help text
+    assert set(attribute_docs(HParams)) == set(HPARAM_NAMES)
