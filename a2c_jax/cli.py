@@ -95,8 +95,8 @@ class _ClusterOptions:
     """Devices and processes (shared by train, sweep and pbt)."""
 
     devices: str | None = None
-    """'all' or a device count: train shards its envs, sweep and pbt their members, over them (default: train 1;
-    sweep and pbt on a CPU split their members over one device per core)"""
+    """'all' or a device count: train shards its envs, sweep and pbt their members, over them (on a CPU
+    one device per core; default: train 1, sweep and pbt split their members over the cores)"""
     coordinator_address: str | None = None
     """multi-process run: host:port of process 0's coordinator (with --num-processes and --process-id)"""
     num_processes: int | None = None
@@ -938,17 +938,18 @@ def _fault(err: Exception) -> int:
 
 
 def one_device_per_core(argv: list[str], environ: MutableMapping[str, str] = os.environ) -> None:
-    """Before JAX starts, for `sweep` and `pbt` in one process: ask XLA for one CPU device per core.
+    """Before JAX starts, for `sweep`, `pbt` and `train --devices` in one process: ask XLA for one CPU
+    device per core (so populations, and a `train` that asks for devices, can use every core).
 
     Appends `--xla_force_host_platform_device_count=CORES` to XLA_FLAGS unless it already sets a
-    count, the command trains no population, a multi-process flag is given, or there is one core.
-    Programs that ask for one device run on the first as before; accelerators are unaffected.
+    count, the command is another, a multi-process flag is given, or there is one core. Programs
+    that ask for one device run on the first as before; accelerators are unaffected.
     """
     flags = environ.get("XLA_FLAGS", "")
-    multi = ("--coordinator-address", "--num-processes", "--process-id", "--distributed")
-    if not argv or argv[0] not in ("sweep", "pbt") or "host_platform_device_count" in flags:
-        return
-    if any(a.split("=")[0] in multi for a in argv):
+    names = {a.split("=")[0] for a in argv}
+    multi = {"--coordinator-address", "--num-processes", "--process-id", "--distributed"}
+    wanted = bool(argv) and (argv[0] in ("sweep", "pbt") or (argv[0] == "train" and "--devices" in names))
+    if not wanted or "host_platform_device_count" in flags or names & multi:
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores > 1:

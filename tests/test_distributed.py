@@ -104,6 +104,7 @@ def test_population_split_over_cpu_devices_by_default(sharding_results):
         (["sweep", "--seeds", "2"], "", "--xla_force_host_platform_device_count=4"),
         (["pbt"], "--xla_cpu_foo=1", "--xla_cpu_foo=1 --xla_force_host_platform_device_count=4"),
         (["train"], "", ""),  # one agent: splitting its envs would add an all-reduce per update
+        (["train", "--num-envs", "512", "--devices=all"], "", "--xla_force_host_platform_device_count=4"),
         (["sweep"], "--xla_force_host_platform_device_count=1", "--xla_force_host_platform_device_count=1"),
         (["sweep", "--num-processes", "2"], "", ""),
         (["sweep", "--coordinator-address=127.0.0.1:1"], "", ""),
