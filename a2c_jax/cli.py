@@ -945,14 +945,19 @@ def one_device_per_core(argv: list[str], environ: MutableMapping[str, str] = os.
     count, the command is another, a multi-process flag is given, or there is one core. Programs
     that ask for one device run on the first as before; accelerators are unaffected.
     """
-    flags = environ.get("XLA_FLAGS", "")
     names = {a.split("=")[0] for a in argv}
     multi = {"--coordinator-address", "--num-processes", "--process-id", "--distributed"}
     wanted = bool(argv) and (argv[0] in ("sweep", "pbt") or (argv[0] == "train" and "--devices" in names))
-    if not wanted or "host_platform_device_count" in flags or names & multi:
-        return
+    if wanted and not names & multi:
+        cpu_device_per_core(environ)
+
+
+def cpu_device_per_core(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Append `--xla_force_host_platform_device_count=CORES` to XLA_FLAGS (before JAX starts) unless
+    it already sets a count or there is one core."""
+    flags = environ.get("XLA_FLAGS", "")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores > 1:
+    if cores > 1 and "host_platform_device_count" not in flags:
         environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
 
 

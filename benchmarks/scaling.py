@@ -22,22 +22,19 @@ import time
 RESULT = "SCALING "
 
 
-def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: float) -> dict:
-    """Steps/s of one agent (envs sharded) and of a population (members sharded) on `devices` devices."""
+def agent_rate(envs: int, devices: int, seconds: float) -> dict:
+    """Steps/s of one agent (SB3's CartPole settings) whose env axis is sharded over `devices`
+    devices, in chunks of the host loop's compiled program, as `a2c-jax train --devices` runs."""
     import jax
     import jax.numpy as jnp
 
     from a2c_jax.config import preset
-    from a2c_jax.distributed import layout_for, make_layout, state_shardings
+    from a2c_jax.distributed import make_layout, state_shardings
     from a2c_jax.runner import abstract_state, compile_chunk
-    from a2c_jax.sweep import population_program
     from a2c_jax.train import init_state
 
     config, hparams = preset("sb3", "CartPole-v1")
     hp = hparams.as_arrays()
-    out: dict = {"devices": devices, "visible": jax.device_count()}
-
-    # one agent: a chunk of updates of the host loop, the env axis sharded over the devices
     chunk = 50
     agent = dataclasses.replace(config, num_envs=envs, total_timesteps=envs * config.num_steps * chunk)
     layout = make_layout(devices, envs) if devices > 1 else None
@@ -52,7 +49,22 @@ def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: fl
         state, _ = jax.block_until_ready(program(state, hp, jnp.int32(chunk)))
         reps += 1
     wall = time.perf_counter() - t
-    out["agent"] = {"num_envs": envs, "steps_per_second": reps * chunk * agent.batch_size / wall, "compile": compile_s}
+    return {"num_envs": envs, "steps_per_second": reps * chunk * agent.batch_size / wall, "compile": compile_s}
+
+
+def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: float) -> dict:
+    """Steps/s of one agent (envs sharded) and of a population (members sharded) on `devices` devices."""
+    import jax
+    import jax.numpy as jnp
+
+    from a2c_jax.config import preset
+    from a2c_jax.distributed import layout_for
+    from a2c_jax.sweep import population_program
+
+    config, hparams = preset("sb3", "CartPole-v1")
+    hp = hparams.as_arrays()
+    out: dict = {"devices": devices, "visible": jax.device_count()}
+    out["agent"] = agent_rate(envs, devices, seconds)
 
     # a population: P members x pop_envs envs, the members sharded over the devices
     member = dataclasses.replace(config, num_envs=pop_envs, total_timesteps=pop_envs * config.num_steps * 400)

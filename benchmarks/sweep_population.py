@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.cli import one_device_per_core
+from a2c_jax.cli import cpu_device_per_core
 from a2c_jax.config import HParams, preset
 from a2c_jax.distributed import POP, population_layout
 from a2c_jax.train import make_train
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--agent-envs", type=int, default=512, help="envs of the one agent compared")
     args = parser.parse_args()
     if not args.one_device:
-        one_device_per_core(["sweep"])  # what `a2c-jax sweep` does; XLA reads the flag when its backend starts
+        cpu_device_per_core()  # what `a2c-jax sweep` does; XLA reads the flag when its backend starts
     config, _ = preset("zoo", "CartPole-v1")
     config = dataclasses.replace(config, total_timesteps=args.steps)
     train = make_train(config)

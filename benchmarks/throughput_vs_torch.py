@@ -3,7 +3,8 @@
 Same algorithm, network ([64, 64] tanh, separate actor and critic, orthogonal init),
 hyperparameters (SB3 defaults, n_steps 5) and env steps on every side. Each implementation is timed
 for about `--seconds` of training after a warm-up; a2c_jax's compile time is reported separately.
-PyTorch runs with 1 and with 2 threads and keeps the faster.
+PyTorch runs with 1 and with 2 threads and keeps the faster; a2c_jax runs on one device, and from 64
+envs also with its envs split over one CPU device per core (`a2c-jax train --devices all`).
 
     python -m benchmarks.throughput_vs_torch [--envs 1 8 64 512 4096 16384] [--seconds 3]
 """
@@ -14,9 +15,12 @@ import argparse
 import time
 from collections.abc import Callable
 
+import jax
 import torch
 
+from a2c_jax.cli import cpu_device_per_core
 from benchmarks.common import write_result
+from benchmarks.scaling import agent_rate
 from benchmarks.throughput import measure as measure_a2c_jax
 from benchmarks.torch_a2c import train_gymnasium, train_torch_native
 
@@ -66,6 +70,8 @@ def main() -> None:
     parser.add_argument("--max-gym-envs", type=int, default=512)
     parser.add_argument("--name", default="cpu-throughput-vs-torch")
     args = parser.parse_args()
+    cpu_device_per_core()  # XLA reads it when its backend starts: one device runs as before, `--devices all` splits
+    cores = jax.local_device_count() if jax.default_backend() == "cpu" else 1
     rows = []
     for n in args.envs:
         batch = n * N_STEPS
@@ -73,6 +79,8 @@ def main() -> None:
         jax_row = measure_a2c_jax(n, args.seconds)
         row["a2c_jax"] = jax_row["steps_per_second"]
         row["a2c_jax_compile_seconds"] = jax_row["compile_seconds"]
+        if cores > 1 and n >= 64 and n % cores == 0:  # `train --devices all`: the envs split over the cores
+            row["a2c_jax_all_cores"] = agent_rate(n, cores, args.seconds)["steps_per_second"]
         row["torch_native"], row["torch_native_threads"] = best_threads(
             lambda n=n, batch=batch: timed_rate(lambda s: train_torch_native(n, N_STEPS, s), batch, args.seconds)
         )
@@ -87,15 +95,19 @@ def main() -> None:
             row["sb3_subproc"] = sb3_rate(n, args.seconds, subproc=True)
         rows.append(row)
         print({k: (round(v) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    best = {k: max((r[k], r["num_envs"]) for r in rows if k in r) for k in
-            ("a2c_jax", "torch_native", "torch_gymnasium", "sb3_dummy")}  # fmt: skip
+    kinds = ("a2c_jax", "a2c_jax_all_cores", "torch_native", "torch_gymnasium", "sb3_dummy")
+    best = {k: max((r[k], r["num_envs"]) for r in rows if k in r) for k in kinds if any(k in r for r in rows)}
     at8 = next(r for r in rows if r["num_envs"] == 8) if any(r["num_envs"] == 8 for r in rows) else None
     summary = {
         "best": {k: {"steps_per_second": v[0], "num_envs": v[1]} for k, v in best.items()},
         "a2c_jax_over_sb3_at_8_envs": at8["a2c_jax"] / at8["sb3_dummy"] if at8 else None,
         "a2c_jax_over_sb3_best_vs_best": best["a2c_jax"][0] / best["sb3_dummy"][0],
         "a2c_jax_over_torch_native_best_vs_best": best["a2c_jax"][0] / best["torch_native"][0],
+        "cpu_devices": cores,
     }
+    if "a2c_jax_all_cores" in best:  # PyTorch keeps the faster of 1 and 2 threads: both sides may use the cores
+        fastest = max(best["a2c_jax"][0], best["a2c_jax_all_cores"][0])
+        summary["a2c_jax_any_devices_over_sb3_best_vs_best"] = fastest / best["sb3_dummy"][0]
     print(summary)
     path = write_result(
         args.name,
