@@ -139,13 +139,15 @@ def run_group(
     a chunk is padded up to a size already compiled for this config when that at most doubles it, so
     populations of changing sizes (an Optuna study's rounds) reuse a few compiled programs instead of
     compiling one per size. `devices` None splits the members over the CPU's cores
-    (`distributed.population_layout`), padding the chunk to a multiple of them."""
+    (`distributed.population_layout`), padding the chunk to a multiple of them unless that would
+    pass `max_population` (then as many cores as divide the chunk)."""
     config = members[0].config
     limit = max_population or max(1, available_bytes() // member_bytes(config, eval_episodes))
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
-    if devices is None:
-        size = cpu_population_devices() * math.ceil(size / cpu_population_devices())
+    cores = cpu_population_devices()
+    if devices is None and cores * math.ceil(size / cores) <= limit:
+        size = cores * math.ceil(size / cores)
     layout = population_layout(devices, config.num_envs, size)
     if layout is not None:
         size = layout.pop_devices * math.ceil(size / layout.pop_devices)

@@ -81,12 +81,15 @@ def check_default_split(config: A2CConfig) -> dict[str, object]:
     members = make_members(config, HParams(), settings, [0])
     one = run_sweep(members, settings, 2, None, devices="1")
     split = run_sweep(members, settings, 2, None)
+    capped = run_sweep(members, settings, 2, 3)  # padding to 4 would pass max_population 3: no split
     meshes = {}
     for n in (1, 3, 4, 6):
         layout = population_layout(None, config.num_envs, n)
         meshes[n] = None if layout is None else [layout.pop_devices, layout.env_devices]
     return {
         "devices": split.devices,
+        "capped_devices": capped.devices,
+        "capped_diff": float(np.max(np.abs(one.final_return - capped.final_return))),
         "final_diff": float(np.max(np.abs(one.final_return - split.final_return))),
         "curve_diff": float(np.nanmax(np.abs(one.curves - split.curves))),
         "meshes": meshes,

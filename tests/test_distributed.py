@@ -95,6 +95,7 @@ def test_population_split_over_cpu_devices_by_default(sharding_results):
     # members alone are split, over as many CPU devices as divide the population; a sweep pads up to them
     assert r["meshes"] == {"1": None, "3": None, "4": [4, 1], "6": [2, 1]}
     assert r["devices"] == 4
+    assert r["capped_devices"] == 1 and r["capped_diff"] == 0.0  # --max-population is never passed
     assert r["final_diff"] < 1e-3 and r["curve_diff"] < 1e-2, r
 
 
