@@ -10,17 +10,18 @@ them copies of the loop's state, and an A2C update draws keys and samples severa
 1.3-1.6x the env steps per second at 8 CartPole envs on 2 cores; the training chunk compiles no
 slower, a program with many draws (the initialisation) about 0.5 s slower. Importing
 `a2c_jax.distributions` applies it to the process (set A2C_JAX_ROLLED_THREEFRY=1 before that to keep
-JAX's lowering); other platforms are untouched.
+JAX's lowering); other platforms are untouched. A JAX without the two public hooks used here
+(`jax.extend.random.threefry2x32_p`, `jax.interpreters.mlir.register_lowering`) keeps its own lowering,
+with a warning.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import jax
 import numpy as np
-from jax.extend.random import threefry2x32_p
-from jax.interpreters import mlir
 
 ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 """Rotation distances of the rounds; groups of 4 alternate between the two rows."""
@@ -53,10 +54,16 @@ def threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array) -> 
 def lower_threefry_unrolled_on_cpu() -> bool:
     """Lower JAX's threefry2x32 primitive on the CPU with `threefry2x32` (an out-of-line function).
 
-    Returns False, changing nothing, when A2C_JAX_ROLLED_THREEFRY=1 asks for JAX's own lowering.
-    Programs traced afterwards use it; the bits they draw are the same either way.
+    Returns False, changing nothing, when A2C_JAX_ROLLED_THREEFRY=1 asks for JAX's own lowering or
+    this JAX lacks the hooks. Programs traced afterwards use it; the bits they draw are the same either way.
     """
     if os.environ.get("A2C_JAX_ROLLED_THREEFRY") == "1":
+        return False
+    try:
+        from jax.extend.random import threefry2x32_p
+        from jax.interpreters import mlir
+    except (ImportError, AttributeError) as err:
+        warnings.warn(f"keeping JAX's own Threefry lowering on the CPU: {err}", RuntimeWarning, stacklevel=2)
         return False
     rule = mlir.lower_fun(threefry2x32, multiple_results=True)
     mlir.register_lowering(threefry2x32_p, rule, platform="cpu", inline=False)

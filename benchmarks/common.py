@@ -37,6 +37,7 @@ def machine() -> dict[str, Any]:
         "jax": jax.__version__,
         "jax_backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
         "date": time.strftime("%Y-%m-%d"),
     }
 

@@ -1,36 +1,65 @@
 #!/usr/bin/env bash
-# One prepared GPU run, a few minutes: install the carried wheels (gymnax and what it needs, which the
-# GPU image lacks), then every GPU measurement. Results: benchmarks/results/gpu-*.json.
+# One prepared GPU run of about six minutes: install the carried wheels (gymnax, craftax and what they need,
+# which the GPU image lacks), then every GPU measurement, each section under its own time limit so one slow
+# section cannot take the others' time. Results: benchmarks/results/gpu-*.json (rewritten after each row,
+# so a section stopped at its limit keeps the rows it finished).
 #   bash benchmarks/gpu.sh                 # full sizes, on the GPU machine
 #   SMALL=1 bash benchmarks/gpu.sh         # tiny sizes, to test the script on a CPU
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 if [[ -d .whl ]]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-if [[ "${SMALL:-0}" == 1 ]]; then
-  python3 -m benchmarks.gpu_suite --envs 8 64 --population 2 4 --population-steps 2000 --torch-envs 8 64 \
-    --minatar-seeds 2 --minatar-steps 640 --seconds 0.5 --name "${NAME:-gpu-smoke}"
+# JAX takes half the GPU's memory, so PyTorch (the baselines, in the same process) has room.
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
+name="${NAME:-gpu}"
+small="${SMALL:-0}"
+
+section() {  # section LIMIT_SECONDS TITLE COMMAND...: run one measurement under a time limit
+  local limit=$1 title=$2
+  shift 2
+  echo "== $title (limit ${limit}s) $(date -u +%T)"
+  timeout -k 10 "$limit" "$@"
+  local rc=$?
+  [[ $rc -ne 0 ]] && echo "== $title: exit $rc (124: stopped at its limit; rows finished before are saved)"
+  return 0
+}
+
+if [[ "$small" == 1 ]]; then
+  suite=(--envs 8 64 --population 2 4 --population-steps 2000 --torch-envs 8 64 --minatar-seeds 2
+    --minatar-steps 640 --seconds 0.5)
+  rlhf=(--batches 16 --seconds 0.5 --no-compile)
+  craftax=(--envs 8 --seconds 0.5)
 else
-  python3 -m benchmarks.gpu_suite --name "${NAME:-gpu}"
-fi
-# RLHF: generated tokens/s and A2C-RLHF updates/s against the same loop in PyTorch on the GPU.
-if [[ "${SMALL:-0}" == 1 ]]; then
-  python3 -m benchmarks.rlhf_throughput --batches 16 --seconds 0.5 --no-compile --name "${NAME:-gpu}-rlhf-throughput-smoke"
-else
+  suite=(--seconds 2)
   torch_device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-  python3 -m benchmarks.rlhf_throughput --batches 16 64 256 1024 --torch-device "$torch_device" --name "${NAME:-gpu}-rlhf-throughput"
+  # PyTorch eager only: torch.compile of each batch size would take the run's minutes.
+  rlhf=(--batches 64 256 1024 --seconds 2 --no-compile --torch-device "$torch_device")
+  craftax=(--envs 1024 4096 --seconds 3)
 fi
+section 90 "a2c_jax throughput vs n_envs" python3 -m benchmarks.gpu_suite --only throughput "${suite[@]}" --name "$name"
+section 45 "PyTorch A2C vs n_envs" python3 -m benchmarks.gpu_suite --only torch "${suite[@]}" --name "$name"
+section 60 "populations" python3 -m benchmarks.gpu_suite --only population "${suite[@]}" --name "$name"
+# RLHF: generated tokens/s and A2C-RLHF updates/s against the same loop in PyTorch on the GPU.
+section 75 "RLHF throughput" python3 -m benchmarks.rlhf_throughput "${rlhf[@]}" --name "$name-rlhf-throughput"
+# Craftax (extra craftax): env steps/s of full A2C training with SB3's settings.
+section 90 "Craftax throughput" python3 -m benchmarks.throughput --env-ids craftax:Craftax-Classic-Symbolic-v1 \
+  "${craftax[@]}" --name "$name-throughput-craftax"
+section 100 "MinAtar returns at the presets' budgets" python3 -m benchmarks.gpu_suite --only minatar "${suite[@]}" \
+  --name "$name"
 # Many devices: throughput against the device count, when the machine has more than one GPU.
 gpus=$(python3 -c "import jax; print(jax.device_count())" 2>/dev/null || echo 1)
 if [[ "$gpus" -gt 1 ]]; then
   counts=""
   for d in 1 2 4 8 16; do [[ "$d" -le "$gpus" ]] && counts="$counts $d"; done
-  if [[ "${SMALL:-0}" == 1 ]]; then
-    python3 -m benchmarks.scaling --real --devices $counts --envs 64 --population 8 --seconds 0.5 --name "${NAME:-gpu}-scaling-smoke"
+  if [[ "$small" == 1 ]]; then
+    section 60 "scaling" python3 -m benchmarks.scaling --real --devices $counts --envs 64 --population 8 --seconds 0.5 \
+      --name "$name-scaling-smoke"
   else
-    python3 -m benchmarks.scaling --real --devices $counts --envs 65536 --population 512 --pop-envs 64 --name "${NAME:-gpu}-scaling"
+    section 120 "scaling" python3 -m benchmarks.scaling --real --devices $counts --envs 65536 --population 512 \
+      --pop-envs 64 --name "$name-scaling"
   fi
 fi
+echo "== done $(date -u +%T)"

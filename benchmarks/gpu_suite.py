@@ -19,43 +19,46 @@ from benchmarks.returns_table import ROWS, describe, run_row
 from benchmarks.sweep_population import time_population
 from benchmarks.throughput import measure
 
+SECTIONS = ("throughput", "population", "minatar", "torch")
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--envs", type=int, nargs="*", default=[1024, 16384, 131072, 1048576])
-    parser.add_argument("--population", type=int, nargs="*", default=[64, 256, 1024, 4096])
-    parser.add_argument("--population-steps", type=int, default=100_000, help="env steps per member")
-    parser.add_argument("--torch-envs", type=int, nargs="*", default=[1024, 16384, 131072, 1048576])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--minatar-seeds", type=int, default=5)
-    parser.add_argument("--minatar-steps", type=int, default=0, help="env steps per seed; 0: the preset's")
-    parser.add_argument("--name", default="gpu")
-    args = parser.parse_args()
 
+def throughput(args: argparse.Namespace) -> None:
+    """a2c_jax steps/s against n_envs (CartPole, SB3's settings); the file is rewritten after each row."""
     rows = []
     for n in args.envs:
         rows.append(measure(n, args.seconds))
         print(f"a2c_jax n_envs {n}: {rows[-1]['steps_per_second']:,.0f} steps/s", flush=True)
-    print(f"wrote {write_result(f'{args.name}-throughput', {'benchmark': 'throughput', 'rows': rows})}")
+        path = write_result(f"{args.name}-throughput", {"benchmark": "throughput", "rows": rows})
+    print(f"wrote {path}")
 
+
+def population(args: argparse.Namespace) -> None:
+    """Env steps/s of populations of CartPole agents (zoo preset) trained in one program."""
     config, _ = preset("zoo", "CartPole-v1")
     config = dataclasses.replace(config, total_timesteps=args.population_steps)
     train = make_train(config)
     steps = config.num_updates * config.batch_size
     pop = []
     for p in args.population:
-        c, r = time_population(train, p)
+        c, r = time_population(train, p, config.num_envs)
         pop.append({"population": p, "compile_seconds": c, "run_seconds": r, "env_steps_per_second": p * steps / r})
         print(f"population {p}: {p * steps / r:,.0f} env steps/s ({r:.1f}s)", flush=True)
-    payload = {"benchmark": "population", "config": dataclasses.asdict(config), "rows": pop}
-    print(f"wrote {write_result(f'{args.name}-population', payload)}")
+        payload = {"benchmark": "population", "config": dataclasses.asdict(config), "rows": pop}
+        path = write_result(f"{args.name}-population", payload)
+    print(f"wrote {path}")
 
-    minatar = {}
+
+def minatar(args: argparse.Namespace) -> None:
+    """The MinAtar rows of the returns table; the file is rewritten after each game."""
+    rows = {}
     for env_id in [e for e in ROWS if e.endswith("MinAtar")]:
-        minatar[env_id] = row = run_row(env_id, args.minatar_seeds, args.minatar_steps or None)
+        rows[env_id] = row = run_row(env_id, args.minatar_seeds, args.minatar_steps or None)
         print(describe(env_id, row), flush=True)
-        write_result(f"{args.name}-returns-minatar", {"benchmark": "returns_table", "rows": minatar})
+        write_result(f"{args.name}-returns-minatar", {"benchmark": "returns_table", "rows": rows})
 
+
+def torch_native(args: argparse.Namespace) -> None:
+    """The same A2C in plain PyTorch (on CUDA when there is one) against n_envs."""
     try:
         import torch
 
@@ -70,8 +73,26 @@ def main() -> None:
         rate = timed_rate(lambda s, n=n: train_torch_native(n, 5, s, device), n * 5, args.seconds)
         trows.append({"num_envs": n, "steps_per_second": rate, "device": device})
         print(f"torch-native {device} n_envs {n}: {rate:,.0f} steps/s", flush=True)
-    payload = {"benchmark": "torch_native", "torch": torch.__version__, "rows": trows}
-    print(f"wrote {write_result(f'{args.name}-torch-native', payload)}")
+        payload = {"benchmark": "torch_native", "torch": torch.__version__, "rows": trows}
+        path = write_result(f"{args.name}-torch-native", payload)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", type=int, nargs="*", default=[1024, 16384, 131072, 1048576])
+    parser.add_argument("--population", type=int, nargs="*", default=[64, 256, 1024, 4096])
+    parser.add_argument("--population-steps", type=int, default=100_000, help="env steps per member")
+    parser.add_argument("--torch-envs", type=int, nargs="*", default=[1024, 16384, 131072, 1048576])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--minatar-seeds", type=int, default=5)
+    parser.add_argument("--minatar-steps", type=int, default=0, help="env steps per seed; 0: the preset's")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--name", default="gpu")
+    args = parser.parse_args()
+    sections = {"throughput": throughput, "population": population, "minatar": minatar, "torch": torch_native}
+    for name in args.only:
+        sections[name](args)
 
 
 if __name__ == "__main__":

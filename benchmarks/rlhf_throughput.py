@@ -148,17 +148,18 @@ def main() -> None:
             "tokens vs the best PyTorch",
             flush=True,
         )
-    path = write_result(
-        args.name,
-        {
-            "benchmark": "rlhf_throughput",
-            "model": "causal transformer, 2 layers, width 64, 4 heads, 4x MLP; prompt 5, response 12 tokens",
-            "torch": torch.__version__,
-            "torch_threads": args.threads,
-            "torch_device": args.torch_device,
-            "rows": rows,
-        },
-    )
+        path = write_result(
+            args.name,
+            {
+                "benchmark": "rlhf_throughput",
+                "model": "causal transformer, 2 layers, width 64, 4 heads, 4x MLP; prompt 5, response 12 tokens",
+                "torch": torch.__version__,
+                "torch_threads": args.threads,
+                "torch_device": args.torch_device,
+                "torch_compile": not args.no_compile,
+                "rows": rows,
+            },
+        )
     print(f"wrote {path}")
 
 

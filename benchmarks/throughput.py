@@ -82,7 +82,7 @@ def main() -> None:
                 f"compile {row['compile_seconds']:.1f}s",
                 flush=True,
             )
-    path = write_result(args.name, {"benchmark": "throughput", "preset": args.preset, "rows": rows})
+            path = write_result(args.name, {"benchmark": "throughput", "preset": args.preset, "rows": rows})
     print(f"wrote {path}")
 
 
