@@ -244,6 +244,9 @@ class RLHFArgs(RLHFConfig):
     """no progress bars"""
     compile_cache: bool = True
     """use JAX's persistent compilation cache (in the user cache directory)"""
+    log: str = ""
+    """experiment trackers, comma-separated: 'tensorboard' (one run per beta under OUT/tensorboard),
+    'wandb' (one offline run in OUT/wandb); the metrics against A2C updates, written when the run ends"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +276,9 @@ def rlhf_command(args: RLHFArgs) -> int:
     config = RLHFConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLHFConfig)})
     betas = parse_betas(args.betas) if isinstance(args, RLHFSweepArgs) else None
     config.validate()
+    from a2c_jax.trackers import parse_trackers
+
+    trackers = parse_trackers(args.log)
     from a2c_jax.runner import check_output_dir
 
     check_output_dir(args.out, "out", create=False)
@@ -296,6 +302,11 @@ def rlhf_command(args: RLHFArgs) -> int:
             f"{ref['score']:.3f} -> {final['score']:.3f}, KL {final['k1']:.2f} nats/sequence, "
             f"length {final['length']:.1f}"
         )
+    if trackers:
+        from a2c_jax.logging import MetricsLog
+        from a2c_jax.trackers import log_rlhf
+
+        log_rlhf(trackers, args.out, MetricsLog(args.out / "metrics.jsonl").read())
     print(f"wrote {args.out} in {summary['seconds']['total']:.0f} s")
     return 0
 

@@ -9,7 +9,9 @@ into), with auto-reset:
 for one environment (unbatched arrays). When a step ends an episode, `obs` and `state` already
 belong to the next episode and `info["final_observation"]` holds the observation the step reached
 (the bootstrap target of a truncated episode); `terminated` means the MDP ended (no bootstrap),
-`truncated` that a time limit cut it. An `EnvSpec` tells the policy the shapes and bounds.
+`truncated` that a time limit cut it. An `EnvSpec` tells the policy the shapes and bounds. An env
+with a true class attribute `batched` takes and returns all N envs at once (leading axis N on keys,
+states, actions and outputs) and is not vmapped: `OptimisticAutoReset` uses that to share costly resets.
 
 Families of environments live behind a namespace: `--env-id gymnax:CartPole-v1` (the default
 namespace, so `CartPole-v1` means the same), or `mine:corridor` after
@@ -39,7 +41,7 @@ import importlib.util
 import sys
 import types
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import chex
 import jax
@@ -241,11 +243,52 @@ class AutoReset:
         return jnp.where(done, fresh_obs, obs), next_state, reward, done & ~truncated, truncated, info
 
 
+@dataclasses.dataclass(frozen=True)
+class OptimisticAutoReset:
+    """`AutoReset` for envs whose reset is costly (Craftax generates a whole world), stepping all N envs
+    at once (`batched`: VecEnv hands it keys, states and actions with a leading N axis instead of
+    vmapping it). Each step computes max(1, N // reset_ratio) fresh episodes instead of N and gives
+    the k-th env that finished the step fresh episode k mod that count; envs that finish in the same
+    step beyond the count start from copies of the same fresh episode (the trade of Craftax's own
+    OptimisticResetVecEnvWrapper, whose ratio 16 is the default here). Terminated, truncated and
+    `info["final_observation"]` are as `AutoReset` gives them."""
+
+    env: Any
+    time_limit: Callable[[Any, Any], jax.Array]
+    reset_ratio: int = 16
+    batched: ClassVar[bool] = True
+
+    def reset(self, keys: jax.Array, params: Any) -> tuple[jax.Array, Any]:
+        """keys [N, 2] -> (obs [N, ...], states with a leading N axis)."""
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+
+    def step(self, keys: jax.Array, states: Any, actions: jax.Array, params: Any) -> tuple[Any, ...]:
+        """keys [N, 2], states [N, ...], actions [N, ...] -> the protocol's step outputs, each [N, ...]."""
+        num_envs = keys.shape[0]
+        split = jax.vmap(jax.random.split)(keys)
+        obs, reached, reward, done, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+            split[:, 0], states, actions, params
+        )
+        done = jnp.asarray(done, bool)
+        truncated = done & jnp.asarray(jax.vmap(self.time_limit, in_axes=(0, None))(reached, params), bool)
+        pool = max(1, num_envs // self.reset_ratio)
+        fresh_obs, fresh = self.reset(split[:pool, 1], params)
+        slot = (jnp.cumsum(done) - 1) % pool  # the k-th finished env takes fresh episode k mod pool
+
+        def pick(fresh_leaf: jax.Array, reached_leaf: jax.Array) -> jax.Array:
+            mask = done.reshape(done.shape + (1,) * (reached_leaf.ndim - 1))
+            return jnp.where(mask, fresh_leaf[slot], reached_leaf)
+
+        next_state = jax.tree.map(pick, fresh, reached)
+        info = {**info, "final_observation": obs}
+        return pick(fresh_obs, obs), next_state, reward, done & ~truncated, truncated, info
+
+
 EnvBuilder = Callable[[str], tuple[Any, Any, EnvSpec]]
 """A family's constructor: name within the namespace -> (env, env params, EnvSpec)."""
 
 _FAMILIES: dict[str, EnvBuilder] = {}
-BUILTIN_FAMILIES = {"craftax": ("a2c_jax.families.craftax", "craftax")}
+BUILTIN_FAMILIES = {"brax": ("a2c_jax.families.brax", "brax"), "craftax": ("a2c_jax.families.craftax", "craftax")}
 """namespace -> (adapter module with a `build(name)`, the extra that installs its package)."""
 DEFAULT_NAMESPACE = "gymnax"
 ENTRY_POINT_GROUP = "a2c_jax.env_families"
@@ -420,7 +463,8 @@ class VecEnv:
         """Reset all envs. Returns (obs [N, *obs_shape], state). Observation statistics start fresh, or
         are `obs_rms` (required when `frozen_stats`)."""
         env, params = self._env
-        raw_obs, inner = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), params)
+        reset = env.reset if getattr(env, "batched", False) else jax.vmap(env.reset, in_axes=(0, None))
+        raw_obs, inner = reset(jax.random.split(key, self.num_envs), params)
         obs = preprocess_obs(self.spec, raw_obs)
         if obs_rms is None:
             if self.frozen_stats:
@@ -448,7 +492,8 @@ class VecEnv:
         truncated [N] bool, StepInfo). `gamma` is the discount of the reward normaliser.
         """
         env, params = self._env
-        raw_obs, inner, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+        step = env.step if getattr(env, "batched", False) else jax.vmap(env.step, in_axes=(0, 0, 0, None))
+        raw_obs, inner, reward, terminated, truncated, info = step(
             jax.random.split(key, self.num_envs), state.inner, self.env_action(action), params
         )
         reward = jnp.asarray(reward, jnp.float32)

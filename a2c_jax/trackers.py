@@ -157,6 +157,7 @@ def log_population(
     rows: Sequence[Mapping[str, Any]],
     steps: Any,
     series: Mapping[str, Any],
+    x_name: str = "env steps",
 ) -> None:
     """Write a population's members (a sweep or PBT: `kind`) to the trackers `names`.
 
@@ -168,10 +169,10 @@ def log_population(
     rows[i]: member i's row of results.csv (its settings, seed, final return; an Optuna study's rows are
     trials, with the IQM over seeds as final return); steps [M, K]: env steps;
     series: name -> [M, K] values per member (e.g. "episode_return" of a sweep; PBT's "fitness" and each
-    searched hyperparameter per generation), logged as `<kind>/<name>`.
+    searched hyperparameter per generation), logged as `<kind>/<name>`; x_name: what `steps` counts.
     """
     if "wandb" in names:
-        _wandb_population(out, kind, rows, steps, series)
+        _wandb_population(out, kind, rows, steps, series, x_name)
     if "tensorboard" not in names:
         return
     from tensorboardX import SummaryWriter
@@ -186,7 +187,7 @@ def log_population(
 
 
 def _wandb_population(
-    out: Path, kind: str, rows: Sequence[Mapping[str, Any]], steps: Any, series: Mapping[str, Any]
+    out: Path, kind: str, rows: Sequence[Mapping[str, Any]], steps: Any, series: Mapping[str, Any], x_name: str
 ) -> None:
     """One offline (unless WANDB_MODE says otherwise) W&B run in OUT/wandb: a "members" table (the
     rows of results.csv) and, per series, every member's values against env steps in one chart."""
@@ -207,6 +208,33 @@ def _wandb_population(
     keys = [f"member {i} ({', '.join(f'{k} {row[k]}' for k in LABELS if k in row)})" for i, row in enumerate(rows)]
     for name, values in series.items():
         xs, ys = zip(*(finite_points(steps[i], values[i]) for i in range(len(rows))), strict=True)
-        chart = wandb.plot.line_series(xs=list(xs), ys=list(ys), keys=keys, title=name, xname="env steps")
+        chart = wandb.plot.line_series(xs=list(xs), ys=list(ys), keys=keys, title=name, xname=x_name)
         run.log({f"{kind}/{name}": chart})
     run.finish()
+
+
+def log_rlhf(names: Sequence[str], out: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """Write an RLHF run (`a2c-jax rlhf` / `rlhf-sweep`) to the trackers `names` as a population with one
+    member per beta (a sweep's policies are one vmapped program, as a sweep's members are): every
+    numeric field of its metrics.jsonl records `rlhf/<field>` against A2C updates, and the beta with
+    the final gold reward (`final_return`) in TensorBoard's hyperparameter table.
+
+    records: metrics.jsonl lines, each with `update` and `beta`; a field a line lacks is a gap.
+    """
+    import numpy as np
+
+    betas = list(dict.fromkeys(float(r["beta"]) for r in records))
+    updates = sorted({int(r["update"]) for r in records})
+    column = {u: j for j, u in enumerate(updates)}
+    fields = sorted({k for r in records for k in scalars(r)} - {"update", "beta"})
+    series = {f: np.full((len(betas), len(updates)), np.nan) for f in fields}
+    for r in records:
+        for key, value in scalars(r).items():
+            if key in series:
+                series[key][betas.index(float(r["beta"])), column[int(r["update"])]] = value
+    gold = series.get("eval_gold", np.full((len(betas), len(updates)), np.nan))
+    rows = []
+    for i, beta in enumerate(betas):
+        finite_gold = finite_points(updates, gold[i])[1]
+        rows.append({"beta": beta, "final_return": finite_gold[-1] if finite_gold else math.nan})
+    log_population(names, out, "rlhf", rows, np.tile(updates, (len(betas), 1)), series, x_name="A2C updates")

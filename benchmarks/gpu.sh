@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# One prepared GPU run of about six minutes: install the carried wheels (gymnax, craftax and what they need,
+# One prepared GPU run of at most ten minutes (the sections' limits add up to 575 s; the first run, on one
+# H200 before the Brax section existed, took 6.5 minutes): install the carried wheels (gymnax, craftax and what they need,
 # which the GPU image lacks), then every GPU measurement, each section under its own time limit so one slow
 # section cannot take the others' time. Results: benchmarks/results/gpu-*.json (rewritten after each row,
-# so a section stopped at its limit keeps the rows it finished).
+# so a section stopped at its limit keeps the rows it finished). With RESULTS_COPY_TO=DIR, the results
+# are also packed into DIR/results.tar.gz after every section, so a run stopped from outside keeps them.
 #   bash benchmarks/gpu.sh                 # full sizes, on the GPU machine
 #   SMALL=1 bash benchmarks/gpu.sh         # tiny sizes, to test the script on a CPU
+# Wheels to carry in .whl (Python 3.12, manylinux, --no-deps), for an image with jax, flax, optax, chex,
+# orbax and torch but none of these: gymnax 1.0.1, gymnasium 1.3.0, farama-notifications 0.0.6, tyro
+# 1.0.17, docstring-parser 0.18.0, typeguard 4.6.1, craftax 1.6.1; for the Brax rows also brax 0.14.2,
+# mujoco 4.0.0, mujoco-core 4.0.0, mujoco-studio 4.0.0, mujoco-mjx 3.17.0, trimesh 5.2.0, jaxopt 0.8.5,
+# glfw 2.11.0, pyopengl 3.1.10, ml-collections 1.1.0 (about 35 MB in all). A section whose package is
+# missing fails alone and says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [[ -d .whl ]]; then
@@ -24,6 +32,9 @@ section() {  # section LIMIT_SECONDS TITLE COMMAND...: run one measurement under
   timeout -k 10 "$limit" "$@"
   local rc=$?
   [[ $rc -ne 0 ]] && echo "== $title: exit $rc (124: stopped at its limit; rows finished before are saved)"
+  if [[ -n "${RESULTS_COPY_TO:-}" ]] && compgen -G "benchmarks/results/$name-*.json" >/dev/null; then
+    tar czf "$RESULTS_COPY_TO/results.tar.gz" benchmarks/results/"$name"-*.json
+  fi
   return 0
 }
 
@@ -32,22 +43,27 @@ if [[ "$small" == 1 ]]; then
     --minatar-steps 640 --seconds 0.5)
   rlhf=(--batches 16 --seconds 0.5 --no-compile)
   craftax=(--envs 8 --seconds 0.5)
+  brax=(--env-ids brax:inverted_pendulum@spring --envs 4 --seconds 0.5)
 else
   suite=(--seconds 2)
   torch_device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
   # PyTorch eager only: torch.compile of each batch size would take the run's minutes.
-  rlhf=(--batches 64 256 1024 --seconds 2 --no-compile --torch-device "$torch_device")
-  craftax=(--envs 1024 4096 --seconds 3)
+  rlhf=(--batches 64 256 --seconds 2 --no-compile --torch-device "$torch_device")
+  craftax=(--envs 4096 --seconds 2)
+  brax=(--env-ids brax:ant brax:hopper --envs 4096 --seconds 2)
 fi
-section 90 "a2c_jax throughput vs n_envs" python3 -m benchmarks.gpu_suite --only throughput "${suite[@]}" --name "$name"
-section 45 "PyTorch A2C vs n_envs" python3 -m benchmarks.gpu_suite --only torch "${suite[@]}" --name "$name"
-section 60 "populations" python3 -m benchmarks.gpu_suite --only population "${suite[@]}" --name "$name"
+section 75 "a2c_jax throughput vs n_envs" python3 -m benchmarks.gpu_suite --only throughput "${suite[@]}" --name "$name"
+section 40 "PyTorch A2C vs n_envs" python3 -m benchmarks.gpu_suite --only torch "${suite[@]}" --name "$name"
+section 50 "populations" python3 -m benchmarks.gpu_suite --only population "${suite[@]}" --name "$name"
 # RLHF: generated tokens/s and A2C-RLHF updates/s against the same loop in PyTorch on the GPU.
-section 75 "RLHF throughput" python3 -m benchmarks.rlhf_throughput "${rlhf[@]}" --name "$name-rlhf-throughput"
+section 80 "RLHF throughput" python3 -m benchmarks.rlhf_throughput "${rlhf[@]}" --name "$name-rlhf-throughput"
 # Craftax (extra craftax): env steps/s of full A2C training with SB3's settings.
 section 90 "Craftax throughput" python3 -m benchmarks.throughput --env-ids craftax:Craftax-Classic-Symbolic-v1 \
   "${craftax[@]}" --name "$name-throughput-craftax"
-section 100 "MinAtar returns at the presets' budgets" python3 -m benchmarks.gpu_suite --only minatar "${suite[@]}" \
+# Brax (extra brax): env steps/s of full A2C training with the family's default preset, Brax's default
+# physics backend (generalized), ant and hopper at 4,096 envs (the headline rows of Brax-based libraries).
+section 120 "Brax throughput" python3 -m benchmarks.throughput --preset default "${brax[@]}" --name "$name-throughput-brax"
+section 120 "MinAtar returns at the presets' budgets" python3 -m benchmarks.gpu_suite --only minatar "${suite[@]}" \
   --name "$name"
 # Many devices: throughput against the device count, when the machine has more than one GPU.
 gpus=$(python3 -c "import jax; print(jax.device_count())" 2>/dev/null || echo 1)

@@ -367,3 +367,81 @@ def test_evaluation_through_vecenv_equals_stepping_the_env_by_hand(env_id):
         active &= ~(np.asarray(term) | np.asarray(trunc))
     np.testing.assert_allclose(np.asarray(result.returns), returns, rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(result.lengths), lengths)
+
+
+class TaggedCorridorNoReset(CorridorNoReset):
+    """CorridorNoReset whose every fresh episode carries a random tag, to tell fresh episodes apart."""
+
+    def reset(self, key, params):
+        tag = jax.random.randint(key, (), 0, 2**30)
+        return jnp.zeros((1,)), (jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), tag)
+
+    def step(self, key, state, action, params):
+        obs, (pos, t), reward, done, info = super().step(key, state[:2], action, params)
+        return obs, (pos, t, state[2]), reward, done, info
+
+
+def test_optimistic_auto_reset_shares_a_few_fresh_episodes_among_the_finished_envs():
+    """8 envs, ratio 4: each step makes 2 fresh episodes (from the first two envs' reset keys); the
+    envs that finish take them in order, the third finisher a copy of the first; the others keep
+    their reached state; flags and final observations as AutoReset gives them."""
+    from a2c_jax.envs import AutoReset, OptimisticAutoReset
+
+    env, params, limit = TaggedCorridorNoReset(), {"limit": 6}, lambda s, p: s[1] >= p["limit"]
+    optimistic, plain = OptimisticAutoReset(env, limit, reset_ratio=4), AutoReset(env, limit)
+    keys = jax.random.split(jax.random.PRNGKey(0), 8)
+    _, states = optimistic.reset(keys, params)
+    # envs 1 and 6 walk to the goal (terminate), env 4 times out (truncated), the rest stay alive
+    pos = jnp.array([0, 3, 0, 0, 0, 0, 3, 0])
+    t = jnp.array([0, 0, 0, 0, 5, 0, 0, 0])
+    states = (pos, t, states[2])
+    actions = jnp.array([0, 1, 0, 0, 0, 0, 1, 0])
+    obs, after, reward, terminated, truncated, info = optimistic.step(keys, states, actions, params)
+    expected = jax.vmap(plain.step, in_axes=(0, 0, 0, None))(keys, states, actions, params)
+    for got, want in [(reward, expected[2]), (terminated, expected[3]), (truncated, expected[4])]:
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    np.testing.assert_array_equal(np.asarray(info["final_observation"]), np.asarray(expected[5]["final_observation"]))
+    assert terminated.tolist() == [False, True, False, False, False, False, True, False]
+    assert truncated.tolist() == [False, False, False, False, True, False, False, False]
+    pool_keys = jax.vmap(jax.random.split)(keys)[:2, 1]
+    fresh_tags = jax.vmap(env.reset, in_axes=(0, None))(pool_keys, params)[1][2]
+    tags = after[2]
+    assert tags[1] == fresh_tags[0] and tags[4] == fresh_tags[1] and tags[6] == fresh_tags[0]
+    assert fresh_tags[0] != fresh_tags[1]
+    alive = [0, 2, 3, 5, 7]
+    np.testing.assert_array_equal(np.asarray(tags[jnp.array(alive)]), np.asarray(states[2][jnp.array(alive)]))
+    assert after[0].tolist() == [0, 0, 0, 0, 0, 0, 0, 0] and after[1].tolist() == [1, 0, 1, 1, 0, 1, 0, 1]
+    assert obs[:, 0].tolist() == [0.0] * 8
+
+
+def test_vecenv_steps_a_batched_env_without_vmapping_it():
+    """Through VecEnv (a registered family), the optimistic wrapper with one fresh episode per env gives
+    the same observations, flags and episode statistics as AutoReset over two episodes."""
+    from a2c_jax.envs import AutoReset, EnvSpec, OptimisticAutoReset, register_env_family
+
+    limit = lambda s, p: s[1] >= p["limit"]
+    spec = EnvSpec("", (1,), "discrete", 2, max_episode_steps=6)
+    register_env_family("plainwalk", lambda name: (AutoReset(CorridorNoReset(), limit), {"limit": 6}, spec))
+    register_env_family("optwalk", lambda name: (OptimisticAutoReset(CorridorNoReset(), limit, 1), {"limit": 6}, spec))
+    try:
+        runs = []
+        for namespace in ("plainwalk", "optwalk"):
+            vec = VecEnv(make_env(f"{namespace}:corridor")[2], 3)
+            _, state = vec.reset(jax.random.PRNGKey(0))
+            out = []
+            for i in range(8):
+                obs, state, _, term, trunc, info = vec.step(
+                    jax.random.PRNGKey(i), state, jnp.array([1, 0, i % 2]), 0.99
+                )
+                out.append([np.asarray(x) for x in (obs, term, trunc, info.final_obs, info.episode_length)])
+            runs.append(out)
+        for a, b in zip(*runs, strict=True):
+            for x, y in zip(a, b, strict=True):
+                np.testing.assert_array_equal(x, y)
+        assert any(step[1].any() for step in runs[1]) and any(step[2].any() for step in runs[1])
+    finally:
+        from a2c_jax import envs
+
+        for namespace in ("plainwalk", "optwalk"):
+            envs._FAMILIES.pop(namespace, None)
+        make_env.cache_clear()

@@ -243,3 +243,39 @@ def test_pbt_writes_each_member_with_its_schedule(tmp_path):
         assert scalars.get("pbt/fitness", {}) == {k: pytest.approx(v, rel=1e-6) for k, v in fit.items()}
         table = scalars_of(read_events(member / "hparams"))
         assert table["hparam/final_return"][0] == pytest.approx(float(results[i]["final_return"]), rel=1e-6)
+
+
+RLHF_RECORDS = [
+    {"update": 0, "beta": 0.0, "eval_gold": 0.5, "eval_k1": 0.0},
+    {"update": 0, "beta": 0.1, "eval_gold": 0.5, "eval_k1": 0.0},
+    {"update": 10, "beta": 0.0, "loss": 2.0, "entropy": 1.5},
+    {"update": 10, "beta": 0.1, "loss": 3.0, "entropy": 1.7},
+    {"update": 20, "beta": 0.0, "loss": 1.0, "entropy": None, "eval_gold": 1.25, "eval_k1": 4.0},
+    {"update": 20, "beta": 0.1, "loss": 1.5, "entropy": 1.6, "eval_gold": 0.75, "eval_k1": 1.0},
+]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboardX") is None, reason="the tensorboard extra is not installed")
+def test_rlhf_run_writes_one_tensorboard_run_per_beta(tmp_path):
+    """`a2c-jax rlhf --log tensorboard`: each beta's metrics.jsonl fields against A2C updates (a field a
+    line lacks, or a null, is a gap), its final gold reward in the hyperparameter table."""
+    from a2c_jax.trackers import log_rlhf
+
+    log_rlhf(("tensorboard",), tmp_path, RLHF_RECORDS)
+    members = sorted((tmp_path / "tensorboard").glob("member-*"))
+    assert len(members) == 2
+    for member, beta in zip(members, (0.0, 0.1), strict=True):
+        got = scalars_of(read_events(member))
+        mine = [r for r in RLHF_RECORDS if r["beta"] == beta]
+        for field in ("loss", "entropy", "eval_gold", "eval_k1"):
+            want = {r["update"]: r[field] for r in mine if r.get(field) is not None}
+            assert got[f"rlhf/{field}"] == pytest.approx(want), (beta, field)
+        table = scalars_of(read_events(member / "hparams"))
+        assert table["hparam/final_return"][0] == pytest.approx(mine[-1]["eval_gold"])
+
+
+def test_rlhf_refuses_an_unknown_tracker_before_any_work(tmp_path, capsys):
+    out = tmp_path / "rlhf"
+    assert main(["rlhf", "--out", str(out), "--log", "tensorbord", "--quiet"]) == 2
+    assert "log='tensorbord' is invalid" in capsys.readouterr().err
+    assert not out.exists()

@@ -202,3 +202,22 @@ def test_presets():
         preset("zoo", "Catch-bsuite")
     with pytest.raises(ConfigError, match="preset='best'"):
         preset("best", "CartPole-v1")
+
+
+def test_env_families_get_their_default_preset():
+    """`brax:` and `craftax:` ids take their family's default (whatever the env name); gymnax ids and
+    unknown namespaces keep CartPole's; sb3 stays SB3's for every family."""
+    cfg, hp = preset("default", "brax:ant@spring")
+    assert (cfg.num_envs, cfg.num_steps, cfg.optimizer, cfg.normalize_observation, hp.lr) == (
+        32,
+        16,
+        "adam",
+        True,
+        3e-3,
+    )
+    cfg, hp = preset("default", "craftax:Craftax-Symbolic-v1")
+    assert (cfg.hidden_sizes, cfg.num_steps, hp.gae_lambda, hp.ent_coef) == ((512, 512, 512), 16, 0.8, 0.01)
+    cartpole = preset("default", "CartPole-v1")
+    assert preset("default", "mine:corridor")[0].num_envs == cartpole[0].num_envs
+    assert preset("default", "gymnax:Pendulum-v1")[0].num_envs == 16
+    assert preset("sb3", "brax:hopper")[0].optimizer == "rmsprop"

@@ -2,10 +2,12 @@
 benchmark, symbolic observations (a flat float vector) and discrete actions.
 
 Craftax ends an episode when the player dies or at `params.max_timesteps` (10,000 steps); its auto-
-resetting envs report only `done`, so the adapter wraps the NoAutoReset ones in `envs.AutoReset`,
-which splits `done` into terminated (death: no bootstrap) and truncated (the time limit: bootstrap
-from V(final observation)). The pixel variants are not offered: an MLP over 130k pixels is not a
-sensible default, and the CNN here is MinAtar's.
+resetting envs report only `done`, so the adapter wraps the NoAutoReset ones in
+`envs.OptimisticAutoReset`, which splits `done` into terminated (death: no bootstrap) and truncated (the
+time limit: bootstrap from V(final observation)). Generating a world costs about 25 steps (2-core CPU,
+64 envs: 249 ms for 64 resets, 9.7 ms for 64 steps), so a step computes one fresh world per 16 envs,
+not one per env, as Craftax's own OptimisticResetVecEnvWrapper does.
+The pixel variants are not offered: an MLP over 130k pixels is not a sensible default, and the CNN here is MinAtar's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from a2c_jax.config import ConfigError
-from a2c_jax.envs import AutoReset, EnvSpec
+from a2c_jax.envs import EnvSpec, OptimisticAutoReset
 
 NAMES = ("Craftax-Symbolic-v1", "Craftax-Classic-Symbolic-v1")
 
@@ -23,7 +25,7 @@ def at_time_limit(state: Any, params: Any) -> Any:
     return state.timestep >= params.max_timesteps
 
 
-def build(name: str) -> tuple[AutoReset, Any, EnvSpec]:
+def build(name: str) -> tuple[OptimisticAutoReset, Any, EnvSpec]:
     """(env in the protocol, its default params, EnvSpec) for a Craftax symbolic id."""
     if name not in NAMES:
         raise ConfigError(f"env_id='craftax:{name}' is unknown: known are {', '.join('craftax:' + n for n in NAMES)}")
@@ -34,4 +36,4 @@ def build(name: str) -> tuple[AutoReset, Any, EnvSpec]:
     obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
     spec = EnvSpec(name, obs_shape, "discrete", int(env.action_space(params).n),
                    max_episode_steps=int(params.max_timesteps))  # fmt: skip
-    return AutoReset(env, at_time_limit), params, spec
+    return OptimisticAutoReset(env, at_time_limit), params, spec
