@@ -40,7 +40,9 @@ class A2CConfig:
 
     Attributes:
         env_id: environment id: a gymnax id ("CartPole-v1", also written "gymnax:CartPole-v1"), or
-            "namespace:name" for an environment family registered with `envs.register_env_family`.
+            "namespace:name" for another family: "brax:hopper" (or "brax:ant@spring"),
+            "craftax:Craftax-Symbolic-v1" (each with its extra), or one registered with
+            `envs.register_env_family`.
         num_envs: N, environments stepped in parallel.
         num_steps: T, rollout length per update; one update consumes N * T env steps.
         total_timesteps: env steps to train for; rounded down to whole updates.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 import traceback
 
@@ -19,7 +20,7 @@ import numpy as np
 from a2c_jax.config import ConfigError, preset
 from a2c_jax.envs import make_env
 from a2c_jax.train import make_train
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 
 
 def family_names(family: str, backend: str | None) -> list[str]:
@@ -60,13 +61,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", choices=["brax", "craftax"], default="brax")
     parser.add_argument("--backend", default=None, help="Brax physics backend (default: Brax's own)")
+    parser.add_argument("--only", nargs="+", default=None, help="these env ids only (rows of others are kept)")
     parser.add_argument("--name", default=None, help="default: cpu-walk-<family>")
     args = parser.parse_args()
-    rows = []
-    for env_id in family_names(args.family, args.backend):
-        rows.append(walk(env_id))
-        print(f"{env_id}: {rows[-1]['outcome']} ({rows[-1]['seconds']:.0f} s) {rows[-1]['error'] or ''}", flush=True)
-        write_result(args.name or f"cpu-walk-{args.family}", {"benchmark": "walk_envs", "rows": rows})
+    name = args.name or f"cpu-walk-{args.family}"
+    path = RESULTS / f"{name}.json"
+    # rows of earlier runs stay, so one env can be walked again on its own
+    rows = {r["env_id"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
+    for env_id in args.only or family_names(args.family, args.backend):
+        rows[env_id] = row = walk(env_id)
+        print(f"{env_id}: {row['outcome']} ({row['seconds']:.0f} s) {row['error'] or ''}", flush=True)
+        write_result(name, {"benchmark": "walk_envs", "rows": list(rows.values())})
 
 
 if __name__ == "__main__":

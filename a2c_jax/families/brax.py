@@ -81,4 +81,17 @@ def build(name: str) -> tuple[AutoReset, None, EnvSpec]:
     act = int(env.action_size)
     spec = EnvSpec(name, (int(env.observation_size),), "continuous", act, (-1.0,) * act, (1.0,) * act,
                    max_episode_steps=EPISODE_LENGTH)  # fmt: skip
-    return AutoReset(DoneOnly(EpisodeWrapper(env, EPISODE_LENGTH, action_repeat=1)), at_time_limit), None, spec
+    wrapped = AutoReset(DoneOnly(EpisodeWrapper(env, EPISODE_LENGTH, action_repeat=1)), at_time_limit)
+    trace_once(wrapped, act)
+    return wrapped, None, spec
+
+
+def trace_once(env: AutoReset, action_dim: int) -> None:
+    """Trace one reset and step without compiling, so an env that this JAX cannot run fails when it is
+    built, with its own error (Brax 0.14's swimmer calls `jnp.clip(a_min=...)`, which JAX 0.10 removed),
+    instead of deep inside a training program."""
+    import jax.numpy as jnp
+
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    _, state = jax.eval_shape(env.reset, key, None)
+    jax.eval_shape(env.step, key, state, jax.ShapeDtypeStruct((action_dim,), jnp.float32), None)
