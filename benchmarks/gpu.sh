@@ -31,7 +31,11 @@ section() {  # section LIMIT_SECONDS TITLE COMMAND...: run one measurement under
   echo "== $title (limit ${limit}s) $(date -u +%T)"
   timeout -k 10 "$limit" "$@"
   local rc=$?
-  [[ $rc -ne 0 ]] && echo "== $title: exit $rc (124: stopped at its limit; rows finished before are saved)"
+  if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+    echo "== $title: stopped at its limit (rows finished before are saved)"
+  elif [[ $rc -ne 0 ]]; then
+    echo "== $title: failed (exit $rc)"
+  fi
   if [[ -n "${RESULTS_COPY_TO:-}" ]] && compgen -G "benchmarks/results/$name-*.json" >/dev/null; then
     tar czf "$RESULTS_COPY_TO/results.tar.gz" benchmarks/results/"$name"-*.json
   fi
