@@ -79,6 +79,11 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is >= n (n, multiple > 0)."""
+    return multiple * math.ceil(n / multiple)
+
+
 def make_layout(devices: str | int, num_envs: int, population: int = 1) -> Layout:
     """A ("pop", "env") mesh over `devices` devices for `population` members of `num_envs` envs.
 
@@ -97,7 +102,7 @@ def make_layout(devices: str | int, num_envs: int, population: int = 1) -> Layou
     pop = max(d for d in _divisors(count) if population % d == 0) if population > 1 else 1
     env = count // pop
     if num_envs % env:
-        nearest = env * math.ceil(num_envs / env)
+        nearest = round_up(num_envs, env)
         counts = [str(d) for d in _divisors(len(available)) if num_envs % d == 0]
         raise ConfigError(
             f"num_envs={num_envs} does not divide over {env} devices: use a multiple of {env} such as {nearest}, "

@@ -234,13 +234,23 @@ class AutoReset:
 
     def step(self, key: jax.Array, state: Any, action: jax.Array, params: Any) -> tuple[Any, ...]:
         step_key, reset_key = jax.random.split(key)
-        obs, reached, reward, done, info = self.env.step(step_key, state, action, params)
-        done = jnp.asarray(done, bool)
-        truncated = done & jnp.asarray(self.time_limit(reached, params), bool)
+        obs, reached, reward, done, truncated, info = step_without_reset(
+            self.env, self.time_limit, step_key, state, action, params
+        )
         fresh_obs, fresh = self.env.reset(reset_key, params)
         next_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, reached)
-        info = {**info, "final_observation": obs}
         return jnp.where(done, fresh_obs, obs), next_state, reward, done & ~truncated, truncated, info
+
+
+def step_without_reset(
+    env: Any, time_limit: Callable[[Any, Any], jax.Array], key: jax.Array, state: Any, action: jax.Array, params: Any
+) -> tuple[Any, ...]:
+    """One step of a `done`-only env (one environment): (obs, reached state, reward, done, truncated,
+    info with the reached `final_observation`); truncated is `done` at the time limit."""
+    obs, reached, reward, done, info = env.step(key, state, action, params)
+    done = jnp.asarray(done, bool)
+    truncated = done & jnp.asarray(time_limit(reached, params), bool)
+    return obs, reached, reward, done, truncated, {**info, "final_observation": obs}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,11 +276,10 @@ class OptimisticAutoReset:
         """keys [N, 2], states [N, ...], actions [N, ...] -> the protocol's step outputs, each [N, ...]."""
         num_envs = keys.shape[0]
         split = jax.vmap(jax.random.split)(keys)
-        obs, reached, reward, done, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+        step = functools.partial(step_without_reset, self.env, self.time_limit)
+        obs, reached, reward, done, truncated, info = jax.vmap(step, in_axes=(0, 0, 0, None))(
             split[:, 0], states, actions, params
         )
-        done = jnp.asarray(done, bool)
-        truncated = done & jnp.asarray(jax.vmap(self.time_limit, in_axes=(0, None))(reached, params), bool)
         pool = max(1, num_envs // self.reset_ratio)
         fresh_obs, fresh = self.reset(split[:pool, 1], params)
         slot = (jnp.cumsum(done) - 1) % pool  # the k-th finished env takes fresh episode k mod pool
@@ -280,7 +289,6 @@ class OptimisticAutoReset:
             return jnp.where(mask, fresh_leaf[slot], reached_leaf)
 
         next_state = jax.tree.map(pick, fresh, reached)
-        info = {**info, "final_observation": obs}
         return pick(fresh_obs, obs), next_state, reward, done & ~truncated, truncated, info
 
 

@@ -25,7 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
-from a2c_jax.distributed import POP, Layout, cpu_population_devices, population_layout, state_shardings
+from a2c_jax.distributed import (
+    POP,
+    Layout,
+    cpu_population_devices,
+    population_layout,
+    round_up,
+    state_shardings,
+)
 from a2c_jax.evaluate import evaluate_final
 from a2c_jax.resources import available_bytes, eval_bytes, train_bytes
 from a2c_jax.stats import bootstrap_ci, iqm
@@ -146,11 +153,11 @@ def run_group(
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
     cores = cpu_population_devices()
-    if devices is None and cores * math.ceil(size / cores) <= limit:
-        size = cores * math.ceil(size / cores)
+    if devices is None and round_up(size, cores) <= limit:
+        size = round_up(size, cores)
     layout = population_layout(devices, config.num_envs, size)
     if layout is not None:
-        size = layout.pop_devices * math.ceil(size / layout.pop_devices)
+        size = round_up(size, layout.pop_devices)
     compiled_sizes = _COMPILED_SIZES.setdefault((config, eval_episodes, layout), set())
     if reuse:
         size = min((s for s in compiled_sizes if size <= s <= min(2 * size, limit)), default=size)
