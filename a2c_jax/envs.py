@@ -268,6 +268,10 @@ class OptimisticAutoReset:
     reset_ratio: int = 16
     batched: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        if isinstance(self.reset_ratio, bool) or not isinstance(self.reset_ratio, int) or self.reset_ratio < 1:
+            raise ConfigError(f"reset_ratio={self.reset_ratio!r} is invalid: must be an integer >= 1")
+
     def reset(self, keys: jax.Array, params: Any) -> tuple[jax.Array, Any]:
         """keys [N, 2] -> (obs [N, ...], states with a leading N axis)."""
         return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)

@@ -72,6 +72,12 @@ TRAIN_BAD = {
     ),
     "sde_sample_freq -2": (["--env-id", "Pendulum-v1", "--sde-sample-freq", "-2"], "sde_sample_freq=-2 is invalid"),
     "unknown tracker": (["--log", "tensorboard,mlflow"], "log='tensorboard,mlflow' is invalid: must be a comma"),
+    "unknown brax env": (["--env-id", "brax:cartpole"], "env_id='brax:cartpole' is unknown: known are brax:ant"),
+    "unknown brax backend": (
+        ["--env-id", "brax:hopper@bullet"],
+        "env_id='brax:hopper@bullet' has backend 'bullet': allowed are generalized",
+    ),
+    "unknown env namespace": (["--env-id", "mujoco:ant"], "env_id namespace 'mujoco' is unknown: known are"),
     "squash_output without gSDE": (
         ["--env-id", "Pendulum-v1", "--squash-output", "True"],
         "squash_output=True is invalid: must be False unless use_sde=True",
