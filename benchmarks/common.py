@@ -48,3 +48,10 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path
+
+
+def earlier_rows(name: str) -> Any:
+    """The `rows` of RESULTS/name.json written by an earlier run, or None: scripts that measure one row at
+    a time keep the other rows of their file."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text())["rows"] if path.exists() else None

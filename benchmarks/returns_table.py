@@ -14,10 +14,9 @@ row says which), and at the preset's full budget in the GPU script (`benchmarks/
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import earlier_rows, write_result
 from benchmarks.learning_quality import jax_runs, summary
 
 # env id -> (preset used, published reference or None, RL-Zoo's A2C reference or None). The reference is
@@ -88,9 +87,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="env steps per seed for non-MinAtar rows; 0: the preset's")
     parser.add_argument("--name", default="cpu-returns-table")
     args = parser.parse_args()
-    path = RESULTS / f"{args.name}.json"
-    # rows of earlier runs stay, so one row can be re-measured on its own
-    rows = json.loads(path.read_text())["rows"] if path.exists() else {}
+    rows = earlier_rows(args.name) or {}  # so one row can be re-measured on its own
     for env_id in args.envs:
         rows[env_id] = row = run_row(env_id, args.seeds, args.minatar_steps or None, args.steps or None)
         print(describe(env_id, row), flush=True)

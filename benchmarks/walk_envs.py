@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 import traceback
 
@@ -20,7 +19,7 @@ import numpy as np
 from a2c_jax.config import ConfigError, preset
 from a2c_jax.envs import make_env
 from a2c_jax.train import make_train
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import earlier_rows, write_result
 
 
 def family_names(family: str, backend: str | None) -> list[str]:
@@ -65,9 +64,7 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="default: cpu-walk-<family>")
     args = parser.parse_args()
     name = args.name or f"cpu-walk-{args.family}"
-    path = RESULTS / f"{name}.json"
-    # rows of earlier runs stay, so one env can be walked again on its own
-    rows = {r["env_id"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
+    rows = {r["env_id"]: r for r in earlier_rows(name) or []}  # so one env can be walked again on its own
     for env_id in args.only or family_names(args.family, args.backend):
         rows[env_id] = row = walk(env_id)
         print(f"{env_id}: {row['outcome']} ({row['seconds']:.0f} s) {row['error'] or ''}", flush=True)
