@@ -4,9 +4,10 @@ benchmark, symbolic observations (a flat float vector) and discrete actions.
 Craftax ends an episode when the player dies or at `params.max_timesteps` (10,000 steps); its auto-
 resetting envs report only `done`, so the adapter wraps the NoAutoReset ones in
 `envs.OptimisticAutoReset`, which splits `done` into terminated (death: no bootstrap) and truncated (the
-time limit: bootstrap from V(final observation)). Generating a world costs about 25 steps (2-core CPU,
-64 envs: 249 ms for 64 resets, 9.7 ms for 64 steps), so a step computes one fresh world per 16 envs,
-not one per env, as Craftax's own OptimisticResetVecEnvWrapper does.
+time limit: bootstrap from V(final observation)). Generating a world costs 10-25 steps (2-core CPU,
+64 envs: 200-249 ms for 64 resets, 9.7-18 ms for 64 steps; benchmarks/results/cpu-env-step.json), so a
+step computes one fresh world per 16 envs, not one per env, as Craftax's own OptimisticResetVecEnvWrapper
+does.
 The pixel variants are not offered: an MLP over 130k pixels is not a sensible default, and the CNN here is MinAtar's.
 """
 
