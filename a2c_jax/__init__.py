@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from a2c_jax.space import expand_settings
     from a2c_jax.sweep import Member, SweepResult, make_members, rank_settings, run_sweep
     from a2c_jax.train import (
+        Agent,
         TrainState,
         UpdateMetrics,
+        build_agent,
         init_state,
         make_agent,
         make_batch,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 _LAZY: dict[str, str] = {
     "A2CConfig": "a2c_jax.config",
+    "Agent": "a2c_jax.train",
     "ActorCritic": "a2c_jax.networks",
     "Batch": "a2c_jax.losses",
     "CATEGORICAL": "a2c_jax.distributions",
@@ -57,6 +60,7 @@ _LAZY: dict[str, str] = {
     "VecEnv": "a2c_jax.envs",
     "a2c_loss": "a2c_jax.losses",
     "a2c_objective": "a2c_jax.losses",
+    "build_agent": "a2c_jax.train",
     "evaluate": "a2c_jax.evaluate",
     "expand_settings": "a2c_jax.space",
     "feedforward_policy": "a2c_jax.networks",
@@ -87,6 +91,7 @@ __all__ = [
     "DIAG_GAUSSIAN",
     "A2CConfig",
     "ActorCritic",
+    "Agent",
     "Batch",
     "ConfigError",
     "DistributionFns",
@@ -104,6 +109,7 @@ __all__ = [
     "VecEnv",
     "a2c_loss",
     "a2c_objective",
+    "build_agent",
     "evaluate",
     "expand_settings",
     "feedforward_policy",

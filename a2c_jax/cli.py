@@ -453,7 +453,7 @@ def eval_command(args: EvalArgs) -> int:
     from a2c_jax.evaluate import evaluate_jit, record_episode
     from a2c_jax.resources import check_fits
     from a2c_jax.runner import check_output_dir, load_run_record, warn
-    from a2c_jax.train import init_state
+    from a2c_jax.train import build_agent, init_state
 
     if args.compile_cache:
         enable_compile_cache()
@@ -461,15 +461,16 @@ def eval_command(args: EvalArgs) -> int:
         raise ConfigError(f"episodes={args.episodes!r} is invalid: must be a positive integer")
     check_seed("seed", args.seed)
     config, hparams, settings = load_run_record(args.run_dir)
-    check_fits(config, 1, args.episodes)
+    agent = build_agent(config)
+    check_fits(agent, 1, args.episodes)
     if args.gif is not None:
         if args.gif.is_dir():
             raise ConfigError(f"gif={str(args.gif)!r} is a directory: give a file name like episode.gif")
         check_output_dir(args.gif.parent, "gif")
-    like = jax.eval_shape(functools.partial(init_state, config), hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
+    like = jax.eval_shape(functools.partial(init_state, agent), hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
     state, meta, _ = restore_checkpoint(args.run_dir / "checkpoints", like, warn=warn)
     key = jax.random.PRNGKey(args.seed)
-    result = evaluate_jit(config, state.params, state.env_state.obs_rms, key, args.episodes, not args.stochastic)
+    result = evaluate_jit(agent, state.params, state.env_state.obs_rms, key, args.episodes, not args.stochastic)
     returns = np.asarray(result.returns, np.float64)
     mode = "stochastic" if args.stochastic else "greedy"
     print(
@@ -479,18 +480,19 @@ def eval_command(args: EvalArgs) -> int:
     if args.gif is not None:
         from a2c_jax.plotting import render_gif
 
-        states, rewards = record_episode(config, state.params, state.env_state.obs_rms, key)
+        states, rewards = record_episode(agent, state.params, state.env_state.obs_rms, key)
         render_gif(config.env_id, states, rewards, args.gif)
         print(f"wrote {args.gif} ({len(states)} frames)")
     return 0
 
 
-def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any], list[Any], Path]:
-    """Validate everything a sweep or PBT run needs before anything compiles or is written."""
+def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any], list[Any], Path, Any]:
+    """Validate everything a sweep or PBT run needs before anything compiles or is written; returns
+    (config, settings, members, out, the sweep.Programs holding each static config's Agent)."""
     from a2c_jax.resources import check_fits
     from a2c_jax.runner import check_output_dir
     from a2c_jax.space import check_population_size, expand_settings, parse_grid, parse_ranges
-    from a2c_jax.sweep import make_members
+    from a2c_jax.sweep import Programs, make_members
 
     for name in ("seeds", "eval_episodes"):
         if getattr(args, name) <= 0:
@@ -500,14 +502,15 @@ def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any],
     grid, ranges = parse_grid(args.grid), parse_ranges(args.ranges)
     check_population_size(grid, args.random, args.seeds)
     settings = expand_settings(grid, ranges, args.random, args.sample_seed)
-    members = make_members(config, hparams, settings, list(range(args.seeds)))
+    programs = Programs()
+    members = make_members(config, hparams, settings, list(range(args.seeds)), programs)
     for static in {m.config for m in members}:
-        check_fits(static, static.num_updates, args.eval_episodes)
+        check_fits(programs.agent(static), static.num_updates, args.eval_episodes)
     out = args.out or Path(f"{kind}s") / f"{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")
     check_output_dir(out, "out", create=False)
-    return config, settings, members, out
+    return config, settings, members, out, programs
 
 
 def _print_table(rows: list[dict[str, Any]], names: list[str], title: str, limit: int = 20) -> None:
@@ -545,12 +548,14 @@ def sweep_command(args: Any) -> int:
     trackers = parse_trackers(args.log)
     if args.compile_cache:
         enable_compile_cache()
-    config, settings, members, out = _population_setup(args, "sweep")
+    config, settings, members, out, programs = _population_setup(args, "sweep")
     names = list(settings[0])
     check_output_dir(out, "out")
     print(f"a2c-jax: sweeping {config.env_id}: {len(settings)} settings x {args.seeds} seeds -> {out}")
     with count_bar(len(members), "members", not args.quiet and is_primary()) as advance:
-        result = run_sweep(members, settings, args.eval_episodes, args.max_population, advance, args.devices)
+        result = run_sweep(
+            members, settings, args.eval_episodes, args.max_population, advance, args.devices, programs=programs
+        )
     if not is_primary():
         return 0
     ranked = rank_settings(result)
@@ -741,7 +746,7 @@ def pbt_command(args: Any) -> int:
     trackers = parse_trackers(args.log)
     if args.compile_cache:
         enable_compile_cache()
-    config, settings, members, out = _population_setup(args, "pbt")
+    config, settings, members, out, programs = _population_setup(args, "pbt")
     names = list(settings[0])
     if not names:
         raise ConfigError("pbt needs at least one --grid or --range name to search over")
@@ -760,7 +765,7 @@ def pbt_command(args: Any) -> int:
             f"the population of {len(members)} members does not divide over {layout.pop_devices} devices: "
             f"use a population that is a multiple of {layout.pop_devices}, or fewer --devices"
         )
-    pbt = make_pbt(config, interval, names, args.fraction, args.eval_episodes, layout)
+    pbt = make_pbt(programs.agent(config), interval, names, args.fraction, args.eval_episodes, layout)
     program = jax.jit(pbt) if layout is None else jax.jit(pbt, out_shardings=layout.replicated)
     seeds = np.array([m.seed for m in members], np.int32)
     start = time.perf_counter()

@@ -308,11 +308,16 @@ ENTRY_POINT_GROUP = "a2c_jax.env_families"
 
 def register_env_family(namespace: str, build: EnvBuilder) -> None:
     """Make `namespace:name` ids build through `build(name)`; re-registering a namespace replaces it
-    (and forgets the environments built through the old one)."""
+    (agents built before keep the environments they were built with; nothing is cached)."""
     if not namespace.isidentifier() or namespace == DEFAULT_NAMESPACE:
         raise ConfigError(f"namespace={namespace!r} is invalid: must be an identifier other than 'gymnax'")
     _FAMILIES[namespace] = build
-    make_env.cache_clear()
+
+
+def unregister_env_family(namespace: str) -> None:
+    """Forget a registered namespace (a no-op when it is not registered); agents built through it keep
+    their environments."""
+    _FAMILIES.pop(namespace, None)
 
 
 def split_env_id(env_id: str) -> tuple[str, str]:
@@ -342,21 +347,19 @@ def _family(namespace: str) -> EnvBuilder:
     return _FAMILIES[namespace]
 
 
-@functools.cache
 def make_env(env_id: str) -> tuple[Any, Any, EnvSpec]:
     """(env, env params, EnvSpec) for `env_id` (see the module docstring for the protocol), or a
-    ConfigError that says why not."""
+    ConfigError that says why not. Builds afresh on every call (nothing is cached): call it on the
+    host, once, and pass what it returns (`build_agent` does)."""
     namespace, name = split_env_id(env_id)
     if namespace != DEFAULT_NAMESPACE:
         build = _family(namespace)
-        # cached for the process, and maybe first called inside a jit trace: keep constructors concrete
-        with jax.ensure_compile_time_eval():
-            try:
-                env, params, spec = build(name)
-            except ConfigError:
-                raise
-            except Exception as err:
-                raise ConfigError(f"env_id={env_id!r} could not be built ({type(err).__name__}: {err})") from None
+        try:
+            env, params, spec = build(name)
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError(f"env_id={env_id!r} could not be built ({type(err).__name__}: {err})") from None
         if not isinstance(spec, EnvSpec):
             raise ConfigError(f"env_id={env_id!r}: its family returned {type(spec).__name__}, not an EnvSpec")
         return env, params, dataclasses.replace(spec, env_id=env_id)
@@ -370,18 +373,15 @@ def _make_gymnax(env_id: str) -> tuple[Any, Any, EnvSpec]:
         close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
         hint = f"close matches: {', '.join(close)}" if close else f"known ids: {', '.join(known)}"
         raise ConfigError(f"env_id={env_id!r} is unknown to gymnax; {hint}")
-    # The result is cached for the process, and the first call may come from inside a jit trace;
-    # arrays that an env's constructor creates (MinAtar's action sets) must be concrete, not tracers.
-    with jax.ensure_compile_time_eval():
-        try:
-            env, params = _build_gymnax(env_id)
-        except Exception as err:  # e.g. MNISTBandit downloads its data set at construction
-            raise ConfigError(
-                f"env_id={env_id!r} could not be built ({type(err).__name__}: {err}); "
-                "environments that download data at construction are unsupported offline"
-            ) from None
-        max_steps = int(getattr(params, "max_steps_in_episode", 1000))
-        spec = spec_from_spaces(env_id, env.observation_space(params), env.action_space(params), max_steps)
+    try:
+        env, params = _build_gymnax(env_id)
+    except Exception as err:  # e.g. MNISTBandit downloads its data set at construction
+        raise ConfigError(
+            f"env_id={env_id!r} could not be built ({type(err).__name__}: {err}); "
+            "environments that download data at construction are unsupported offline"
+        ) from None
+    max_steps = int(getattr(params, "max_steps_in_episode", 1000))
+    spec = spec_from_spaces(env_id, env.observation_space(params), env.action_space(params), max_steps)
     return env, params, spec
 
 
@@ -441,10 +441,14 @@ class StepInfo(NamedTuple):
     episode_length: jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class VecEnv:
-    """N vmapped copies of `spec.env_id` with the wrappers selected by the flags."""
+    """N vmapped copies of an environment (as `make_env` returns it: `VecEnv(*make_env(id), n)`) with
+    the wrappers selected by the flags. Holds the env itself, built once on the host; compiled code
+    closes over it. Compared and hashed by identity: two VecEnvs are the same only if they are one."""
 
+    env: Any
+    env_params: Any
     spec: EnvSpec
     num_envs: int
     normalize_observation: bool = False
@@ -458,11 +462,6 @@ class VecEnv:
         observation statistics passed to `reset` frozen."""
         return dataclasses.replace(self, num_envs=num_envs, normalize_reward=False, frozen_stats=True)
 
-    @property
-    def _env(self) -> tuple[Any, Any]:
-        env, params, _ = make_env(self.spec.env_id)
-        return env, params
-
     def env_action(self, action: jax.Array) -> jax.Array:
         """The policy's action [N] or [N, D] as the env receives it (clipped, or rescaled if squashed)."""
         return env_action(self.spec, action, self.squash_actions)
@@ -474,7 +473,7 @@ class VecEnv:
     def reset(self, key: jax.Array, obs_rms: RunningMeanStd | None = None) -> tuple[jax.Array, VecEnvState]:
         """Reset all envs. Returns (obs [N, *obs_shape], state). Observation statistics start fresh, or
         are `obs_rms` (required when `frozen_stats`)."""
-        env, params = self._env
+        env, params = self.env, self.env_params
         reset = env.reset if getattr(env, "batched", False) else jax.vmap(env.reset, in_axes=(0, None))
         raw_obs, inner = reset(jax.random.split(key, self.num_envs), params)
         obs = preprocess_obs(self.spec, raw_obs)
@@ -503,7 +502,7 @@ class VecEnv:
         Returns (obs [N, ...], state, reward [N] (normalised if enabled), terminated [N] bool,
         truncated [N] bool, StepInfo). `gamma` is the discount of the reward normaliser.
         """
-        env, params = self._env
+        env, params = self.env, self.env_params
         step = env.step if getattr(env, "batched", False) else jax.vmap(env.step, in_axes=(0, 0, 0, None))
         raw_obs, inner, reward, terminated, truncated, info = step(
             jax.random.split(key, self.num_envs), state.inner, self.env_action(action), params

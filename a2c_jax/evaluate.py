@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from a2c_jax.config import A2CConfig
 from a2c_jax.envs import RunningMeanStd, VecEnvState
 from a2c_jax.networks import Carry, Params
-from a2c_jax.train import TrainState, jit_once, make_agent
+from a2c_jax.train import Agent, TrainState, as_agent, jit_once
 
 
 class EvalResult(NamedTuple):
@@ -21,7 +21,7 @@ class EvalResult(NamedTuple):
 
 
 def evaluate(
-    config: A2CConfig,
+    agent: Agent,
     params: Params,
     obs_rms: RunningMeanStd,
     key: jax.Array,
@@ -34,7 +34,6 @@ def evaluate(
     normalises observations. Greedy takes the distribution's mode; otherwise actions are sampled.
     Each episode counts until its first terminated or truncated step (the env's time limit).
     """
-    agent = make_agent(config)
     policy = agent.policy
     vec = agent.vec_env.for_evaluation(num_episodes)
     reset_key, key = jax.random.split(key)
@@ -65,26 +64,26 @@ def evaluate(
 
 
 evaluate_jit = jit_once(evaluate, static_argnums=(0, 4, 5))
-"""`evaluate` compiled once per (config, num_episodes, greedy), as a run-once program."""
+"""`evaluate` compiled once per (agent, num_episodes, greedy), as a run-once program."""
 
 
-def evaluate_final(config: A2CConfig, state: TrainState, seed_key: jax.Array, num_episodes: int) -> EvalResult:
+def evaluate_final(agent: Agent, state: TrainState, seed_key: jax.Array, num_episodes: int) -> EvalResult:
     """The greedy evaluation every entry point reports after training (train, sweep, PBT): episodes
     drawn with fold_in(seed_key, 1), observations normalised by the state's frozen statistics."""
-    return evaluate(config, state.params, state.env_state.obs_rms, jax.random.fold_in(seed_key, 1), num_episodes)
+    return evaluate(agent, state.params, state.env_state.obs_rms, jax.random.fold_in(seed_key, 1), num_episodes)
 
 
 evaluate_final_jit = jit_once(evaluate_final, static_argnums=(0, 3))
 
 
 def record_episode(
-    config: A2CConfig, params: Params, obs_rms: RunningMeanStd, key: jax.Array
+    agent: Agent | A2CConfig, params: Params, obs_rms: RunningMeanStd, key: jax.Array
 ) -> tuple[list, list[float]]:
     """One greedy episode stepped from the host, keeping every env state (for rendering).
 
     Returns (states, rewards): the env state before each step (unbatched), and that step's reward.
     """
-    agent = make_agent(config)
+    agent = as_agent(agent)
     vec = agent.vec_env.for_evaluation(1)
 
     @jax.jit

@@ -21,7 +21,7 @@ from a2c_jax.distributed import Layout
 from a2c_jax.evaluate import evaluate_final
 from a2c_jax.stats import weighted_mean
 from a2c_jax.sweep import constrain_population, diverged
-from a2c_jax.train import TrainState, init_state, make_run_chunk
+from a2c_jax.train import Agent, TrainState, as_agent, init_state, make_run_chunk
 
 PERTURB_FACTORS = (0.8, 1.25)
 
@@ -76,7 +76,7 @@ def exploit(states: TrainState, source: jax.Array) -> TrainState:
 
 
 def make_pbt(
-    config: A2CConfig,
+    agent: Agent | A2CConfig,
     interval: int,
     names: Sequence[str],
     fraction: float = 0.25,
@@ -89,14 +89,15 @@ def make_pbt(
     perturbation. With a `layout` the members' states stay sharded over its "pop" (and "env")
     devices; the exploit step's gather across members crosses devices where it must.
     """
-    run_chunk = make_run_chunk(config, interval)
-    total = config.num_updates
+    agent = as_agent(agent)
+    run_chunk = make_run_chunk(agent, interval)
+    total = agent.config.num_updates
     generations = -(-total // interval)
 
     def pbt(seeds: jax.Array, hparams: HParams, key: jax.Array) -> PBTResult:
         hparams = hparams.as_arrays()
         keys = jax.vmap(jax.random.PRNGKey)(seeds)
-        states = constrain_population(jax.vmap(lambda k, h: init_state(config, h, k))(keys, hparams), layout)
+        states = constrain_population(jax.vmap(lambda k, h: init_state(agent, h, k))(keys, hparams), layout)
 
         def generation(carry: tuple, g: jax.Array) -> tuple:
             states, hps, key = carry
@@ -116,7 +117,7 @@ def make_pbt(
         (states, _, _), (fit, schedule, source, bad) = jax.lax.scan(  # type: ignore[var-annotated]
             generation, (states, hparams, key), jnp.arange(generations)
         )
-        final = jax.vmap(lambda s, k: evaluate_final(config, s, k, eval_episodes))(states, keys)
+        final = jax.vmap(lambda s, k: evaluate_final(agent, s, k, eval_episodes))(states, keys)
         return PBTResult(final.returns.mean(axis=-1), fit, schedule, source, bad[-1])
 
     return pbt

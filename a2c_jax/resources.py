@@ -7,14 +7,13 @@ allocated): they only have to tell "fits easily" from "cannot possibly fit".
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 
 import jax
 
-from a2c_jax.config import A2CConfig, ConfigError
-from a2c_jax.train import make_agent
+from a2c_jax.config import ConfigError
+from a2c_jax.train import Agent
 
 # Copies of the per-env loop state XLA may hold at once inside a compiled update (loop carries,
 # double buffers, the rollout's stacked outputs and their gradients).
@@ -26,42 +25,39 @@ def _tree_bytes(tree: object) -> int:
     return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-@functools.lru_cache(maxsize=32)
-def _env_and_carry_bytes(config: A2CConfig) -> int:
+def _env_and_carry_bytes(agent: Agent) -> int:
     """Bytes of one environment's state (wrapper statistics included) and one policy carry."""
-    agent = make_agent(config)
     env_state = jax.eval_shape(agent.vec_env.reset, jax.random.PRNGKey(0))[1]
     carry = jax.eval_shape(agent.policy.initial_carry, 1)
-    return _tree_bytes(env_state) // config.num_envs + _tree_bytes(carry)
+    return _tree_bytes(env_state) // agent.config.num_envs + _tree_bytes(carry)
 
 
-def per_env_bytes(config: A2CConfig) -> int:
+def per_env_bytes(agent: Agent) -> int:
     """Bytes one environment costs: its state, and T steps of observations, actions and rewards."""
-    spec = make_agent(config).spec
+    spec = agent.spec
     per_step = 2 * 4 * math.prod(spec.obs_shape) + 4 * spec.action_dim + 4 * 12
-    return _env_and_carry_bytes(config) + config.num_steps * per_step
+    return _env_and_carry_bytes(agent) + agent.config.num_steps * per_step
 
 
-@functools.lru_cache(maxsize=32)
-def params_bytes(config: A2CConfig) -> int:
+def params_bytes(agent: Agent) -> int:
     """Bytes of the policy's parameters."""
-    return _tree_bytes(jax.eval_shape(make_agent(config).policy.init, jax.random.PRNGKey(0)))
+    return _tree_bytes(jax.eval_shape(agent.policy.init, jax.random.PRNGKey(0)))
 
 
-def train_bytes(config: A2CConfig, updates_per_program: int) -> int:
+def train_bytes(agent: Agent, updates_per_program: int) -> int:
     """Upper estimate of the device memory one agent needs while training.
 
     `updates_per_program` is how many updates' metrics one compiled program keeps (a chunk of the
     host loop, or the whole run in a fused sweep).
     """
-    envs = _LIVE_COPIES * config.num_envs * per_env_bytes(config)
-    return envs + 8 * params_bytes(config) + 4 * _METRIC_FIELDS * updates_per_program + 2**16
+    envs = _LIVE_COPIES * agent.config.num_envs * per_env_bytes(agent)
+    return envs + 8 * params_bytes(agent) + 4 * _METRIC_FIELDS * updates_per_program + 2**16
 
 
-def eval_bytes(config: A2CConfig, episodes: int) -> int:
+def eval_bytes(agent: Agent, episodes: int) -> int:
     """Upper estimate of the device memory of `episodes` parallel evaluation episodes."""
-    per_episode = _env_and_carry_bytes(config) + 4 * math.prod(make_agent(config).spec.obs_shape) + 64
-    return _LIVE_COPIES * episodes * per_episode + 2 * params_bytes(config)
+    per_episode = _env_and_carry_bytes(agent) + 4 * math.prod(agent.spec.obs_shape) + 64
+    return _LIVE_COPIES * episodes * per_episode + 2 * params_bytes(agent)
 
 
 def available_bytes() -> int:
@@ -79,19 +75,20 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB"
 
 
-def check_fits(config: A2CConfig, updates_per_program: int, eval_episodes: int, members: int = 1) -> None:
+def check_fits(agent: Agent, updates_per_program: int, eval_episodes: int, members: int = 1) -> None:
     """Raise ConfigError naming the field and the largest value that fits when the run cannot fit."""
+    config = agent.config
     limit = available_bytes()
-    need = members * train_bytes(config, updates_per_program)
+    need = members * train_bytes(agent, updates_per_program)
     if need > limit:
-        per_env = _LIVE_COPIES * per_env_bytes(config) * members
+        per_env = _LIVE_COPIES * per_env_bytes(agent) * members
         fit = max(0, (limit - need + config.num_envs * per_env) // max(per_env, 1))
         raise ConfigError(
             f"num_envs={config.num_envs} needs about {_gib(need)} of memory to train"
             + (f" ({members} members)" if members > 1 else "")
             + f", more than the {_gib(limit)} available: at most about {fit} envs fit with num_steps={config.num_steps}"
         )
-    need = members * eval_bytes(config, eval_episodes)
+    need = members * eval_bytes(agent, eval_episodes)
     if need > limit:
         fit = eval_episodes * limit // need
         raise ConfigError(

@@ -46,7 +46,7 @@ from a2c_jax.logging import (
 )
 from a2c_jax.resources import check_fits
 from a2c_jax.trackers import Tracker, open_trackers, parse_trackers
-from a2c_jax.train import TrainState, init_state, jit_once, make_agent, make_run_chunk
+from a2c_jax.train import Agent, TrainState, build_agent, init_state, jit_once, make_run_chunk
 
 
 class TrainingDiverged(RuntimeError):
@@ -102,22 +102,20 @@ def params_finite(params: Any) -> bool:
     return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(params))
 
 
-@functools.lru_cache(maxsize=8)
-def abstract_state(config: A2CConfig) -> TrainState:
-    """The TrainState's shapes and dtypes (nothing is computed; traced once per config)."""
-    return jax.eval_shape(functools.partial(init_state, config), HParams().as_arrays(), jax.random.PRNGKey(0))
+def abstract_state(agent: Agent) -> TrainState:
+    """The TrainState's shapes and dtypes (nothing is computed)."""
+    return jax.eval_shape(functools.partial(init_state, agent), HParams().as_arrays(), jax.random.PRNGKey(0))
 
 
-@functools.lru_cache(maxsize=8)
-def compile_chunk(config: A2CConfig, chunk: int, layout: Layout | None = None) -> Any:
-    """The compiled `run_chunk(state, hparams, n)` for `config` (cached: one compile per process).
+def compile_chunk(agent: Agent, chunk: int, layout: Layout | None = None) -> Any:
+    """The compiled `run_chunk(state, hparams, n)` for `agent` (compiled on every call: keep it).
 
     With a `layout` the state's env axis is sharded over its devices and the metrics come out
     replicated, so every process can read them.
     """
-    state = abstract_state(config)
+    state = abstract_state(agent)
     hp = jax.eval_shape(HParams().as_arrays)
-    run = make_run_chunk(config, chunk)
+    run = make_run_chunk(agent, chunk)
     if layout is None:
         return jax.jit(run).lower(state, hp, jnp.int32(chunk)).compile()
     shard, rep = state_shardings(state, layout), layout.replicated
@@ -239,27 +237,28 @@ def warn(text: str) -> None:
 
 
 def open_run(
-    config: A2CConfig, hparams: HParams, run_dir: Path, settings: RunSettings, resume: bool, log: Callable[[str], None]
+    agent: Agent, hparams: HParams, run_dir: Path, settings: RunSettings, resume: bool, log: Callable[[str], None]
 ) -> tuple[TrainState, dict[str, Any], Layout | None] | None:
     """Validate everything, then start `run_dir` fresh or restore its newest intact checkpoint.
 
+    `agent` is `build_agent(config)` (building it validated the config, the env id and its spaces).
     Returns (state, meta of the checkpoint or {}, the run's device layout), or None when a resumed
     run has already finished.
     Nothing is written before every check has passed. A directory that never reached its first
     checkpoint is started again in place (a crash or Ctrl-C during the first compile is no dead end).
     """
-    config.validate()
+    config = agent.config
     hparams.validate()
     settings.validate()
-    make_agent(config)  # unknown env ids and unsupported spaces fail before anything is written
     layout = layout_for(settings.devices, config.num_envs)
-    check_fits(config, chunk_size(config, settings), settings.eval_episodes)
+    check_fits(agent, chunk_size(config, settings), settings.eval_episodes)
     hp = hparams.as_arrays()
     key = jax.random.PRNGKey(settings.seed)
     ckpt_dir = run_dir / "checkpoints"
-    shardings = None if layout is None else state_shardings(abstract_state(config), layout)
+    abstract = abstract_state(agent)
+    shardings = None if layout is None else state_shardings(abstract, layout)
     if resume and latest_step(ckpt_dir) is not None:
-        like = abstract_state(config)
+        like = abstract
         if shardings is not None:  # restored straight into this run's layout, whatever layout saved it
             like = abstract_with_shardings(like, shardings)
         state, meta, step = restore_checkpoint(ckpt_dir, like, warn=warn)
@@ -286,7 +285,7 @@ def open_run(
         check_output_dir(run_dir, "run_dir")
         write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
     barrier("a2c-jax-open")
-    return jit_once(init_state, static_argnums=0, out_shardings=shardings)(config, hp, key), {}, layout
+    return jit_once(init_state, static_argnums=0, out_shardings=shardings)(agent, hp, key), {}, layout
 
 
 def _prepare_fresh_dir(run_dir: Path, resume: bool) -> None:
@@ -323,7 +322,8 @@ def train_run(
     try:
         with graceful_stop(warn) as stop_requested:
             log = log if is_primary() else _silent
-            opened = open_run(config, hparams, run_dir, settings, resume, log)
+            agent = build_agent(config)  # unknown env ids and unsupported spaces fail before anything is written
+            opened = open_run(agent, hparams, run_dir, settings, resume, log)
             if opened is None:
                 summary = read_json(run_dir / "summary.json", "summary")
                 log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
@@ -334,9 +334,9 @@ def train_run(
             resume_step = int(meta["env_steps"]) + 1 if meta else None  # trackers drop what followed the checkpoint
             names = parse_trackers(settings.log) if is_primary() else ()
             trackers = open_trackers(names, run_dir, run_record(config, hparams, settings), resume_step)
-            loop = _ChunkLoop(config, hparams, run_dir, settings, meta, wall_start, stop_requested, layout, trackers)
+            loop = _ChunkLoop(agent, hparams, run_dir, settings, meta, wall_start, stop_requested, layout, trackers)
             state = loop.run(state)
-        return finish_run(config, state, run_dir, settings, loop, resume, log)
+        return finish_run(agent, state, run_dir, settings, loop, resume, log)
     finally:
         for tracker in trackers:
             tracker.close()
@@ -351,7 +351,7 @@ class _ChunkLoop:
 
     def __init__(
         self,
-        config: A2CConfig,
+        agent: Agent,
         hparams: HParams,
         run_dir: Path,
         settings: RunSettings,
@@ -363,7 +363,7 @@ class _ChunkLoop:
     ) -> None:
         self.layout = layout
         self.trackers = trackers or []
-        self.config, self.settings, self.run_dir = config, settings, run_dir
+        self.agent, self.config, self.settings, self.run_dir = agent, agent.config, settings, run_dir
         self.hp = hparams.as_arrays()
         self.ckpt_dir = run_dir / "checkpoints"
         self.writer = CheckpointWriter(self.ckpt_dir)
@@ -401,7 +401,7 @@ class _ChunkLoop:
         done = self.start_update = int(state.update_step)
         try:
             t0 = time.perf_counter()
-            compiled = compile_chunk(config, chunk, self.layout) if done < total else None
+            compiled = compile_chunk(self.agent, chunk, self.layout) if done < total else None
             self.compile_seconds = time.perf_counter() - t0
             last_ckpt = time.perf_counter()
             with progress_bar(total * config.batch_size, self.settings.progress and is_primary()) as advance:
@@ -451,7 +451,7 @@ class _ChunkLoop:
 
 
 def finish_run(
-    config: A2CConfig,
+    agent: Agent,
     state: TrainState,
     run_dir: Path,
     settings: RunSettings,
@@ -460,11 +460,12 @@ def finish_run(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Greedy evaluation, summary.json, then the learning-curve plot; returns the summary."""
+    config = agent.config
     done = int(state.update_step)
     evaluate = evaluate_final_jit
     if loop.layout is not None:  # every process reads the returns
         evaluate = jit_once(evaluate_final, static_argnums=(0, 3), out_shardings=loop.layout.replicated)
-    result = evaluate(config, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
+    result = evaluate(agent, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
     returns = np.asarray(result.returns, np.float64)
     records = loop.metrics_log.read()
     trained_steps = (done - loop.start_update) * config.batch_size

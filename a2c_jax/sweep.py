@@ -36,7 +36,7 @@ from a2c_jax.distributed import (
 from a2c_jax.evaluate import evaluate_final
 from a2c_jax.resources import available_bytes, eval_bytes, train_bytes
 from a2c_jax.stats import bootstrap_ci, iqm
-from a2c_jax.train import TrainState, UpdateMetrics, init_state, make_agent, make_run_chunk
+from a2c_jax.train import Agent, TrainState, UpdateMetrics, build_agent, init_state, make_run_chunk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,26 +49,56 @@ class Member:
     setting: int
 
 
+@dataclasses.dataclass
+class Programs:
+    """What a sweep builds once and reuses, owned by the caller and passed explicitly: the Agent of
+    each static config, the jitted population program per (config, evaluation episodes, layout), and
+    the population sizes compiled for each (so an Optuna study's later rounds reuse them)."""
+
+    agents: dict[A2CConfig, Agent] = dataclasses.field(default_factory=dict)
+    programs: dict[tuple[A2CConfig, int, Layout | None], Any] = dataclasses.field(default_factory=dict)
+    sizes: dict[tuple[A2CConfig, int, Layout | None], set[int]] = dataclasses.field(default_factory=dict)
+
+    def agent(self, config: A2CConfig) -> Agent:
+        """`build_agent(config)`, built on first use."""
+        if config not in self.agents:
+            self.agents[config] = build_agent(config)
+        return self.agents[config]
+
+    def program(self, config: A2CConfig, eval_episodes: int, layout: Layout | None) -> Any:
+        """`population_program` for the config's Agent, built on first use."""
+        key = (config, eval_episodes, layout)
+        if key not in self.programs:
+            self.programs[key] = population_program(self.agent(config), eval_episodes, layout)
+        return self.programs[key]
+
+
 def make_members(
-    base_config: A2CConfig, base_hparams: HParams, settings: list[dict[str, Any]], seeds: Sequence[int]
+    base_config: A2CConfig,
+    base_hparams: HParams,
+    settings: list[dict[str, Any]],
+    seeds: Sequence[int],
+    programs: Programs | None = None,
 ) -> list[Member]:
-    """settings x seeds, each validated (a bad value raises ConfigError before anything compiles)."""
+    """settings x seeds, each validated (a bad value raises ConfigError before anything compiles);
+    every static config's Agent is built into `programs` (a new one when None)."""
     if not seeds:
         raise ConfigError("seeds is empty: need at least one seed")
+    programs = Programs() if programs is None else programs
     members: list[Member] = []
     for index, setting in enumerate(settings):
         cfg_part = {k: v for k, v in setting.items() if k in CONFIG_NAMES}
         hp_part = {k: v for k, v in setting.items() if k in HPARAM_NAMES}
         config = dataclasses.replace(base_config, **cfg_part).validate()
         hparams = base_hparams._replace(**hp_part).validate()
-        make_agent(config)
+        programs.agent(config)
         members.extend(Member(config, hparams, int(s), index) for s in seeds)
     return members
 
 
-def member_bytes(config: A2CConfig, eval_episodes: int) -> int:
+def member_bytes(agent: Agent, eval_episodes: int) -> int:
     """An upper estimate of the memory one member needs: a fused training run, then its evaluation."""
-    return max(train_bytes(config, config.num_updates), eval_bytes(config, eval_episodes))
+    return max(train_bytes(agent, agent.config.num_updates), eval_bytes(agent, eval_episodes))
 
 
 class GroupResult(NamedTuple):
@@ -83,12 +113,7 @@ class GroupResult(NamedTuple):
     devices: int  # how many devices the members were split over
 
 
-_COMPILED_SIZES: dict[tuple[A2CConfig, int, Layout | None], set[int]] = {}
-"""Population sizes `run_group` has compiled per (config, evaluation episodes, layout)."""
-
-
-@functools.lru_cache(maxsize=32)
-def population_program(config: A2CConfig, eval_episodes: int, layout: Layout | None = None) -> Any:
+def population_program(agent: Agent, eval_episodes: int, layout: Layout | None = None) -> Any:
     """jit(vmap(member)): each member trains from PRNGKey(seed) and is evaluated greedily, as
     `a2c-jax train` does. program(seeds [P], hparams leaves [P]) -> (final return [P], per-update
     episode return [P, U], episodes [P, U], diverged [P]).
@@ -96,14 +121,14 @@ def population_program(config: A2CConfig, eval_episodes: int, layout: Layout | N
     With a `layout` the population axis is sharded over its "pop" devices and each member's env axis
     over its "env" devices (a 2-D mesh); the outputs come back replicated.
     """
-    run = make_run_chunk(config, config.num_updates)
+    run = make_run_chunk(agent, agent.config.num_updates)
 
     def program(seeds: jax.Array, hparams: HParams) -> tuple[jax.Array, ...]:
         keys = jax.vmap(jax.random.PRNGKey)(seeds)
-        states = jax.vmap(lambda k, h: init_state(config, h, k))(keys, hparams)
+        states = jax.vmap(lambda k, h: init_state(agent, h, k))(keys, hparams)
         states = constrain_population(states, layout)
         states, metrics = jax.vmap(run)(states, hparams)
-        result = jax.vmap(lambda s, k: evaluate_final(config, s, k, eval_episodes))(states, keys)
+        result = jax.vmap(lambda s, k: evaluate_final(agent, s, k, eval_episodes))(states, keys)
         bad = jax.vmap(diverged)(states, metrics)
         return result.returns.mean(axis=-1), metrics.episode_return, metrics.episodes, bad
 
@@ -140,6 +165,7 @@ def run_group(
     on_chunk: Callable[[int], None],
     devices: str | None = None,
     reuse: bool = False,
+    programs: Programs | None = None,
 ) -> GroupResult:
     """Train members that share one static config, in equal chunks of at most `max_population`
     (each chunk a multiple of the devices on the population axis, padded with copies). With `reuse`
@@ -147,9 +173,12 @@ def run_group(
     populations of changing sizes (an Optuna study's rounds) reuse a few compiled programs instead of
     compiling one per size. `devices` None splits the members over the CPU's cores
     (`distributed.population_layout`), padding the chunk to a multiple of them unless that would
-    pass `max_population` (then as many cores as divide the chunk)."""
+    pass `max_population` (then as many cores as divide the chunk). `programs` keeps what was built
+    and compiled for the next call (a new, throw-away one when None)."""
+    programs = Programs() if programs is None else programs
     config = members[0].config
-    limit = max_population or max(1, available_bytes() // member_bytes(config, eval_episodes))
+    agent = programs.agent(config)
+    limit = max_population or max(1, available_bytes() // member_bytes(agent, eval_episodes))
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
     cores = cpu_population_devices()
@@ -158,11 +187,11 @@ def run_group(
     layout = population_layout(devices, config.num_envs, size)
     if layout is not None:
         size = round_up(size, layout.pop_devices)
-    compiled_sizes = _COMPILED_SIZES.setdefault((config, eval_episodes, layout), set())
+    compiled_sizes = programs.sizes.setdefault((config, eval_episodes, layout), set())
     if reuse:
         size = min((s for s in compiled_sizes if size <= s <= min(2 * size, limit)), default=size)
     compiled_sizes.add(size)
-    program = population_program(config, eval_episodes, layout)
+    program = programs.program(config, eval_episodes, layout)
     start = time.perf_counter()
     padded = list(members) + [members[-1]] * (size * n_chunks - len(members))
     seeds = jnp.asarray([m.seed for m in padded], jnp.int32)
@@ -239,8 +268,11 @@ def run_sweep(
     on_progress: Callable[[int], None] = lambda done: None,
     devices: str | None = None,
     reuse: bool = False,
+    programs: Programs | None = None,
 ) -> SweepResult:
-    """Train every member, one vmapped program per static config, and collect results."""
+    """Train every member, one vmapped program per static config, and collect results. Pass the same
+    `programs` to later calls (and to `make_members`) to reuse the agents and compiled programs."""
+    programs = Programs() if programs is None else programs
     start = time.perf_counter()
     groups: dict[A2CConfig, list[int]] = {}
     for i, m in enumerate(members):
@@ -261,6 +293,7 @@ def run_sweep(
             functools.partial(_offset, on_progress, base),
             devices,
             reuse,
+            programs,
         )
         done += len(idx)
         final[idx] = res.final_return

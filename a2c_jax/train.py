@@ -7,6 +7,7 @@ clip_by_global_norm -> RMSprop/Adam. The optimizer is rebuilt inside the traced 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -27,8 +28,15 @@ from a2c_jax.rollout import Transition, rollout
 from a2c_jax.stats import weighted_mean
 
 
-class Agent(NamedTuple):
-    """The static pieces of a training program, built once per config."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class Agent:
+    """The static pieces of a training program for one config: the config, its env's spec, the
+    policy's pure functions and the batched env (which holds the env and its params).
+
+    Built once on the host by `build_agent` and passed to every compiled function (`init_state`,
+    `update`, `make_run_chunk`, `evaluate`, ...), which close over it. Compared and hashed by
+    identity, so it can be a static argument of `jax.jit`: the same Agent object, the same program.
+    """
 
     config: A2CConfig
     spec: EnvSpec
@@ -36,13 +44,27 @@ class Agent(NamedTuple):
     vec_env: VecEnv
 
 
-@functools.lru_cache(maxsize=64)
-def make_agent(config: A2CConfig) -> Agent:
-    """Validate `config` and build its environment, policy and batched env (cached per config)."""
+def build_agent(config: A2CConfig) -> Agent:
+    """Validate `config` and build its environment, policy and batched env (ConfigError naming the
+    field or env id when it cannot be built). Not cached: call it once, at the edge, and pass the Agent."""
     config.validate()
-    _, _, spec = make_env(config.env_id)
-    vec_env = VecEnv(spec, config.num_envs, config.normalize_observation, config.normalize_reward, config.squash_output)
+    env, env_params, spec = make_env(config.env_id)
+    vec_env = VecEnv(
+        env, env_params, spec, config.num_envs, config.normalize_observation, config.normalize_reward,
+        config.squash_output,
+    )  # fmt: skip
     return Agent(config, spec, make_policy(config, spec), vec_env)
+
+
+def make_agent(config: A2CConfig) -> Agent:
+    """Deprecated name of `build_agent` (kept for one release; no longer cached)."""
+    return build_agent(config)
+
+
+def as_agent(config_or_agent: A2CConfig | Agent) -> Agent:
+    """The Agent itself, or one built from a config (for the program builders that accept either;
+    call it on the host, never inside a trace)."""
+    return config_or_agent if isinstance(config_or_agent, Agent) else build_agent(config_or_agent)
 
 
 @struct.dataclass
@@ -78,9 +100,9 @@ class UpdateMetrics(NamedTuple):
     episodes: jax.Array
 
 
-def init_state(config: A2CConfig, hparams: HParams, key: jax.Array) -> TrainState:
+def init_state(agent: Agent, hparams: HParams, key: jax.Array) -> TrainState:
     """Fresh parameters, optimizer state and reset environments for one agent."""
-    agent = make_agent(config)
+    config = agent.config
     hparams = hparams.as_arrays()
     key, params_key, env_key = jax.random.split(key, 3)
     params = agent.policy.init(params_key)
@@ -171,9 +193,9 @@ def learn(
     return optax.apply_updates(params, updates), opt_state, loss_metrics, grads, lr
 
 
-def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[TrainState, UpdateMetrics]:
+def update(agent: Agent, state: TrainState, hparams: HParams) -> tuple[TrainState, UpdateMetrics]:
     """One A2C update: T env steps in each of N envs, then one full-batch gradient step."""
-    agent = make_agent(config)
+    config = agent.config
     hparams = hparams.as_arrays()
     key, rollout_key = jax.random.split(state.key)
     env_state, obs, carry, traj = rollout(
@@ -203,15 +225,15 @@ def update(config: A2CConfig, state: TrainState, hparams: HParams) -> tuple[Trai
     return new_state, metrics
 
 
-def make_run_chunk(config: A2CConfig, max_updates: int) -> Callable[..., tuple[TrainState, UpdateMetrics]]:
+def make_run_chunk(agent: Agent | A2CConfig, max_updates: int) -> Callable[..., tuple[TrainState, UpdateMetrics]]:
     """run_chunk(state, hparams, n_updates=max_updates) -> (state, UpdateMetrics[max_updates]).
 
     Runs `n_updates` <= `max_updates` updates in one compiled loop, for host loops that log and
     checkpoint between chunks. `n_updates` may be traced, so one compiled program serves every
     chunk, a shorter last one included; metric rows from `n_updates` on are zero. Pure; jit it
-    from outside.
+    from outside. Given a config, builds its Agent first (here, on the host).
     """
-    make_agent(config)
+    agent = as_agent(agent)
 
     def run_chunk(
         state: TrainState, hparams: HParams, n_updates: jax.Array | int = max_updates
@@ -221,7 +243,7 @@ def make_run_chunk(config: A2CConfig, max_updates: int) -> Callable[..., tuple[T
 
         def body(i: jax.Array, carry: tuple[TrainState, UpdateMetrics]) -> tuple[TrainState, UpdateMetrics]:
             s, buf = carry
-            s, m = update(config, s, hparams)
+            s, m = update(agent, s, hparams)
             chex.assert_rank(list(m), 0)
             chex.assert_type(list(m), jnp.float32)
             return s, jax.tree.map(lambda b, x: b.at[i].set(x), buf, m)
@@ -231,15 +253,17 @@ def make_run_chunk(config: A2CConfig, max_updates: int) -> Callable[..., tuple[T
     return run_chunk
 
 
-def make_train(config: A2CConfig) -> Callable[[jax.Array, HParams], tuple[TrainState, UpdateMetrics]]:
+def make_train(agent: Agent | A2CConfig) -> Callable[[jax.Array, HParams], tuple[TrainState, UpdateMetrics]]:
     """train(key, hparams) -> (final TrainState, UpdateMetrics[num_updates]), the whole run fused.
 
-    Pure: `jax.jit(jax.vmap(train))(keys, hparams_batch)` trains a population in one program.
+    Takes an Agent or a config (whose Agent is built here, once). Pure: `jax.jit(jax.vmap(train))(keys,
+    hparams_batch)` trains a population in one program.
     """
-    run = make_run_chunk(config, config.num_updates)
+    agent = as_agent(agent)
+    run = make_run_chunk(agent, agent.config.num_updates)
 
     def train(key: jax.Array, hparams: HParams) -> tuple[TrainState, UpdateMetrics]:
         chex.assert_shape(key, (2,))
-        return run(init_state(config, hparams, key), hparams)
+        return run(init_state(agent, hparams, key), hparams)
 
     return train

@@ -342,11 +342,15 @@ def population_evaluator(
 ) -> Evaluate:
     """The real objective: a round's settings x seeds trained as populations (one compiled program per
     static config), each member exactly as `a2c-jax train --seed s` with its settings would train it."""
-    from a2c_jax.sweep import make_members, run_sweep
+    from a2c_jax.sweep import Programs, make_members, run_sweep
+
+    programs = Programs()  # agents and compiled programs kept across the study's rounds
 
     def evaluate(settings: list[dict[str, Any]]) -> list[Outcome]:
-        members = make_members(base_config, base_hparams, settings, seeds)
-        result = run_sweep(members, settings, eval_episodes, max_population, on_progress, devices, reuse=True)
+        members = make_members(base_config, base_hparams, settings, seeds, programs)
+        result = run_sweep(
+            members, settings, eval_episodes, max_population, on_progress, devices, reuse=True, programs=programs
+        )
         outcomes = []
         for index in range(len(settings)):
             mine = np.array([m.setting == index for m in members])
@@ -459,13 +463,14 @@ def check_space(base_config: A2CConfig, base_hparams: Any, space: SearchSpace, e
 
     from a2c_jax.config import CONFIG_NAMES
     from a2c_jax.resources import check_fits
-    from a2c_jax.sweep import make_members
+    from a2c_jax.sweep import Programs, make_members
 
+    programs = Programs()
     if not space.names:
         raise ConfigError("a study needs at least one --grid or --range name to search over")
     options = {**space.grid, **{n: [r.low, r.high] for n, r in space.ranges.items()}}
     for name, values in options.items():
-        make_members(base_config, base_hparams, [{name: v} for v in values], [0])
+        make_members(base_config, base_hparams, [{name: v} for v in values], [0], programs)
     static = {n: vs for n, vs in options.items() if n in CONFIG_NAMES}
     combos = list(itertools.islice(itertools.product(*static.values()), MAX_STATIC_COMBINATIONS + 1))
     if len(combos) > MAX_STATIC_COMBINATIONS:
@@ -475,7 +480,7 @@ def check_space(base_config: A2CConfig, base_hparams: Any, space: SearchSpace, e
         )
     for combo in combos:
         config = dataclasses.replace(base_config, **dict(zip(static, combo, strict=True))).validate()
-        check_fits(config, config.num_updates, eval_episodes)
+        check_fits(programs.agent(config), config.num_updates, eval_episodes)
 
 
 def best_setting(ranked: list[dict[str, Any]], space: SearchSpace) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ import numpy as np
 
 from a2c_jax import stats, sweep
 from a2c_jax.config import preset
+from a2c_jax.train import build_agent
 from benchmarks.common import RESULTS, write_result
 
 EPISODES = 16
@@ -58,7 +59,7 @@ def jax_runs(env_id: str, preset_name: str, seeds: int, scale: float = 1.0, squa
     config = dataclasses.replace(
         config, total_timesteps=int(config.total_timesteps * scale), squash_output=squash and config.use_sde
     )
-    program = sweep.population_program(config, EPISODES)  # trains and evaluates as `a2c-jax train` does
+    program = sweep.population_program(build_agent(config), EPISODES)  # trains and evaluates as `a2c-jax train` does
     hps = jax.tree.map(lambda x: jnp.full((seeds,), x, jnp.float32), hparams.as_arrays())
     start = time.perf_counter()
     final, ret, cnt, _ = jax.block_until_ready(program(jnp.arange(seeds), hps))

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig, HParams, preset
 from a2c_jax.rollout import rollout
-from a2c_jax.train import TrainState, init_state, make_agent, make_train, update
+from a2c_jax.train import TrainState, build_agent, init_state, make_train, update
 from benchmarks.common import write_result
 
 
@@ -51,7 +51,7 @@ def best_rate(fn: Any, arg: Any, steps: int, repeats: int = 3) -> float:
 
 def env_only(config: A2CConfig, updates: int) -> Any:
     """jit(state -> state): updates * T vmapped env steps with random actions."""
-    agent = make_agent(config)
+    agent = build_agent(config)
     n, dim = config.num_envs, agent.spec.action_dim
 
     def run(state: TrainState) -> Any:
@@ -68,7 +68,7 @@ def env_only(config: A2CConfig, updates: int) -> Any:
 
 def rollouts_only(config: A2CConfig, hparams: HParams, updates: int) -> Any:
     """jit(state -> state): `updates` rollouts with fixed parameters (acting, no learning)."""
-    agent = make_agent(config)
+    agent = build_agent(config)
 
     def run(state: TrainState) -> Any:
         def body(s: TrainState, key: jax.Array) -> tuple[TrainState, None]:
@@ -83,7 +83,8 @@ def rollouts_only(config: A2CConfig, hparams: HParams, updates: int) -> Any:
 
 
 def flops_per_update(config: A2CConfig, hparams: HParams, state: TrainState) -> float:
-    compiled = jax.jit(lambda s: update(config, s, hparams)).lower(state).compile()
+    agent = build_agent(config)
+    compiled = jax.jit(lambda s: update(agent, s, hparams)).lower(state).compile()
     return float((compiled.cost_analysis() or {})["flops"])
 
 
@@ -137,7 +138,7 @@ def profile(num_envs: int, updates: int) -> dict[str, Any]:
     base, hparams = preset("sb3", "CartPole-v1")
     config = dataclasses.replace(base, num_envs=num_envs, total_timesteps=updates * num_envs * base.num_steps)
     hp = hparams.as_arrays()
-    state = jax.jit(init_state, static_argnums=0)(config, hp, jax.random.PRNGKey(0))
+    state = jax.jit(init_state, static_argnums=0)(build_agent(config), hp, jax.random.PRNGKey(0))
     steps = updates * config.batch_size
     train = jax.jit(make_train(config))
     rates = {

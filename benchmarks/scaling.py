@@ -31,12 +31,13 @@ def agent_rate(envs: int, devices: int, seconds: float) -> dict:
     from a2c_jax.config import preset
     from a2c_jax.distributed import make_layout, state_shardings
     from a2c_jax.runner import abstract_state, compile_chunk
-    from a2c_jax.train import init_state
+    from a2c_jax.train import build_agent, init_state
 
     config, hparams = preset("sb3", "CartPole-v1")
     hp = hparams.as_arrays()
     chunk = 50
-    agent = dataclasses.replace(config, num_envs=envs, total_timesteps=envs * config.num_steps * chunk)
+    config = dataclasses.replace(config, num_envs=envs, total_timesteps=envs * config.num_steps * chunk)
+    agent = build_agent(config)
     layout = make_layout(devices, envs) if devices > 1 else None
     shardings = state_shardings(abstract_state(agent), layout) if layout else None
     state = jax.jit(init_state, static_argnums=0, out_shardings=shardings)(agent, hp, jax.random.PRNGKey(0))
@@ -49,7 +50,7 @@ def agent_rate(envs: int, devices: int, seconds: float) -> dict:
         state, _ = jax.block_until_ready(program(state, hp, jnp.int32(chunk)))
         reps += 1
     wall = time.perf_counter() - t
-    return {"num_envs": envs, "steps_per_second": reps * chunk * agent.batch_size / wall, "compile": compile_s}
+    return {"num_envs": envs, "steps_per_second": reps * chunk * config.batch_size / wall, "compile": compile_s}
 
 
 def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: float) -> dict:
@@ -60,6 +61,7 @@ def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: fl
     from a2c_jax.config import preset
     from a2c_jax.distributed import layout_for
     from a2c_jax.sweep import population_program
+    from a2c_jax.train import build_agent
 
     config, hparams = preset("sb3", "CartPole-v1")
     hp = hparams.as_arrays()
@@ -69,7 +71,7 @@ def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: fl
     # a population: P members x pop_envs envs, the members sharded over the devices
     member = dataclasses.replace(config, num_envs=pop_envs, total_timesteps=pop_envs * config.num_steps * 400)
     layout = layout_for(str(devices), pop_envs, population)
-    run = population_program(member, 2, layout)
+    run = population_program(build_agent(member), 2, layout)
     seeds = jnp.arange(population, dtype=jnp.int32)
     hps = jax.tree.map(lambda x: jnp.full((population,), x, jnp.float32), hp)
     t = time.perf_counter()

@@ -24,7 +24,7 @@ import numpy as np
 
 from a2c_jax.config import preset
 from a2c_jax.evaluate import evaluate
-from a2c_jax.train import init_state, make_run_chunk
+from a2c_jax.train import build_agent, init_state, make_run_chunk
 from benchmarks.common import write_result
 
 THRESHOLD, EPISODES = 475.0, 10
@@ -36,15 +36,16 @@ def a2c_jax_solve(seeds: list[int], eval_every: int) -> list[dict[str, Any]]:
     start = time.perf_counter()
     config, hparams = preset("default", "CartPole-v1")
     chunk = max(1, eval_every // config.batch_size)
-    run = make_run_chunk(config, chunk)
+    agent = build_agent(config)
+    run = make_run_chunk(agent, chunk)
 
     def step(state: Any, key: jax.Array) -> tuple[Any, jax.Array]:
         state, _ = run(state, hparams)
-        result = evaluate(config, state.params, state.env_state.obs_rms, key, EPISODES)
+        result = evaluate(agent, state.params, state.env_state.obs_rms, key, EPISODES)
         return state, result.returns.mean()
 
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
-    states = jax.jit(jax.vmap(lambda k: init_state(config, hparams.as_arrays(), k)))(keys)
+    states = jax.jit(jax.vmap(lambda k: init_state(agent, hparams.as_arrays(), k)))(keys)
     step_fn = jax.jit(jax.vmap(step))
     solved_at: dict[int, tuple[int, float]] = {}
     for i in range(math.ceil(config.num_updates / chunk)):

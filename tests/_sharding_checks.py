@@ -14,7 +14,7 @@ from a2c_jax.distributed import layout_for, make_layout, population_layout, stat
 from a2c_jax.pbt import make_pbt
 from a2c_jax.runner import abstract_state, compile_chunk
 from a2c_jax.sweep import make_members, run_sweep, stack_hparams
-from a2c_jax.train import init_state
+from a2c_jax.train import build_agent, init_state
 
 
 def max_diff(a: object, b: object) -> float:
@@ -34,12 +34,13 @@ def spec(x: jax.Array) -> str:
 def check_update(config: A2CConfig) -> dict[str, object]:
     hp = HParams().as_arrays()
     key = jax.random.PRNGKey(1)
-    start = jax.jit(init_state, static_argnums=0)(config, hp, key)
-    one, one_metrics = compile_chunk(config, 3)(start, hp, jnp.int32(3))
+    agent = build_agent(config)
+    start = jax.jit(init_state, static_argnums=0)(agent, hp, key)
+    one, one_metrics = compile_chunk(agent, 3)(start, hp, jnp.int32(3))
     layout = make_layout("all", config.num_envs)
-    shardings = state_shardings(abstract_state(config), layout)
-    start_sharded = jax.jit(init_state, static_argnums=0, out_shardings=shardings)(config, hp, key)
-    program = compile_chunk(config, 3, layout)
+    shardings = state_shardings(abstract_state(agent), layout)
+    start_sharded = jax.jit(init_state, static_argnums=0, out_shardings=shardings)(agent, hp, key)
+    program = compile_chunk(agent, 3, layout)
     many, many_metrics = program(start_sharded, hp, jnp.int32(3))
     hlo = program.as_text()
     return {
@@ -101,9 +102,10 @@ def check_pbt(config: A2CConfig) -> dict[str, object]:
     members = make_members(config, HParams(), settings, [0])
     seeds = jnp.asarray([m.seed for m in members], jnp.int32)
     hps, key = stack_hparams(members), jax.random.PRNGKey(7)
-    one = jax.jit(make_pbt(config, 4, ["lr"], 0.25, 2))(seeds, hps, key)
+    agent = build_agent(config)
+    one = jax.jit(make_pbt(agent, 4, ["lr"], 0.25, 2))(seeds, hps, key)
     layout = layout_for("all", config.num_envs, len(members))
-    sharded = make_pbt(config, 4, ["lr"], 0.25, 2, layout)
+    sharded = make_pbt(agent, 4, ["lr"], 0.25, 2, layout)
     many = jax.jit(sharded, out_shardings=layout.replicated if layout else None)(seeds, hps, key)
     return {
         "final_diff": max_diff(one.final_return, many.final_return),

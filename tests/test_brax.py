@@ -36,7 +36,7 @@ def test_brax_time_limit_truncates_and_the_env_end_terminates():
     """Two pendulums: env 0 held still, env 1 pushed over. At the step where env 1 falls, both are put
     one step before the 1,000-step limit: env 0 is truncated (bootstrap), env 1 terminated (its own end
     wins, as in Brax's EpisodeWrapper); both reset, and the final observation is the reached one."""
-    vec = VecEnv(make_env(PENDULUM)[2], 2)
+    vec = VecEnv(*make_env(PENDULUM), 2)
     step = jax.jit(vec.step)
     _, state = vec.reset(jax.random.PRNGKey(0))
     push = jnp.array([[0.0], [1.0]])

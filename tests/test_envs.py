@@ -70,8 +70,7 @@ def run_fixed_actions(vec_env: VecEnv, steps: int, action: jax.Array, gamma: flo
 
 
 def test_cartpole_auto_reset_and_final_observation():
-    _, _, spec = make_env("CartPole-v1")
-    env = VecEnv(spec, 3)
+    env = VecEnv(*make_env("CartPole-v1"), 3)
     _, (nxt, _, term, trunc, info) = run_fixed_actions(env, 60, jnp.zeros(3, jnp.int32))
     term, nxt, final = np.asarray(term), np.asarray(nxt), np.asarray(info.final_obs)
     assert term.any() and not np.asarray(trunc).any()
@@ -91,8 +90,7 @@ def test_cartpole_auto_reset_and_final_observation():
 
 
 def test_pendulum_truncates_at_time_limit():
-    _, _, spec = make_env("Pendulum-v1")
-    env = VecEnv(spec, 2)
+    env = VecEnv(*make_env("Pendulum-v1"), 2)
     _, (nxt, reward, term, trunc, info) = run_fixed_actions(env, 201, jnp.zeros((2, 1)))
     trunc = np.asarray(trunc)
     assert not np.asarray(term).any()
@@ -103,8 +101,7 @@ def test_pendulum_truncates_at_time_limit():
 
 
 def test_actions_are_clipped_to_bounds():
-    _, _, spec = make_env("Pendulum-v1")
-    env = VecEnv(spec, 1)
+    env = VecEnv(*make_env("Pendulum-v1"), 1)
     _, (_, big, *_rest) = run_fixed_actions(env, 5, jnp.full((1, 1), 50.0))
     _, (_, edge, *_rest) = run_fixed_actions(env, 5, jnp.full((1, 1), 2.0))
     np.testing.assert_allclose(big, edge)  # torque 50 acts exactly like the bound 2
@@ -141,10 +138,10 @@ def vecnormalize_reference(raw_obs0, raw_obs, raw_final, rewards, dones, gamma):
 
 
 def test_normalisation_matches_vecnormalize_reference():
-    _, _, spec = make_env("CartPole-v1")
+    built = make_env("CartPole-v1")
     action = jnp.zeros(4, jnp.int32)
-    raw_obs0, (raw_obs, raw_rew, term, trunc, raw_info) = run_fixed_actions(VecEnv(spec, 4), 40, action, 0.9)
-    env = VecEnv(spec, 4, normalize_observation=True, normalize_reward=True)
+    raw_obs0, (raw_obs, raw_rew, term, trunc, raw_info) = run_fixed_actions(VecEnv(*built, 4), 40, action, 0.9)
+    env = VecEnv(*built, 4, normalize_observation=True, normalize_reward=True)
     _, (obs, rew, _, _, info) = run_fixed_actions(env, 40, action, 0.9)
     dones = np.asarray(term) | np.asarray(trunc)
     ref_obs, ref_final, ref_rew = vecnormalize_reference(
@@ -161,16 +158,26 @@ def test_normalisation_matches_vecnormalize_reference():
     np.testing.assert_allclose(info.episode_return, raw_info.episode_return)  # stats stay raw
 
 
-def test_env_first_built_inside_a_trace_holds_no_tracer():
-    """make_env is cached per process; when its first call comes from inside jit (as `a2c-jax eval`
-    does), the arrays MinAtar's constructor makes must still be concrete."""
-    make_env.cache_clear()
-    jax.jit(lambda x: x + make_env("Breakout-MinAtar")[2].action_dim)(1)
-    env, params, _ = make_env("Breakout-MinAtar")
-    key = jax.random.PRNGKey(0)
-    _, state = env.reset(key, params)
-    _, _, reward, _, _, _ = env.step(key, state, 1, params)  # raised UnexpectedTracerError before
-    assert np.isfinite(float(reward))
+def test_builds_are_not_cached_and_agents_keep_their_env(toy_family):
+    """make_env builds afresh on every call; re-registering a namespace changes what the next
+    build_agent gets (spec, policy and env), while an Agent built before keeps the env it was built
+    with: no cache anywhere can hand out a stale spec or policy."""
+    from a2c_jax import envs
+    from a2c_jax.config import preset
+    from a2c_jax.envs import EnvSpec
+    from a2c_jax.train import build_agent
+
+    assert make_env(toy_family)[0] is not make_env(toy_family)[0]
+    config, _ = preset("sb3", toy_family)
+    before = build_agent(config)
+    wider = EnvSpec("", (1,), "discrete", 3, max_episode_steps=9)
+    envs.register_env_family("toy", lambda name: (Corridor(), {"limit": 9}, wider))
+    after = build_agent(config)
+    assert (after.spec.action_dim, after.spec.max_episode_steps, after.vec_env.env_params) == (3, 9, {"limit": 9})
+    assert (before.spec.action_dim, before.vec_env.env_params) == (2, {"limit": 6})
+    logits = lambda agent: agent.policy.act(agent.policy.init(jax.random.PRNGKey(0)), (), jnp.zeros((1, 1)))[1]
+    assert jax.tree.leaves(logits(after))[0].shape[-1] == 3
+    assert jax.tree.leaves(logits(before))[0].shape[-1] == 2
 
 
 LIGHT_IMPORT_CHECK = """
@@ -232,14 +239,14 @@ def toy_family():
 
     envs.register_env_family("toy", build_corridor)
     yield "toy:corridor"
-    envs._FAMILIES.pop("toy", None)
-    make_env.cache_clear()
+    envs.unregister_env_family("toy")
 
 
 def test_registered_family_maps_terminated_and_truncated(toy_family):
-    _env, _, spec = make_env(toy_family)
+    built = make_env(toy_family)
+    spec = built[2]
     assert spec.env_id == toy_family and spec.action_dim == 2
-    vec = VecEnv(spec, 2)
+    vec = VecEnv(*built, 2)
     obs, state = vec.reset(jax.random.PRNGKey(0))
     # env 0 always moves right (reaches 4 at step 4: terminated); env 1 stays (time limit at step 6)
     flags = []
@@ -292,8 +299,7 @@ def test_installed_family_is_found_through_its_entry_point(monkeypatch):
     try:
         assert make_env("toy2:corridor")[2].action_dim == 2
     finally:
-        envs._FAMILIES.pop("toy2", None)
-        make_env.cache_clear()
+        envs.unregister_env_family("toy2")
 
 
 class CorridorNoReset:
@@ -337,16 +343,16 @@ def test_evaluation_through_vecenv_equals_stepping_the_env_by_hand(env_id):
 
     from a2c_jax.config import A2CConfig
     from a2c_jax.evaluate import evaluate_jit
-    from a2c_jax.train import make_agent
+    from a2c_jax.train import build_agent
 
     config = A2CConfig(env_id=env_id, num_envs=2, num_steps=4, total_timesteps=8, normalize_observation=True)
-    agent = make_agent(config)
+    agent = build_agent(config)
     env, env_params, spec = make_env(env_id)
     params = agent.policy.init(jax.random.PRNGKey(3))
     obs_rms = rms_init(spec.obs_shape)
     obs_rms = dataclasses.replace(obs_rms, mean=obs_rms.mean + 0.3, var=obs_rms.var * 2.0, count=jnp.float32(50.0))
     key, episodes = jax.random.PRNGKey(7), 3
-    result = evaluate_jit(config, params, obs_rms, key, episodes)
+    result = evaluate_jit(agent, params, obs_rms, key, episodes)
 
     reset_key, key = jax.random.split(key)
     raw, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, episodes), env_params)
@@ -426,7 +432,7 @@ def test_vecenv_steps_a_batched_env_without_vmapping_it():
     try:
         runs = []
         for namespace in ("plainwalk", "optwalk"):
-            vec = VecEnv(make_env(f"{namespace}:corridor")[2], 3)
+            vec = VecEnv(*make_env(f"{namespace}:corridor"), 3)
             _, state = vec.reset(jax.random.PRNGKey(0))
             out = []
             for i in range(8):
@@ -443,8 +449,7 @@ def test_vecenv_steps_a_batched_env_without_vmapping_it():
         from a2c_jax import envs
 
         for namespace in ("plainwalk", "optwalk"):
-            envs._FAMILIES.pop(namespace, None)
-        make_env.cache_clear()
+            envs.unregister_env_family(namespace)
 
 
 @pytest.mark.parametrize("ratio", [0, -3, 2.5, True])

@@ -31,7 +31,7 @@ def test_craftax_time_limit_truncates_and_death_terminates():
     """A state one step before the time limit truncates (bootstrap) and resets; a player with no
     health left terminates."""
     _env, params, spec = make_env(CLASSIC)
-    vec = VecEnv(spec, 2)
+    vec = VecEnv(_env, params, spec, 2)
     _, state = vec.reset(jax.random.PRNGKey(0))
     inner = state.inner
     timestep = inner.timestep.at[0].set(params.max_timesteps - 1)

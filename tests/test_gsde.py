@@ -15,7 +15,7 @@ from a2c_jax.config import A2CConfig, HParams
 from a2c_jax.envs import VecEnv, make_env
 from a2c_jax.evaluate import evaluate
 from a2c_jax.rollout import rollout
-from a2c_jax.train import init_state, make_agent, make_train
+from a2c_jax.train import build_agent, init_state, make_train
 
 # Two actor features (hidden_sizes=(2,)) and one action: each env's noise latent_t @ W is a 2-vector
 # dot product, so two steps determine W and a third step tells whether it was the same matrix.
@@ -28,9 +28,9 @@ BASE = A2CConfig(
 def rollout_noise(config: A2CConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One rollout from fresh parameters: (actions [T, N, 1], noise [T, N], latent [T, N, 2]), the
     noise being the pre-squash action minus the policy's mean, recomputed from the stored obs."""
-    agent = make_agent(config)
+    agent = build_agent(config)
     hp = HParams().as_arrays()
-    state = init_state(config, hp, jax.random.PRNGKey(3))
+    state = init_state(agent, hp, jax.random.PRNGKey(3))
     traj = rollout(agent.policy, state.params, agent.vec_env, state.env_state, state.obs, (),
                    jax.random.PRNGKey(4), config.num_steps, hp.gamma)[3]  # fmt: skip
     pi = agent.policy.act(state.params, (), traj.obs)[1]
@@ -72,7 +72,7 @@ def test_squashed_actions_are_rescaled_onto_the_bounds_not_clipped():
     """A squashed 0.9 reaches Pendulum (bounds +-2) as 1.8, while without squashing 0.9 stays 0.9."""
     env, params, spec = make_env("Pendulum-v1")
     key = jax.random.PRNGKey(0)
-    _, state = VecEnv(spec, 1).reset(key)
+    _, state = VecEnv(env, params, spec, 1).reset(key)
     step_key = jax.random.PRNGKey(1)
 
     def next_obs(vec_env: VecEnv) -> np.ndarray:
@@ -83,8 +83,8 @@ def test_squashed_actions_are_rescaled_onto_the_bounds_not_clipped():
         key0 = jax.random.split(step_key, 1)[0]
         return np.asarray(env.step(key0, inner, jnp.array([torque]), params)[0])[None]
 
-    np.testing.assert_allclose(next_obs(VecEnv(spec, 1, squash_actions=True)), gymnax_obs(1.8), atol=1e-6)
-    np.testing.assert_allclose(next_obs(VecEnv(spec, 1)), gymnax_obs(0.9), atol=1e-6)
+    np.testing.assert_allclose(next_obs(VecEnv(env, params, spec, 1, squash_actions=True)), gymnax_obs(1.8), atol=1e-6)
+    np.testing.assert_allclose(next_obs(VecEnv(env, params, spec, 1)), gymnax_obs(0.9), atol=1e-6)
     assert not np.allclose(gymnax_obs(1.8), gymnax_obs(0.9))
 
 
@@ -92,10 +92,11 @@ def test_squashed_gsde_trains_and_evaluates():
     """A few compiled updates with squash_output: finite losses, an entropy estimate that moves,
     and greedy evaluation episodes with finite returns."""
     config = dataclasses.replace(BASE, squash_output=True, sde_sample_freq=2)
-    state, metrics = jax.jit(make_train(config))(jax.random.PRNGKey(0), HParams().as_arrays())
+    agent = build_agent(config)
+    state, metrics = jax.jit(make_train(agent))(jax.random.PRNGKey(0), HParams().as_arrays())
     for name in ("loss", "policy_loss", "value_loss", "entropy"):
         assert np.all(np.isfinite(np.asarray(getattr(metrics, name)))), name
     assert np.ptp(np.asarray(metrics.entropy)) > 0  # -log_prob of the taken actions, not a constant
-    result = evaluate(config, state.params, state.env_state.obs_rms, jax.random.PRNGKey(1), 2)
+    result = evaluate(agent, state.params, state.env_state.obs_rms, jax.random.PRNGKey(1), 2)
     assert np.all(np.isfinite(np.asarray(result.returns)))
     assert np.all(np.asarray(result.lengths) == 200)

@@ -9,19 +9,20 @@ import pytest
 
 from a2c_jax.config import preset
 from a2c_jax.evaluate import evaluate
-from a2c_jax.train import init_state, make_train
+from a2c_jax.train import build_agent, init_state, make_train
 
 
 def train_and_evaluate(config, hparams, seeds, episodes=16):
     """Train one agent per seed in a single vmapped program; greedy returns [seeds] before and after."""
-    train = make_train(config)
+    agent = build_agent(config)
+    train = make_train(agent)
 
     def one(key):
-        before = init_state(config, hparams.as_arrays(), key)
+        before = init_state(agent, hparams.as_arrays(), key)
         state, _ = train(key, hparams)
         eval_key = jax.random.fold_in(key, 7)
-        first = evaluate(config, before.params, before.env_state.obs_rms, eval_key, episodes, False)
-        last = evaluate(config, state.params, state.env_state.obs_rms, eval_key, episodes)
+        first = evaluate(agent, before.params, before.env_state.obs_rms, eval_key, episodes, False)
+        last = evaluate(agent, state.params, state.env_state.obs_rms, eval_key, episodes)
         return first.returns.mean(), last.returns.mean()
 
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))

@@ -14,7 +14,7 @@ from a2c_jax.envs import make_env
 from a2c_jax.evaluate import evaluate_jit
 from a2c_jax.networks import make_policy, reset_carry
 from a2c_jax.rollout import rollout
-from a2c_jax.train import init_state, make_agent, make_train
+from a2c_jax.train import build_agent, init_state, make_train
 
 ENV = "MemoryChain-bsuite"  # context shown only at the first step, reward +-1 for recalling it at the last
 T, N, H = 7, 3, 16
@@ -104,8 +104,8 @@ def test_unroll_matches_a_step_by_step_python_loop():
 
 def test_rollout_returns_the_carry_the_next_rollout_starts_from():
     config = A2CConfig(env_id=ENV, network="gru", hidden_sizes=(8, H), num_envs=N, num_steps=T, total_timesteps=N * T)
-    agent = make_agent(config)
-    state = init_state(config, HParams(), jax.random.PRNGKey(0))
+    agent = build_agent(config)
+    state = init_state(agent, HParams(), jax.random.PRNGKey(0))
     args = (agent.policy, state.params, agent.vec_env, state.env_state, state.obs, state.carry)
     _, _, carry, traj = rollout(*args, jax.random.PRNGKey(1), T, jnp.float32(0.99))
     assert bool(traj.done.any())  # MemoryChain episodes last 6 steps: at least one ends within 7
@@ -120,8 +120,9 @@ def greedy_return(network: str, hidden_sizes: tuple[int, ...]) -> float:
     config = A2CConfig(env_id=ENV, network=network, hidden_sizes=hidden_sizes, num_envs=16, num_steps=8,
                        total_timesteps=30_000, optimizer="adam")  # fmt: skip
     hp = HParams(lr=3e-3)
-    state, _ = jax.jit(make_train(config))(jax.random.PRNGKey(0), hp)
-    result = evaluate_jit(config, state.params, state.env_state.obs_rms, jax.random.PRNGKey(1), 400, True)
+    agent = build_agent(config)
+    state, _ = jax.jit(make_train(agent))(jax.random.PRNGKey(0), hp)
+    result = evaluate_jit(agent, state.params, state.env_state.obs_rms, jax.random.PRNGKey(1), 400, True)
     return float(np.mean(result.returns))
 
 

@@ -350,10 +350,10 @@ def test_normalisation_matches_sb3_vecnormalize():
     from a2c_jax.envs import VecEnv
 
     steps, n, gamma = 230, 3, 0.95
-    _, _, spec = make_env("Pendulum-v1")
+    built = make_env("Pendulum-v1")
     action = jnp.full((n, 1), 0.7)
-    raw_obs0, (raw_obs, raw_rew, term, trunc, raw_info) = run_fixed_actions(VecEnv(spec, n), steps, action, gamma)
-    env = VecEnv(spec, n, normalize_observation=True, normalize_reward=True)
+    raw_obs0, (raw_obs, raw_rew, term, trunc, raw_info) = run_fixed_actions(VecEnv(*built, n), steps, action, gamma)
+    env = VecEnv(*built, n, normalize_observation=True, normalize_reward=True)
     obs0, (obs, rew, _, _, info) = run_fixed_actions(env, steps, action, gamma)
     dones = np.asarray(term) | np.asarray(trunc)
     assert dones.any()

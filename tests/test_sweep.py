@@ -17,7 +17,7 @@ from a2c_jax.cli import SweepArgs, main, resolve_train_args
 from a2c_jax.config import ConfigError, HParams
 from a2c_jax.evaluate import evaluate
 from a2c_jax.pbt import exploit, make_pbt, perturb, select_sources
-from a2c_jax.train import init_state, make_train
+from a2c_jax.train import build_agent, init_state, make_train
 
 SMALL_FLAGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
 
@@ -84,10 +84,10 @@ def lr_members(small_config):
     return settings, sweep.make_members(small_config, HParams(), settings, [0, 1])
 
 
-def alone(train, config, hparams, seed, episodes=4):
+def alone(train, agent, hparams, seed, episodes=4):
     key = jax.random.PRNGKey(seed)
     state, metrics = train(key, hparams)
-    result = evaluate(config, state.params, state.env_state.obs_rms, jax.random.fold_in(key, 1), episodes)
+    result = evaluate(agent, state.params, state.env_state.obs_rms, jax.random.fold_in(key, 1), episodes)
     return float(result.returns.mean()), np.asarray(metrics.episode_return), np.asarray(metrics.episodes)
 
 
@@ -95,9 +95,10 @@ def test_each_member_equals_training_it_alone(lr_members):
     _, members = lr_members
     result = sweep.run_group(members, 4, None, lambda n: None)
     assert result.chunks == 1
-    train = jax.jit(make_train(members[0].config))
+    agent = build_agent(members[0].config)
+    train = jax.jit(make_train(agent))
     for i, m in enumerate(members):
-        final, ret, count = alone(train, m.config, m.hparams, m.seed)
+        final, ret, count = alone(train, agent, m.hparams, m.seed)
         assert result.final_return[i] == pytest.approx(final, rel=1e-5)
         np.testing.assert_allclose(np.nan_to_num(result.curve_return[i]), np.where(count > 0, ret, 0), rtol=1e-4)
     assert len({float(r) for r in result.final_return}) > 1
@@ -143,7 +144,8 @@ def test_perturb_only_replaced_members_within_range():
 
 def test_exploit_copies_weights_but_keeps_each_members_envs(small_config):
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(3))
-    states = jax.vmap(lambda k: init_state(small_config, HParams().as_arrays(), k))(keys)
+    agent = build_agent(small_config)
+    states = jax.vmap(lambda k: init_state(agent, HParams().as_arrays(), k))(keys)
     new = exploit(states, jnp.array([0, 0, 2]))
     for leaf_new, leaf_old in zip(jax.tree.leaves(new.params), jax.tree.leaves(states.params), strict=True):
         np.testing.assert_array_equal(leaf_new[1], leaf_old[0])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import A2CConfig, ConfigError, HParams, preset
-from a2c_jax.train import init_state, learning_rate, make_optimizer, make_run_chunk, make_train
+from a2c_jax.train import build_agent, init_state, learning_rate, make_optimizer, make_run_chunk, make_train
 
 HP = HParams(lr=1e-3, gamma=0.99, gae_lambda=0.95, ent_coef=0.01)
 
@@ -84,8 +84,9 @@ def test_vmap_over_hparams_equals_separate_runs(train_jit, train_vmap):
 
 def test_chunked_run_equals_fused_run(small_config, train_jit):
     fused, fused_m = train_jit(jax.random.PRNGKey(2), HP)
-    chunk = jax.jit(make_run_chunk(small_config, 5))
-    state = init_state(small_config, HP, jax.random.PRNGKey(2))
+    agent = build_agent(small_config)
+    chunk = jax.jit(make_run_chunk(agent, 5))
+    state = init_state(agent, HP, jax.random.PRNGKey(2))
     losses = []
     for n in (5, 5, 2):
         state, m = chunk(state, HP.as_arrays(), jnp.int32(n))
