@@ -21,8 +21,8 @@ WORKER = """
 import dataclasses, json, sys, time
 import jax, jax.numpy as jnp
 from a2c_jax.config import preset
-from a2c_jax.distributed import POP, population_layout
-from a2c_jax.train import make_train
+from a2c_jax.runs.distributed import POP, population_layout
+from a2c_jax.core.train import make_train
 from benchmarks.sweep_population import population_hparams
 pop, envs, steps = map(int, sys.argv[1:4])
 config, hp = preset("sb3", "CartPole-v1")

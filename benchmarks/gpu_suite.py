@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 
 from a2c_jax.config import preset
-from a2c_jax.train import make_train
+from a2c_jax.core.train import make_train
 from benchmarks.common import write_result
 from benchmarks.returns_table import ROWS, describe, run_row
 from benchmarks.sweep_population import time_population

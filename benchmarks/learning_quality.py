@@ -29,9 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax import stats, sweep
 from a2c_jax.config import preset
-from a2c_jax.train import build_agent
+from a2c_jax.core import stats
+from a2c_jax.core.train import build_agent
+from a2c_jax.population import sweep
 from benchmarks.common import RESULTS, write_result
 
 EPISODES = 16

@@ -13,9 +13,10 @@ import time
 import jax
 import numpy as np
 
-from a2c_jax import stats, sweep
 from a2c_jax.config import HParams, preset
-from a2c_jax.pbt import make_pbt
+from a2c_jax.core import stats
+from a2c_jax.population import sweep
+from a2c_jax.population.pbt import make_pbt
 from benchmarks.common import write_result
 
 

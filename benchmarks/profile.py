@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig, HParams, preset
-from a2c_jax.rollout import rollout
-from a2c_jax.train import TrainState, build_agent, init_state, make_train, update
+from a2c_jax.core.rollout import rollout
+from a2c_jax.core.train import TrainState, build_agent, init_state, make_train, update
 from benchmarks.common import write_result
 
 

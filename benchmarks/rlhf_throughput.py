@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import torch
 
-from a2c_jax.optim import make_optimizer
+from a2c_jax.core.optim import make_optimizer
 from a2c_jax.rlhf.config import RLHFConfig
 from a2c_jax.rlhf.sampling import make_sampler
 from a2c_jax.rlhf.task import sample_prompts

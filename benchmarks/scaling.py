@@ -29,9 +29,9 @@ def agent_rate(envs: int, devices: int, seconds: float) -> dict:
     import jax.numpy as jnp
 
     from a2c_jax.config import preset
-    from a2c_jax.distributed import make_layout, state_shardings
-    from a2c_jax.runner import abstract_state, compile_chunk
-    from a2c_jax.train import build_agent, init_state
+    from a2c_jax.core.train import build_agent, init_state
+    from a2c_jax.runs.distributed import make_layout, state_shardings
+    from a2c_jax.runs.runner import abstract_state, compile_chunk
 
     config, hparams = preset("sb3", "CartPole-v1")
     hp = hparams.as_arrays()
@@ -59,9 +59,9 @@ def measure(devices: int, envs: int, population: int, pop_envs: int, seconds: fl
     import jax.numpy as jnp
 
     from a2c_jax.config import preset
-    from a2c_jax.distributed import layout_for
-    from a2c_jax.sweep import population_program
-    from a2c_jax.train import build_agent
+    from a2c_jax.core.train import build_agent
+    from a2c_jax.population.sweep import population_program
+    from a2c_jax.runs.distributed import layout_for
 
     config, hparams = preset("sb3", "CartPole-v1")
     hp = hparams.as_arrays()

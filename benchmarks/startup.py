@@ -7,7 +7,7 @@ Each command runs in a fresh process from an empty working directory:
   cache per repeat) and again with the cache that run filled ("warm"); the run's own summary gives
   the compile and training seconds inside it;
 - `python -X importtime` of `import a2c_jax.cli` (what `--help` pays) and of the training path
-  (`a2c_jax.runner`), reduced to the heavy packages.
+  (`a2c_jax.runs.runner`), reduced to the heavy packages.
 
 `--pythonpath DIR` measures another checkout (e.g. the commit before a change) the same way, so a
 before/after comparison runs side by side on one machine.
@@ -33,8 +33,8 @@ from benchmarks.common import write_result
 
 HEAVY = (
     "jax", "jaxlib", "flax", "optax", "orbax", "chex", "gymnax", "matplotlib", "scipy", "seaborn", "pandas",
-    "numpy", "tyro", "rich", "a2c_jax.cli", "a2c_jax.runner", "a2c_jax.config", "a2c_jax.envs",
-    "a2c_jax.plotting", "a2c_jax.checkpoint",
+    "numpy", "tyro", "rich", "a2c_jax.cli", "a2c_jax.runs.runner", "a2c_jax.config", "a2c_jax.envs",
+    "a2c_jax.runs.plots", "a2c_jax.runs.checkpoint",
 )  # fmt: skip
 CLI = "import sys; from a2c_jax.cli import run; sys.argv[0] = 'a2c-jax'; run()"
 
@@ -113,7 +113,7 @@ def main() -> None:
         results["train_inside"] = inside
         env = _env(args.pythonpath, None)
         results["import_cli"] = import_breakdown("import a2c_jax.cli", root, env)
-        results["import_train_path"] = import_breakdown("import a2c_jax.cli, a2c_jax.runner", root, env)
+        results["import_train_path"] = import_breakdown("import a2c_jax.cli, a2c_jax.runs.runner", root, env)
     path = write_result(args.name, {"benchmark": "startup", "repeats": args.repeats, "results": results})
     print(f"wrote {path}")
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from a2c_jax.cli import cpu_device_per_core
 from a2c_jax.config import HParams, preset
-from a2c_jax.distributed import POP, population_layout
-from a2c_jax.train import make_train
+from a2c_jax.core.train import make_train
+from a2c_jax.runs.distributed import POP, population_layout
 from benchmarks.common import write_result
 
 

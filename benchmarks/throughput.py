@@ -19,7 +19,7 @@ import time
 import jax
 
 from a2c_jax.config import Network, choices, preset
-from a2c_jax.train import make_train
+from a2c_jax.core.train import make_train
 from benchmarks.common import write_result
 
 

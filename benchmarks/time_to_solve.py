@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import preset
-from a2c_jax.evaluate import evaluate
-from a2c_jax.train import build_agent, init_state, make_run_chunk
+from a2c_jax.core.evaluate import evaluate
+from a2c_jax.core.train import build_agent, init_state, make_run_chunk
 from benchmarks.common import write_result
 
 THRESHOLD, EPISODES = 475.0, 10

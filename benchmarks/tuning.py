@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from a2c_jax import stats, sweep
 from a2c_jax.config import preset
-from a2c_jax.space import SearchSpace, expand_settings, parse_grid, parse_ranges
-from a2c_jax.tuning import best_setting, optimize, population_evaluator, quiet_optuna, ranking_rows
+from a2c_jax.core import stats
+from a2c_jax.population import sweep
+from a2c_jax.population.space import SearchSpace, expand_settings, parse_grid, parse_ranges
+from a2c_jax.population.study import best_setting, optimize, population_evaluator, quiet_optuna, ranking_rows
 from benchmarks.common import write_result
 
 RANGES = ["lr=1e-4:1e-2:log", "ent_coef=1e-6:1e-1:log", "gae_lambda=0.8:1.0", "vf_coef=0.2:1.0"]
@@ -45,7 +46,7 @@ def fresh_returns(config: Any, hparams: Any, setting: dict[str, Any], seeds: lis
 def run_study(sampler: str, space: SearchSpace, trials: int, batch: int, evaluate: Any, seed: int) -> tuple[Any, float]:
     import optuna
 
-    from a2c_jax.tuning import make_sampler
+    from a2c_jax.population.study import make_sampler
 
     study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, space, seed))
     start = time.perf_counter()
@@ -166,7 +167,7 @@ def run_pbt(config: Any, hparams: Any, args: Any, repeat: int) -> tuple[dict[str
     hyperparameters are its answer."""
     import jax
 
-    from a2c_jax.pbt import make_pbt
+    from a2c_jax.population.pbt import make_pbt
 
     ranges = parse_ranges(PBT_RANGES)
     settings = expand_settings({}, ranges, args.trials, seed=repeat)

@@ -17,18 +17,18 @@ import jax
 import numpy as np
 
 from a2c_jax.config import ConfigError, preset
+from a2c_jax.core.train import make_train
 from a2c_jax.envs import make_env
-from a2c_jax.train import make_train
 from benchmarks.common import earlier_rows, write_result
 
 
 def family_names(family: str, backend: str | None) -> list[str]:
     """Every env id of `family` (brax or craftax), each with `@backend` for Brax when given."""
     if family == "brax":
-        from a2c_jax.families.brax import NAMES
+        from a2c_jax.envs.brax import NAMES
 
         return [f"brax:{n}" + (f"@{backend}" if backend else "") for n in NAMES]
-    from a2c_jax.families.craftax import NAMES as CRAFTAX
+    from a2c_jax.envs.craftax import NAMES as CRAFTAX
 
     return [f"craftax:{n}" for n in CRAFTAX]
 

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import A2CConfig, HParams
-from a2c_jax.distributed import layout_for, make_layout, population_layout, state_shardings
-from a2c_jax.pbt import make_pbt
-from a2c_jax.runner import abstract_state, compile_chunk
-from a2c_jax.sweep import make_members, run_sweep, stack_hparams
-from a2c_jax.train import build_agent, init_state
+from a2c_jax.core.train import build_agent, init_state
+from a2c_jax.population.pbt import make_pbt
+from a2c_jax.population.sweep import make_members, run_sweep, stack_hparams
+from a2c_jax.runs.distributed import layout_for, make_layout, population_layout, state_shardings
+from a2c_jax.runs.runner import abstract_state, compile_chunk
 
 
 def max_diff(a: object, b: object) -> float:

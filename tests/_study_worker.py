@@ -15,8 +15,16 @@ import time
 
 import numpy as np
 
-from a2c_jax.space import SearchSpace, parse_ranges
-from a2c_jax.tuning import Outcome, make_sampler, open_storage, open_study, optimize, quiet_optuna, study_signature
+from a2c_jax.population.space import SearchSpace, parse_ranges
+from a2c_jax.population.study import (
+    Outcome,
+    make_sampler,
+    open_storage,
+    open_study,
+    optimize,
+    quiet_optuna,
+    study_signature,
+)
 
 SPACE = SearchSpace({}, parse_ranges(["lr=1e-5:1e-1:log", "ent_coef=0:0.1"]))
 SEEDS = 3

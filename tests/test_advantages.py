@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from a2c_jax.advantages import gae
+from a2c_jax.core.advantages import gae
 
 T, N, GAMMA = 24, 6, 0.97
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import A2CConfig, ConfigError, HParams
+from a2c_jax.core.train import make_train
 from a2c_jax.envs import make_env
-from a2c_jax.train import make_train
 
 # MNISTBandit downloads MNIST when it is built: offline it must fail with a clear error (online it trains).
 NEEDS_DOWNLOAD = {"MNISTBandit-bsuite"}

@@ -3,7 +3,6 @@ divergence, and a clear one-line error (exit 2, nothing written) for every bad i
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
@@ -15,11 +14,11 @@ import pytest
 from gymnax.environments import environment, spaces
 from gymnax.registration import register, registered_envs
 
-import a2c_jax.runner as runner
-from a2c_jax.checkpoint import restore_checkpoint
+import a2c_jax.runs.runner as runner
 from a2c_jax.cli import attribute_docs, main
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, HParams
-from a2c_jax.train import init_state
+from a2c_jax.core.train import build_agent
+from a2c_jax.runs.checkpoint import restore_checkpoint
 
 # --preset sb3 with these sizes is exactly the shared SMALL config, compiled once per session.
 SMALL_ARGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
@@ -32,8 +31,7 @@ CLI = [str(Path(sys.executable).with_name("a2c-jax"))]
 
 
 def final_params(run_dir: Path):
-    config, hparams, settings = runner.load_run_record(run_dir)
-    like = jax.eval_shape(functools.partial(init_state, config), hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
+    like = runner.abstract_state(build_agent(runner.load_run_record(run_dir)[0]))
     state, meta, step = restore_checkpoint(run_dir / "checkpoints", like)
     return state, meta, step
 

@@ -4,7 +4,6 @@ is killed by the test that started it."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -18,10 +17,10 @@ import jax
 import numpy as np
 import pytest
 
-import a2c_jax.runner as runner
-from a2c_jax.checkpoint import checkpoint_steps, restore_checkpoint
+import a2c_jax.runs.runner as runner
 from a2c_jax.cli import main, one_device_per_core
-from a2c_jax.train import init_state
+from a2c_jax.core.train import build_agent
+from a2c_jax.runs.checkpoint import checkpoint_steps, restore_checkpoint
 
 HERE = Path(__file__).parent
 CLI = [str(Path(sys.executable).with_name("a2c-jax"))]
@@ -55,8 +54,7 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
 
 
 def final_state(run_dir: Path):
-    config, hparams, settings = runner.load_run_record(run_dir)
-    like = jax.eval_shape(functools.partial(init_state, config), hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
+    like = runner.abstract_state(build_agent(runner.load_run_record(run_dir)[0]))
     return restore_checkpoint(run_dir / "checkpoints", like)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from a2c_jax.distributions import CATEGORICAL, DIAG_GAUSSIAN, distribution_for
+from a2c_jax.core.distributions import CATEGORICAL, DIAG_GAUSSIAN, distribution_for
 
 RNG = np.random.default_rng(0)
 LOGITS = RNG.normal(size=(5, 4)).astype(np.float32) * 2

@@ -164,8 +164,8 @@ def test_builds_are_not_cached_and_agents_keep_their_env(toy_family):
     with: no cache anywhere can hand out a stale spec or policy."""
     from a2c_jax import envs
     from a2c_jax.config import preset
+    from a2c_jax.core.train import build_agent
     from a2c_jax.envs import EnvSpec
-    from a2c_jax.train import build_agent
 
     assert make_env(toy_family)[0] is not make_env(toy_family)[0]
     config, _ = preset("sb3", toy_family)
@@ -262,7 +262,7 @@ def test_registered_family_trains(toy_family):
     import dataclasses
 
     from a2c_jax.config import preset
-    from a2c_jax.train import make_train
+    from a2c_jax.core.train import make_train
 
     config, hparams = preset("sb3", toy_family)
     config = dataclasses.replace(config, num_envs=4, num_steps=8, total_timesteps=4 * 8 * 4).validate()
@@ -342,8 +342,8 @@ def test_evaluation_through_vecenv_equals_stepping_the_env_by_hand(env_id):
     import dataclasses
 
     from a2c_jax.config import A2CConfig
-    from a2c_jax.evaluate import evaluate_jit
-    from a2c_jax.train import build_agent
+    from a2c_jax.core.evaluate import evaluate_jit
+    from a2c_jax.core.train import build_agent
 
     config = A2CConfig(env_id=env_id, num_envs=2, num_steps=4, total_timesteps=8, normalize_observation=True)
     agent = build_agent(config)

@@ -46,7 +46,7 @@ def test_craftax_time_limit_truncates_and_death_terminates():
 def test_craftax_trains_a_few_updates():
     config, hparams = preset("sb3", CLASSIC)
     config = dataclasses.replace(config, num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3).validate()
-    from a2c_jax.train import make_train
+    from a2c_jax.core.train import make_train
 
     _, metrics = jax.jit(make_train(config))(jax.random.PRNGKey(0), hparams)
     assert np.isfinite(np.asarray(metrics.loss)).all() and np.isfinite(np.asarray(metrics.grad_norm)).all()

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import a2c_jax.checkpoint as checkpoint
-from a2c_jax.checkpoint import checkpoint_steps
+import a2c_jax.runs.checkpoint as checkpoint
 from a2c_jax.cli import main
+from a2c_jax.runs.checkpoint import checkpoint_steps
 
 SMALL = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
 RUN = [*SMALL, "--quiet", "--eval-episodes", "4", "--log-points", "12"]

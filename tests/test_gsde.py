@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import A2CConfig, HParams
+from a2c_jax.core.evaluate import evaluate
+from a2c_jax.core.rollout import rollout
+from a2c_jax.core.train import build_agent, init_state, make_train
 from a2c_jax.envs import VecEnv, make_env
-from a2c_jax.evaluate import evaluate
-from a2c_jax.rollout import rollout
-from a2c_jax.train import build_agent, init_state, make_train
 
 # Two actor features (hidden_sizes=(2,)) and one action: each env's noise latent_t @ W is a 2-vector
 # dot product, so two steps determine W and a third step tells whether it was the same matrix.

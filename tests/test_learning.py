@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import preset
-from a2c_jax.evaluate import evaluate
-from a2c_jax.train import build_agent, init_state, make_train
+from a2c_jax.core.evaluate import evaluate
+from a2c_jax.core.train import build_agent, init_state, make_train
 
 
 def train_and_evaluate(config, hparams, seeds, episodes=16):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import HParams
-from a2c_jax.distributions import CATEGORICAL
-from a2c_jax.losses import Batch, a2c_loss
-from a2c_jax.networks import Policy, feedforward_policy
+from a2c_jax.core.distributions import CATEGORICAL
+from a2c_jax.core.losses import Batch, a2c_loss
+from a2c_jax.core.networks import Policy, feedforward_policy
 
 T, N, OBS, A = 4, 8, 3, 4
 B = T * N

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import A2CConfig
+from a2c_jax.core.networks import make_policy, orthogonal
 from a2c_jax.envs import make_env
-from a2c_jax.networks import make_policy, orthogonal
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -70,7 +70,7 @@ def test_vmapped_initialisation_gives_distinct_orthogonal_members():
 
 def test_cnn_torso_shapes_and_training_on_minatar():
     from a2c_jax.config import HParams
-    from a2c_jax.train import make_train
+    from a2c_jax.core.train import make_train
 
     config = A2CConfig(env_id="Breakout-MinAtar", network="cnn", hidden_sizes=(32,), activation="relu",
                        num_envs=2, num_steps=4, total_timesteps=16)  # fmt: skip
@@ -96,7 +96,7 @@ def test_cnn_torso_rejects_vector_observations():
 
 
 def test_patch_conv_equals_xla_convolution():
-    from a2c_jax.networks import PatchConv
+    from a2c_jax.core.networks import PatchConv
 
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 10, 10, 4))
     conv = PatchConv(16, 3)

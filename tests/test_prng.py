@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from jax.extend.random import threefry2x32_p
 
-import a2c_jax.distributions  # noqa: F401  (applies the lowering)
-from a2c_jax.prng import threefry2x32
+import a2c_jax.core.distributions  # noqa: F401  (applies the lowering)
+from a2c_jax.core.prng import threefry2x32
 
 # Random123's known-answer vectors for threefry2x32_20: (key, counter) -> output
 KNOWN_ANSWERS = [
@@ -75,7 +75,7 @@ def test_cpu_programs_draw_without_a_loop():
 
 def test_opt_out_keeps_jax_lowering():
     code = (
-        "import jax, a2c_jax.distributions\n"
+        "import jax, a2c_jax.core.distributions\n"
         "t = jax.jit(lambda k: jax.random.normal(k, (8, 4))).lower(jax.random.PRNGKey(3)).compile().as_text()\n"
         "print(' while(' in t, jax.random.normal(jax.random.PRNGKey(3), (3,)).tolist())\n"
     )

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import A2CConfig, HParams
+from a2c_jax.core.evaluate import evaluate_jit
+from a2c_jax.core.networks import make_policy, reset_carry
+from a2c_jax.core.rollout import rollout
+from a2c_jax.core.train import build_agent, init_state, make_train
 from a2c_jax.envs import make_env
-from a2c_jax.evaluate import evaluate_jit
-from a2c_jax.networks import make_policy, reset_carry
-from a2c_jax.rollout import rollout
-from a2c_jax.train import build_agent, init_state, make_train
 
 ENV = "MemoryChain-bsuite"  # context shown only at the first step, reward +-1 for recalling it at the last
 T, N, H = 7, 3, 16

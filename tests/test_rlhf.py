@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import ConfigError
-from a2c_jax.distributions import categorical_log_prob
-from a2c_jax.optim import make_optimizer
+from a2c_jax.core.distributions import categorical_log_prob
+from a2c_jax.core.optim import make_optimizer
 from a2c_jax.rlhf.config import RLHFConfig
 from a2c_jax.rlhf.objective import TokenBatch, kl_estimates, rlhf_loss, token_advantages, token_rewards
 from a2c_jax.rlhf.sampling import make_sampler, response_logits, response_outputs, sample
@@ -391,7 +391,7 @@ def test_torch_baseline_kv_cache_samples_like_full_recompute():
 def test_whitening_uses_valid_tokens_only():
     """Advantages are standardised over the valid tokens (unbiased std, as TRL's masked whitening and
     PyTorch's Tensor.std()); padding stays 0 and does not shift the statistics."""
-    from a2c_jax.losses import standardize
+    from a2c_jax.core.losses import standardize
 
     rng = np.random.default_rng(9)
     _, mask = random_responses(9)

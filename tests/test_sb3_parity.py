@@ -20,11 +20,11 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from a2c_jax.config import A2CConfig, HParams
+from a2c_jax.core.losses import a2c_loss
+from a2c_jax.core.networks import make_policy
+from a2c_jax.core.rollout import Transition
+from a2c_jax.core.train import make_batch, make_optimizer
 from a2c_jax.envs import make_env
-from a2c_jax.losses import a2c_loss
-from a2c_jax.networks import make_policy
-from a2c_jax.rollout import Transition
-from a2c_jax.train import make_batch, make_optimizer
 
 T, N, GAMMA, LAMBDA = 5, 2, 0.99, 0.95
 
@@ -264,7 +264,7 @@ OPTION_CASES = {
 @pytest.mark.parametrize("case", list(OPTION_CASES))
 def test_consecutive_updates_match_sb3(case):
     """K updates in a row on fresh rollouts; every parameter agrees with SB3 after each one."""
-    from a2c_jax.train import learn
+    from a2c_jax.core.train import learn
 
     env_id, sb3_kwargs, ours = OPTION_CASES[case]
     continuous = env_id == "Pendulum-v1"
@@ -305,7 +305,7 @@ def test_gsde_distribution_matches_sb3(full_std, use_expln):
     noise with the same weight matrices, against SB3's StateDependentNoiseDistribution."""
     from stable_baselines3.common.distributions import StateDependentNoiseDistribution
 
-    from a2c_jax.distributions import GSDEParams, gsde_entropy, gsde_explore, gsde_log_prob, gsde_std
+    from a2c_jax.core.distributions import GSDEParams, gsde_entropy, gsde_explore, gsde_log_prob, gsde_std
 
     features, dim, batch = 5, 3, 7
     rng = np.random.default_rng(0)
@@ -410,7 +410,7 @@ def test_squashed_gsde_matches_sb3():
     rescaling onto the Box bounds, against SB3's StateDependentNoiseDistribution and unscale_action."""
     from stable_baselines3.common.distributions import StateDependentNoiseDistribution
 
-    from a2c_jax.distributions import SQUASHED_GSDE, GSDEParams, gsde_explore, gsde_std
+    from a2c_jax.core.distributions import SQUASHED_GSDE, GSDEParams, gsde_explore, gsde_std
     from a2c_jax.envs import env_action
 
     features, dim, batch = 5, 2, 9

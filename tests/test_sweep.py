@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from a2c_jax import space, stats, sweep
 from a2c_jax.cli import SweepArgs, main, resolve_train_args
 from a2c_jax.config import ConfigError, HParams
-from a2c_jax.evaluate import evaluate
-from a2c_jax.pbt import exploit, make_pbt, perturb, select_sources
-from a2c_jax.train import build_agent, init_state, make_train
+from a2c_jax.core import stats
+from a2c_jax.core.evaluate import evaluate
+from a2c_jax.core.train import build_agent, init_state, make_train
+from a2c_jax.population import space, sweep
+from a2c_jax.population.pbt import exploit, make_pbt, perturb, select_sources
 
 SMALL_FLAGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
 

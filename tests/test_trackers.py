@@ -13,7 +13,7 @@ import pytest
 
 from a2c_jax.cli import main
 from a2c_jax.config import ConfigError
-from a2c_jax.trackers import parse_trackers
+from a2c_jax.runs.trackers import parse_trackers
 
 SMALL_ARGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--quiet", "--eval-episodes", "4"]
 
@@ -259,7 +259,7 @@ RLHF_RECORDS = [
 def test_rlhf_run_writes_one_tensorboard_run_per_beta(tmp_path):
     """`a2c-jax rlhf --log tensorboard`: each beta's metrics.jsonl fields against A2C updates (a field a
     line lacks, or a null, is a gap), its final gold reward in the hyperparameter table."""
-    from a2c_jax.trackers import log_rlhf
+    from a2c_jax.runs.trackers import log_rlhf
 
     log_rlhf(("tensorboard",), tmp_path, RLHF_RECORDS)
     members = sorted((tmp_path / "tensorboard").glob("member-*"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from a2c_jax.config import A2CConfig, ConfigError, HParams, preset
-from a2c_jax.train import build_agent, init_state, learning_rate, make_optimizer, make_run_chunk, make_train
+from a2c_jax.core.train import build_agent, init_state, learning_rate, make_optimizer, make_run_chunk, make_train
 
 HP = HParams(lr=1e-3, gamma=0.99, gae_lambda=0.95, ent_coef=0.01)
 

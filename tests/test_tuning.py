@@ -24,8 +24,8 @@ import pytest
 from optuna.trial import TrialState
 
 from a2c_jax.cli import main
-from a2c_jax.space import SearchSpace, parse_grid
-from a2c_jax.tuning import make_sampler, optimize, quiet_optuna, ranking_rows
+from a2c_jax.population.space import SearchSpace, parse_grid
+from a2c_jax.population.study import make_sampler, optimize, quiet_optuna, ranking_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _study_worker import SPACE, objective, synthetic_evaluator
@@ -76,7 +76,7 @@ def test_round_tells_values_curves_and_attributes():
 
 
 def test_diverged_trials_fail_but_count():
-    from a2c_jax.tuning import Outcome
+    from a2c_jax.population.study import Outcome
 
     def evaluate(settings):
         return [Outcome(np.array([1.0, np.nan]), np.array([False, True]), np.zeros(1), np.zeros(1), 8, 0.0)
@@ -195,7 +195,7 @@ def worker(storage: str, trials: int, batch: int, heartbeat: int = 1, sleep: flo
 
 
 def states(storage: str, name: str = "s") -> list[optuna.trial.FrozenTrial]:
-    from a2c_jax.tuning import open_storage
+    from a2c_jax.population.study import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage, 1)).trials
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from a2c_jax import lazy_exports
+from a2c_jax._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from a2c_jax.rlhf.config import RLHFConfig

@@ -14,9 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from a2c_jax.advantages import gae
-from a2c_jax.distributions import categorical_entropy, categorical_log_prob
-from a2c_jax.losses import LossMetrics, a2c_objective
+from a2c_jax.core.advantages import gae
+from a2c_jax.core.distributions import categorical_entropy, categorical_log_prob
+from a2c_jax.core.losses import LossMetrics, a2c_objective
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import response_outputs
 

@@ -22,10 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
 from a2c_jax.config import ConfigError
-from a2c_jax.logging import MetricsLog, count_bar, read_json, write_json_atomic
-from a2c_jax.optim import make_optimizer
+from a2c_jax.core.optim import make_optimizer
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import make_sampler
 from a2c_jax.rlhf.task import decode, sample_prompts
@@ -49,6 +47,8 @@ from a2c_jax.rlhf.train import (
     scan_chunk,
     score_samples,
 )
+from a2c_jax.runs.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
+from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_atomic
 
 REFERENCE_FIELDS = [
     *("seed", "prompt_digits", "response_len", "context", "width", "layers", "heads"),
@@ -325,7 +325,7 @@ def run_rlhf(
         **{f"policy_beta_{beta:g}": sample_texts(after[i], SAMPLE_PROMPTS) for i, beta in enumerate(betas)},
     }
     write_json_atomic(out / "samples.json", samples)
-    from a2c_jax.plotting import plot_rlhf, plot_rlhf_tradeoff
+    from a2c_jax.runs.plots import plot_rlhf, plot_rlhf_tradeoff
 
     plot_rlhf(records, out / "rlhf.png")
     if population > 1:

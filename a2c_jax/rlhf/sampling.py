@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from a2c_jax.distributions import categorical_log_prob, categorical_sample
+from a2c_jax.core.distributions import categorical_log_prob, categorical_sample
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.task import BOS, EOS, PAD
 

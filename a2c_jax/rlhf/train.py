@@ -7,7 +7,7 @@
    responses, scores them with the reward model, shapes per-token rewards with the KL to the frozen
    reference, runs token GAE and takes one gradient step of the core's A2C objective.
 
-Every stage uses the core's optax chain (`a2c_jax.optim.make_optimizer`, Adam with global-norm
+Every stage uses the core's optax chain (`a2c_jax.core.optim.make_optimizer`, Adam with global-norm
 clipping). `RLHFConfig` (rlhf/config.py) holds every setting; the traced ones of stage 3 ride in an `HParams`.
 """
 
@@ -23,9 +23,9 @@ import optax
 from flax import struct
 
 from a2c_jax.config import ConfigError, HParams
-from a2c_jax.distributions import categorical_entropy, categorical_log_prob
-from a2c_jax.losses import masked_mean
-from a2c_jax.optim import make_optimizer
+from a2c_jax.core.distributions import categorical_entropy, categorical_log_prob
+from a2c_jax.core.losses import masked_mean
+from a2c_jax.core.optim import make_optimizer
 from a2c_jax.rlhf.config import RLHFConfig
 from a2c_jax.rlhf.model import CausalTransformer, LanguageModel, Params
 from a2c_jax.rlhf.objective import (

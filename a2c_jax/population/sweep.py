@@ -25,7 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
-from a2c_jax.distributed import (
+from a2c_jax.core.evaluate import evaluate_final
+from a2c_jax.core.stats import bootstrap_ci, iqm
+from a2c_jax.core.train import Agent, TrainState, UpdateMetrics, build_agent, init_state, make_run_chunk
+from a2c_jax.runs.distributed import (
     POP,
     Layout,
     cpu_population_devices,
@@ -33,10 +36,7 @@ from a2c_jax.distributed import (
     round_up,
     state_shardings,
 )
-from a2c_jax.evaluate import evaluate_final
-from a2c_jax.resources import available_bytes, eval_bytes, train_bytes
-from a2c_jax.stats import bootstrap_ci, iqm
-from a2c_jax.train import Agent, TrainState, UpdateMetrics, build_agent, init_state, make_run_chunk
+from a2c_jax.runs.resources import available_bytes, eval_bytes, train_bytes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import HPARAM_RANGES, A2CConfig, HParams
-from a2c_jax.distributed import Layout
-from a2c_jax.evaluate import evaluate_final
-from a2c_jax.stats import weighted_mean
-from a2c_jax.sweep import constrain_population, diverged
-from a2c_jax.train import Agent, TrainState, as_agent, init_state, make_run_chunk
+from a2c_jax.core.evaluate import evaluate_final
+from a2c_jax.core.stats import weighted_mean
+from a2c_jax.core.train import Agent, TrainState, as_agent, init_state, make_run_chunk
+from a2c_jax.population.sweep import constrain_population, diverged
+from a2c_jax.runs.distributed import Layout
 
 PERTURB_FACTORS = (0.8, 1.25)
 

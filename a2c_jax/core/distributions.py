@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from a2c_jax.prng import lower_threefry_unrolled_on_cpu
+from a2c_jax.core.prng import lower_threefry_unrolled_on_cpu
 
 lower_threefry_unrolled_on_cpu()  # the same random bits in fewer kernels per draw on a CPU (see prng.py)
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig, ConfigError
-from a2c_jax.distributions import (
+from a2c_jax.core.distributions import (
     GSDE,
     SQUASHED_GSDE,
     DistributionFns,

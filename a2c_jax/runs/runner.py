@@ -23,9 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.checkpoint import CheckpointError, CheckpointWriter, latest_step, restore_checkpoint, set_aside_newer
 from a2c_jax.config import A2CConfig, ConfigError, HParams, check_seed, coerce_dataclass_fields, flat_settings
-from a2c_jax.distributed import (
+from a2c_jax.core.evaluate import evaluate_final, evaluate_final_jit
+from a2c_jax.core.train import Agent, TrainState, build_agent, init_state, jit_once, make_run_chunk
+from a2c_jax.runs.checkpoint import CheckpointError, CheckpointWriter, latest_step, restore_checkpoint, set_aside_newer
+from a2c_jax.runs.distributed import (
     Layout,
     abstract_with_shardings,
     any_process,
@@ -35,8 +37,7 @@ from a2c_jax.distributed import (
     parse_devices,
     state_shardings,
 )
-from a2c_jax.evaluate import evaluate_final, evaluate_final_jit
-from a2c_jax.logging import (
+from a2c_jax.runs.records import (
     MetricsLog,
     first_nonfinite,
     progress_bar,
@@ -44,9 +45,8 @@ from a2c_jax.logging import (
     summarize_chunk,
     write_json_atomic,
 )
-from a2c_jax.resources import check_fits
-from a2c_jax.trackers import Tracker, open_trackers, parse_trackers
-from a2c_jax.train import Agent, TrainState, build_agent, init_state, jit_once, make_run_chunk
+from a2c_jax.runs.resources import check_fits
+from a2c_jax.runs.trackers import Tracker, open_trackers, parse_trackers
 
 
 class TrainingDiverged(RuntimeError):
@@ -486,7 +486,7 @@ def finish_run(
         "resumed": resume,
     }
     if is_primary():
-        from a2c_jax.plotting import plot_learning_curve
+        from a2c_jax.runs.plots import plot_learning_curve
 
         write_json_atomic(run_dir / "summary.json", summary)
         plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))

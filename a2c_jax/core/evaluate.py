@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import A2CConfig
+from a2c_jax.core.networks import Carry, Params
+from a2c_jax.core.train import Agent, TrainState, as_agent, jit_once
 from a2c_jax.envs import RunningMeanStd, VecEnvState
-from a2c_jax.networks import Carry, Params
-from a2c_jax.train import Agent, TrainState, as_agent, jit_once
 
 
 class EvalResult(NamedTuple):

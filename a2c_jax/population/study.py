@@ -32,8 +32,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from a2c_jax.config import A2CConfig, ConfigError
-from a2c_jax.space import SearchSpace, decode_choice, encode_choice
-from a2c_jax.stats import bootstrap_ci, iqm
+from a2c_jax.core.stats import bootstrap_ci, iqm
+from a2c_jax.population.space import SearchSpace, decode_choice, encode_choice
 
 if typing.TYPE_CHECKING:
     import optuna
@@ -342,7 +342,7 @@ def population_evaluator(
 ) -> Evaluate:
     """The real objective: a round's settings x seeds trained as populations (one compiled program per
     static config), each member exactly as `a2c-jax train --seed s` with its settings would train it."""
-    from a2c_jax.sweep import Programs, make_members, run_sweep
+    from a2c_jax.population.sweep import Programs, make_members, run_sweep
 
     programs = Programs()  # agents and compiled programs kept across the study's rounds
 
@@ -432,7 +432,7 @@ def plot_study(study: optuna.Study, out: Path) -> list[str]:
     import optuna
     import optuna.visualization.matplotlib as vis
 
-    from a2c_jax.plotting import save_axes
+    from a2c_jax.runs.plots import save_axes
 
     written = []
     with warnings.catch_warnings():
@@ -462,8 +462,8 @@ def check_space(base_config: A2CConfig, base_hparams: Any, space: SearchSpace, e
     import itertools
 
     from a2c_jax.config import CONFIG_NAMES
-    from a2c_jax.resources import check_fits
-    from a2c_jax.sweep import Programs, make_members
+    from a2c_jax.population.sweep import Programs, make_members
+    from a2c_jax.runs.resources import check_fits
 
     programs = Programs()
     if not space.names:
@@ -497,10 +497,10 @@ def write_outputs(
     --config`), sweep.png, history.png, importances.png and the trackers' views.
     Returns (ranked rows, best flat settings or None)."""
     from a2c_jax.config import flat_settings
-    from a2c_jax.logging import write_population
-    from a2c_jax.plotting import plot_sweep
-    from a2c_jax.sweep import make_members
-    from a2c_jax.trackers import log_population
+    from a2c_jax.population.sweep import make_members
+    from a2c_jax.runs.plots import plot_sweep
+    from a2c_jax.runs.records import write_population
+    from a2c_jax.runs.trackers import log_population
 
     ranked = ranking_rows(study, space)
     numbers, steps, values = curves(study)

@@ -15,10 +15,10 @@ import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from a2c_jax.config import ConfigError
-from a2c_jax.stats import weighted_mean
+from a2c_jax.core.stats import weighted_mean
 
 if TYPE_CHECKING:  # the host sinks need no JAX program (nor gymnax) imported
-    from a2c_jax.train import UpdateMetrics
+    from a2c_jax.core.train import UpdateMetrics
 
 
 def _umask() -> int:

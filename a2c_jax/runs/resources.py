@@ -13,7 +13,7 @@ import os
 import jax
 
 from a2c_jax.config import ConfigError
-from a2c_jax.train import Agent
+from a2c_jax.core.train import Agent
 
 # Copies of the per-env loop state XLA may hold at once inside a compiled update (loop carries,
 # double buffers, the rollout's stacked outputs and their gradients).

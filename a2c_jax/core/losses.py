@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from a2c_jax.config import HParams
-from a2c_jax.networks import Carry, Params, Policy
+from a2c_jax.core.networks import Carry, Params, Policy
 
 
 class Batch(NamedTuple):

@@ -150,7 +150,7 @@ def _digest(step_dir: Path) -> dict[str, str]:
 def _write_digest(step_dir: Path) -> None:
     """Record a SHA-256 of every file of a finished checkpoint, so a damaged one is recognised
     before orbax reads it (orbax's own failure on a torn file is a wall of TensorStore errors)."""
-    from a2c_jax.logging import write_json_atomic
+    from a2c_jax.runs.records import write_json_atomic
 
     write_json_atomic(step_dir / DIGEST, _digest(step_dir))
 

@@ -8,9 +8,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from a2c_jax.distributions import gsde_weights
+from a2c_jax.core.distributions import gsde_weights
+from a2c_jax.core.networks import Carry, Params, Policy, reset_carry
 from a2c_jax.envs import VecEnv, VecEnvState
-from a2c_jax.networks import Carry, Params, Policy, reset_carry
 
 
 class Transition(NamedTuple):

@@ -276,10 +276,10 @@ def rlhf_command(args: RLHFArgs) -> int:
     config = RLHFConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLHFConfig)})
     betas = parse_betas(args.betas) if isinstance(args, RLHFSweepArgs) else None
     config.validate()
-    from a2c_jax.trackers import parse_trackers
+    from a2c_jax.runs.trackers import parse_trackers
 
     trackers = parse_trackers(args.log)
-    from a2c_jax.runner import check_output_dir
+    from a2c_jax.runs.runner import check_output_dir
 
     check_output_dir(args.out, "out", create=False)
     stage_dir = args.stage_dir or args.out.parent / "rlhf-stages"
@@ -303,8 +303,8 @@ def rlhf_command(args: RLHFArgs) -> int:
             f"length {final['length']:.1f}"
         )
     if trackers:
-        from a2c_jax.logging import MetricsLog
-        from a2c_jax.trackers import log_rlhf
+        from a2c_jax.runs.records import MetricsLog
+        from a2c_jax.runs.trackers import log_rlhf
 
         log_rlhf(trackers, args.out, MetricsLog(args.out / "metrics.jsonl").read())
     print(f"wrote {args.out} in {summary['seconds']['total']:.0f} s")
@@ -333,14 +333,14 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     Every value is checked against its field's type (ConfigError naming the file and the field), so a
     file never silently means something else than it says.
     """
-    from a2c_jax.logging import read_json
+    from a2c_jax.runs.records import read_json
 
     data = read_json(path, "config")
     source = f"config {str(path)!r}"
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must hold a JSON object of settings, not {type(data).__name__}")
     if "config" in data and isinstance(data["config"], dict):  # a run's config.json
-        from a2c_jax.runner import run_record_settings
+        from a2c_jax.runs.runner import run_record_settings
 
         flat = run_record_settings(data, source)
     else:
@@ -408,7 +408,7 @@ def _run_settings(args: Any, base: Any) -> Any:
 
 def resume_command(args: Any) -> int:
     """`a2c-jax train --resume DIR`: continue with the saved settings; only the total and run options change."""
-    from a2c_jax.runner import load_run_record, train_run
+    from a2c_jax.runs.runner import load_run_record, train_run
 
     refused = [n for n in ("preset", "seed", "config", "run_dir") if getattr(args, n) is not None]
     refused += [n for n in CONFIG_NAMES + HPARAM_NAMES if getattr(args, n) is not None and n not in RESUME_MAY_CHANGE]
@@ -431,7 +431,7 @@ def resume_command(args: Any) -> int:
 
 def train_command(args: Any) -> int:
     """`a2c-jax train`."""
-    from a2c_jax.runner import RunSettings, train_run
+    from a2c_jax.runs.runner import RunSettings, train_run
 
     if args.compile_cache:
         enable_compile_cache()
@@ -449,11 +449,11 @@ def eval_command(args: EvalArgs) -> int:
     import jax
     import numpy as np
 
-    from a2c_jax.checkpoint import restore_checkpoint
-    from a2c_jax.evaluate import evaluate_jit, record_episode
-    from a2c_jax.resources import check_fits
-    from a2c_jax.runner import check_output_dir, load_run_record, warn
-    from a2c_jax.train import build_agent, init_state
+    from a2c_jax.core.evaluate import evaluate_jit, record_episode
+    from a2c_jax.core.train import build_agent, init_state
+    from a2c_jax.runs.checkpoint import restore_checkpoint
+    from a2c_jax.runs.resources import check_fits
+    from a2c_jax.runs.runner import check_output_dir, load_run_record, warn
 
     if args.compile_cache:
         enable_compile_cache()
@@ -478,7 +478,7 @@ def eval_command(args: EvalArgs) -> int:
         f"{returns.mean():.2f} +- {returns.std():.2f} over {args.episodes} episodes"
     )
     if args.gif is not None:
-        from a2c_jax.plotting import render_gif
+        from a2c_jax.runs.plots import render_gif
 
         states, rewards = record_episode(agent, state.params, state.env_state.obs_rms, key)
         render_gif(config.env_id, states, rewards, args.gif)
@@ -489,10 +489,10 @@ def eval_command(args: EvalArgs) -> int:
 def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any], list[Any], Path, Any]:
     """Validate everything a sweep or PBT run needs before anything compiles or is written; returns
     (config, settings, members, out, the sweep.Programs holding each static config's Agent)."""
-    from a2c_jax.resources import check_fits
-    from a2c_jax.runner import check_output_dir
-    from a2c_jax.space import check_population_size, expand_settings, parse_grid, parse_ranges
-    from a2c_jax.sweep import Programs, make_members
+    from a2c_jax.population.space import check_population_size, expand_settings, parse_grid, parse_ranges
+    from a2c_jax.population.sweep import Programs, make_members
+    from a2c_jax.runs.resources import check_fits
+    from a2c_jax.runs.runner import check_output_dir
 
     for name in ("seeds", "eval_episodes"):
         if getattr(args, name) <= 0:
@@ -536,12 +536,12 @@ def sweep_command(args: Any) -> int:
         if getattr(args, name) is not None:
             raise ConfigError(f"{_flag(name)} needs --sampler (an Optuna study); a plain sweep trains every setting")
 
-    from a2c_jax.distributed import is_primary
-    from a2c_jax.logging import count_bar, write_population
-    from a2c_jax.plotting import plot_sweep
-    from a2c_jax.runner import check_output_dir
-    from a2c_jax.sweep import best_config, member_rows, rank_settings, run_sweep
-    from a2c_jax.trackers import log_population, parse_trackers
+    from a2c_jax.population.sweep import best_config, member_rows, rank_settings, run_sweep
+    from a2c_jax.runs.distributed import is_primary
+    from a2c_jax.runs.plots import plot_sweep
+    from a2c_jax.runs.records import count_bar, write_population
+    from a2c_jax.runs.runner import check_output_dir
+    from a2c_jax.runs.trackers import log_population, parse_trackers
 
     if args.max_population is not None and args.max_population <= 0:
         raise ConfigError(f"max_population={args.max_population!r} is invalid: must be a positive integer")
@@ -593,7 +593,7 @@ DEFAULT_BATCH = 8
 
 def _resumed_study_args(args: Any) -> Any:
     """The saved arguments of the study sweep in `args.resume`, with --trials / --batch applied."""
-    from a2c_jax.logging import read_json
+    from a2c_jax.runs.records import read_json
 
     path = args.resume / "search.json"
     if not path.is_file():
@@ -647,8 +647,8 @@ def _open_worker_study(args: Any, out: Path, space: Any, signature: dict[str, An
     size and, for a shared storage, the process id: reproducible for one worker, distinct across workers."""
     import numpy as np
 
-    from a2c_jax.runner import check_output_dir
-    from a2c_jax.tuning import make_sampler, open_storage, open_study
+    from a2c_jax.population.study import make_sampler, open_storage, open_study
+    from a2c_jax.runs.runner import check_output_dir
 
     url = args.storage or f"sqlite:///{(out / 'study.db').absolute()}"
     name = args.study_name or out.name
@@ -671,11 +671,8 @@ def study_command(args: Any) -> int:
     if importlib.util.find_spec("optuna") is None:
         raise ConfigError("--sampler needs Optuna: pip install 'a2c-jax[tune]'")
     from a2c_jax.config import flat_settings
-    from a2c_jax.logging import count_bar, write_json_atomic
-    from a2c_jax.runner import check_output_dir
-    from a2c_jax.space import SearchSpace, parse_grid, parse_ranges
-    from a2c_jax.trackers import parse_trackers
-    from a2c_jax.tuning import (
+    from a2c_jax.population.space import SearchSpace, parse_grid, parse_ranges
+    from a2c_jax.population.study import (
         check_space,
         make_sampler,
         optimize,
@@ -684,6 +681,9 @@ def study_command(args: Any) -> int:
         study_signature,
         write_outputs,
     )
+    from a2c_jax.runs.records import count_bar, write_json_atomic
+    from a2c_jax.runs.runner import check_output_dir
+    from a2c_jax.runs.trackers import parse_trackers
 
     quiet_optuna()
     args, batch = _study_args(args)
@@ -734,14 +734,14 @@ def pbt_command(args: Any) -> int:
     import jax
     import numpy as np
 
-    from a2c_jax.distributed import is_primary, population_layout
-    from a2c_jax.logging import write_population
-    from a2c_jax.pbt import make_pbt
-    from a2c_jax.plotting import plot_pbt_schedule
-    from a2c_jax.runner import check_output_dir
-    from a2c_jax.stats import bootstrap_ci, iqm
-    from a2c_jax.sweep import stack_hparams
-    from a2c_jax.trackers import log_population, parse_trackers
+    from a2c_jax.core.stats import bootstrap_ci, iqm
+    from a2c_jax.population.pbt import make_pbt
+    from a2c_jax.population.sweep import stack_hparams
+    from a2c_jax.runs.distributed import is_primary, population_layout
+    from a2c_jax.runs.plots import plot_pbt_schedule
+    from a2c_jax.runs.records import write_population
+    from a2c_jax.runs.runner import check_output_dir
+    from a2c_jax.runs.trackers import log_population, parse_trackers
 
     trackers = parse_trackers(args.log)
     if args.compile_cache:
@@ -913,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def join_processes(args: _ClusterOptions) -> None:
     """Validate --devices and start `jax.distributed` when the flags ask for several processes."""
-    from a2c_jax.distributed import DistributedOptions, initialize, parse_devices
+    from a2c_jax.runs.distributed import DistributedOptions, initialize, parse_devices
 
     if args.devices is not None:
         parse_devices(args.devices)
@@ -930,9 +930,9 @@ def _error(text: str, status: int, prefix: str = "a2c-jax: error: ") -> int:
 
 def _fault(err: Exception) -> int:
     """One line for a failure that is not bad input; the traceback only with A2C_JAX_TRACEBACK=1."""
-    from a2c_jax.checkpoint import CheckpointWriteError, root_cause
-    from a2c_jax.distributed import DistributedError
-    from a2c_jax.runner import TrainingDiverged, TrainingInterrupted
+    from a2c_jax.runs.checkpoint import CheckpointWriteError, root_cause
+    from a2c_jax.runs.distributed import DistributedError
+    from a2c_jax.runs.runner import TrainingDiverged, TrainingInterrupted
 
     if os.environ.get("A2C_JAX_TRACEBACK"):
         raise err
@@ -996,7 +996,3 @@ def run() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-if __name__ == "__main__":
-    run()

@@ -18,14 +18,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from a2c_jax.advantages import gae
 from a2c_jax.config import A2CConfig, HParams
+from a2c_jax.core.advantages import gae
+from a2c_jax.core.losses import Batch, LossMetrics, a2c_loss
+from a2c_jax.core.networks import Carry, Params, Policy, make_policy
+from a2c_jax.core.optim import make_optimizer
+from a2c_jax.core.rollout import Transition, rollout
+from a2c_jax.core.stats import weighted_mean
 from a2c_jax.envs import EnvSpec, VecEnv, VecEnvState, make_env
-from a2c_jax.losses import Batch, LossMetrics, a2c_loss
-from a2c_jax.networks import Carry, Params, Policy, make_policy
-from a2c_jax.optim import make_optimizer
-from a2c_jax.rollout import Transition, rollout
-from a2c_jax.stats import weighted_mean
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -9,7 +9,7 @@ them copies of the loop's state, and an A2C update draws keys and samples severa
 (tested against Random123's known answers and a NumPy transcription), a few fused kernels per call,
 1.3-1.6x the env steps per second at 8 CartPole envs on 2 cores; the training chunk compiles no
 slower, a program with many draws (the initialisation) about 0.5 s slower. Importing
-`a2c_jax.distributions` applies it to the process (set A2C_JAX_ROLLED_THREEFRY=1 before that to keep
+`a2c_jax.core.distributions` applies it to the process (set A2C_JAX_ROLLED_THREEFRY=1 before that to keep
 JAX's lowering); other platforms are untouched. A JAX without the two public hooks used here
 (`jax.extend.random.threefry2x32_p`, `jax.interpreters.mlir.register_lowering`) keeps its own lowering,
 with a warning.

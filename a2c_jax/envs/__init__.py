@@ -300,7 +300,7 @@ EnvBuilder = Callable[[str], tuple[Any, Any, EnvSpec]]
 """A family's constructor: name within the namespace -> (env, env params, EnvSpec)."""
 
 _FAMILIES: dict[str, EnvBuilder] = {}
-BUILTIN_FAMILIES = {"brax": ("a2c_jax.families.brax", "brax"), "craftax": ("a2c_jax.families.craftax", "craftax")}
+BUILTIN_FAMILIES = {"brax": ("a2c_jax.envs.brax", "brax"), "craftax": ("a2c_jax.envs.craftax", "craftax")}
 """namespace -> (adapter module with a `build(name)`, the extra that installs its package)."""
 DEFAULT_NAMESPACE = "gymnax"
 ENTRY_POINT_GROUP = "a2c_jax.env_families"
