@@ -9,6 +9,10 @@ import tempfile
 import pytest
 
 from a2c_jax.config import A2CConfig
+from a2c_jax.runs.process import configure_process
+
+# the tests run with the command's process-wide settings (the CPU's Threefry lowering, quiet orbax logs)
+configure_process()
 
 # Tests must not write into the user's compilation cache; subprocesses inherit this one.
 _CACHE = None if "A2C_JAX_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="a2c-jax-test-cache-")

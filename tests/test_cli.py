@@ -101,7 +101,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     # a learning rate of 1e38 overflows the parameters on the first update
     assert main(["train", *RUN_ARGS, "--run-dir", str(run_dir), "--lr", "1e38"]) == 1
     err = capsys.readouterr().err
-    assert "non-finite loss or parameters at update 0" in err and "last good state (update 0)" in err
+    assert "non-finite loss or parameters at update 1 (env step 32)" in err and "last good state (update 0)" in err
     state, _, step = final_params(run_dir)
     assert step == 0
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))

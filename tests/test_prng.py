@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from jax.extend.random import threefry2x32_p
 
-import a2c_jax.core.distributions  # noqa: F401  (applies the lowering)
 from a2c_jax.core.prng import threefry2x32
+from a2c_jax.runs.process import configure_process
+
+configure_process()  # applies the lowering (conftest does too; this module is about it)
 
 # Random123's known-answer vectors for threefry2x32_20: (key, counter) -> output
 KNOWN_ANSWERS = [
@@ -75,7 +77,8 @@ def test_cpu_programs_draw_without_a_loop():
 
 def test_opt_out_keeps_jax_lowering():
     code = (
-        "import jax, a2c_jax.core.distributions\n"
+        "import jax, a2c_jax.runs.process\n"
+        "a2c_jax.runs.process.configure_process()\n"
         "t = jax.jit(lambda k: jax.random.normal(k, (8, 4))).lower(jax.random.PRNGKey(3)).compile().as_text()\n"
         "print(' while(' in t, jax.random.normal(jax.random.PRNGKey(3), (3,)).tolist())\n"
     )
@@ -85,3 +88,26 @@ def test_opt_out_keeps_jax_lowering():
     looped, values = proc.stdout.strip().split(" ", 1)
     assert looped == "True"  # JAX's rolled loop, and the same numbers as the unrolled lowering here
     assert values == str(jnp.asarray(jax.random.normal(jax.random.PRNGKey(3), (3,))).tolist())
+
+
+def test_importing_the_library_changes_nothing_in_the_process():
+    """No lowering, logger level or warning filter is set by an import: a fresh process that imports
+    the whole library still draws with JAX's rolled loop and keeps absl's and orbax's log levels; one
+    explicit `configure_process()` switches both."""
+    code = (
+        "import logging, warnings, jax\n"
+        "levels = lambda: [logging.getLogger(n).level for n in ('absl', 'orbax')]\n"
+        "before, filters = levels(), list(warnings.filters)\n"
+        "import a2c_jax.core.train, a2c_jax.core.distributions, a2c_jax.runs.checkpoint, a2c_jax.runs.runner\n"
+        "import a2c_jax.population.sweep, a2c_jax.rlhf.run, a2c_jax.cli\n"
+        "a2c_jax.runs.checkpoint._orbax()\n"
+        "draw = lambda: jax.jit(lambda k: jax.random.normal(k, (8, 4)))  # a new function: traced anew\n"
+        "text = lambda: draw().lower(jax.random.PRNGKey(3)).compile().as_text()\n"
+        "print(' while(' in text(), levels() == before, list(warnings.filters) == filters)\n"
+        "import a2c_jax.runs.process; a2c_jax.runs.process.configure_process()\n"
+        "print(' while(' in text(), levels() == [logging.CRITICAL] * 2)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "A2C_JAX_ROLLED_THREEFRY"} | {"JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "True", "True", "False", "True"], proc.stdout

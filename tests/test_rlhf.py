@@ -357,6 +357,91 @@ def test_rlhf_second_run_reuses_the_stages(sweep_run, capsys):
     assert again["members"][0]["reference"]["gold"] == pytest.approx(before, abs=0.05)
 
 
+A2C_RUN = [*STAGES, "--updates", "60", "--log-points", "6", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def whole_run(sweep_run):
+    """An uninterrupted run whose stages come from the sweep's cache (same stage settings)."""
+    from a2c_jax.cli import main
+
+    root, _ = sweep_run
+    assert main(["rlhf", "--out", str(root / "whole"), *A2C_RUN]) == 0
+    return root / "whole"
+
+
+def lines(path):
+    import json
+
+    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_rlhf_interrupted_and_resumed_equals_uninterrupted(whole_run):
+    """SIGINT to a running `a2c-jax rlhf` inside its A2C stage: exit 130 with a checkpoint and the
+    command that continues it; `--resume` then ends with the records and results of the run that was
+    never interrupted."""
+    import json
+    import signal
+
+    from test_faults import finish, spawn, wait_for
+
+    from a2c_jax.cli import main
+
+    out = whole_run.parent / "interrupted"
+    proc = spawn(["rlhf", "--out", str(out), *A2C_RUN])
+    wait_for(lambda: (out / "metrics.jsonl").exists() and any(r["update"] > 0 for r in lines(out)), proc)
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 130, err
+    assert f"checkpoint saved: continue with `a2c-jax rlhf --resume {out}`" in err.strip().splitlines()[-1]
+    stopped_at = max(r["update"] for r in lines(out))
+    assert 0 < stopped_at < 60, stopped_at
+    assert main(["rlhf", "--resume", str(out), "--quiet"]) == 0
+    assert lines(out) == lines(whole_run)
+    done, again = (json.loads((d / "summary.json").read_text()) for d in (whole_run, out))
+    assert done["members"] == again["members"]
+
+
+def test_rlhf_resume_refuses_other_settings_and_missing_runs(whole_run, tmp_path, capsys):
+    status, _, err = run_cli(["rlhf", "--resume", str(whole_run), "--lr", "0.5"], capsys)
+    assert status == 2 and "--lr cannot be given with it" in err[0], err
+    status, _, err = run_cli(["rlhf", "--resume", str(tmp_path / "none")], capsys)
+    assert status == 2 and "holds no config.json: nothing to resume" in err[0], err
+
+
+def test_rlhf_divergence_is_reported_as_divergence(sweep_run, capsys):
+    """A learning rate that overflows the policy: exit 1, one line naming divergence and the update,
+    and the last good state checkpointed (not an internal error)."""
+    root, _ = sweep_run
+    out = root / "diverged"
+    status, _, err = run_cli(["rlhf", "--out", str(out), *STAGES, "--updates", "4", "--log-points", "2",
+                              "--lr", "1e8", "--quiet"], capsys)  # fmt: skip
+    assert status == 1 and len(err) == 1, err
+    assert err[0].startswith("a2c-jax: training diverged: non-finite loss or parameters at update "), err
+    assert "last good state (update " in err[0] and str(out / "checkpoints") in err[0]
+
+
+def test_a_damaged_cached_stage_is_set_aside_and_retrained(tmp_path):
+    """A cache entry that cannot be read is moved aside (kept) and the stage trained and cached anew."""
+    from a2c_jax.rlhf.run import cached_stage
+
+    directory = tmp_path / "reference-abc"
+    (directory / "3").mkdir(parents=True)
+    (directory / "3" / "garbage").write_text("not a checkpoint")
+    like = {"w": jnp.zeros(2)}
+    trained = []
+
+    def train():
+        trained.append(1)
+        return {"w": jnp.ones(2)}, {"r": 1}
+
+    _, report = cached_stage(directory, {"s": 1}, like, train, 3, print)
+    assert trained and report == {"r": 1}
+    assert [p.name.split(".")[1][:7] for p in tmp_path.iterdir() if p.name != "reference-abc"] == ["corrupt"]
+    again, report = cached_stage(directory, {"s": 1}, like, lambda: pytest.fail("retrained"), 3, print)
+    np.testing.assert_array_equal(again["w"], [1.0, 1.0])
+
+
 def test_torch_baseline_gae_agrees():
     """The PyTorch benchmark's token GAE (an independent loop) agrees with the library's."""
     torch = pytest.importorskip("torch", reason="the PyTorch baseline needs the [baselines] extra")

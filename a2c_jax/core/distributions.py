@@ -15,10 +15,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from a2c_jax.core.prng import lower_threefry_unrolled_on_cpu
-
-lower_threefry_unrolled_on_cpu()  # the same random bits in fewer kernels per draw on a CPU (see prng.py)
-
 PiParams = Any  # logits, or a (mean, log_std) tuple
 
 

@@ -8,11 +8,11 @@ them copies of the loop's state, and an A2C update draws keys and samples severa
 `lower_threefry_unrolled_on_cpu` registers the same 20 rounds written out instead: the same bits
 (tested against Random123's known answers and a NumPy transcription), a few fused kernels per call,
 1.3-1.6x the env steps per second at 8 CartPole envs on 2 cores; the training chunk compiles no
-slower, a program with many draws (the initialisation) about 0.5 s slower. Importing
-`a2c_jax.core.distributions` applies it to the process (set A2C_JAX_ROLLED_THREEFRY=1 before that to keep
-JAX's lowering); other platforms are untouched. A JAX without the two public hooks used here
-(`jax.extend.random.threefry2x32_p`, `jax.interpreters.mlir.register_lowering`) keeps its own lowering,
-with a warning.
+slower, a program with many draws (the initialisation) about 0.5 s slower. Nothing applies it on
+import: `a2c_jax.runs.process.configure_process()` does, as the CLI's first step (set
+A2C_JAX_ROLLED_THREEFRY=1 to keep JAX's lowering); other platforms are untouched. A JAX without the
+two public hooks used here (`jax.extend.random.threefry2x32_p`, `jax.interpreters.mlir.register_lowering`)
+keeps its own lowering, with a warning.
 """
 
 from __future__ import annotations

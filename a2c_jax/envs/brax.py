@@ -18,7 +18,8 @@ from typing import Any
 import jax
 
 from a2c_jax.config import ConfigError
-from a2c_jax.envs import AutoReset, EnvSpec
+from a2c_jax.envs.spaces import EnvSpec
+from a2c_jax.envs.wrappers import AutoReset
 
 NAMES = (
     "ant",

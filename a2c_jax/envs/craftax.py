@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from a2c_jax.config import ConfigError
-from a2c_jax.envs import EnvSpec, OptimisticAutoReset
+from a2c_jax.envs.spaces import EnvSpec
+from a2c_jax.envs.wrappers import OptimisticAutoReset
 
 NAMES = ("Craftax-Symbolic-v1", "Craftax-Classic-Symbolic-v1")
 

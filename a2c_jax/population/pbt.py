@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from a2c_jax.config import HPARAM_RANGES, A2CConfig, HParams
+from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, HPARAM_RANGES, A2CConfig, ConfigError, HParams, flat_settings
 from a2c_jax.core.evaluate import evaluate_final
 from a2c_jax.core.stats import weighted_mean
 from a2c_jax.core.train import Agent, TrainState, as_agent, init_state, make_run_chunk
-from a2c_jax.population.sweep import constrain_population, diverged
+from a2c_jax.population.sweep import Member, constrain_population, diverged
 from a2c_jax.runs.distributed import Layout
 
 PERTURB_FACTORS = (0.8, 1.25)
@@ -121,3 +122,63 @@ def make_pbt(
         return PBTResult(final.returns.mean(axis=-1), fit, schedule, source, bad[-1])
 
     return pbt
+
+
+def check_pbt(names: Sequence[str], fraction: float, interval: int | None, num_updates: int) -> int:
+    """ConfigError (naming the field) for settings PBT cannot run; returns the exploit interval in
+    updates (default: a tenth of the run)."""
+    if not names:
+        raise ConfigError("pbt needs at least one --grid or --range name to search over")
+    if any(n in CONFIG_NAMES for n in names):
+        raise ConfigError(f"pbt searches HParams only ({', '.join(HPARAM_NAMES)}); got {', '.join(names)}")
+    if not 0 < fraction <= 0.5:
+        raise ConfigError(f"fraction={fraction!r} is invalid: must be in (0, 0.5]")
+    interval = interval if interval is not None else max(1, num_updates // 10)
+    if not 0 < interval <= num_updates:
+        raise ConfigError(f"interval={interval!r} is invalid: must be in [1, {num_updates}] updates")
+    return interval
+
+
+class PBTTables(NamedTuple):
+    """What a PBT run writes: one row per member (results.csv), one per generation and member
+    (schedule.csv), the arrays (results.npz), the best clean member's settings (best.json; None when
+    every member diverged) and that member's index (-1 then)."""
+
+    rows: list[dict[str, Any]]
+    schedule_rows: list[dict[str, Any]]
+    arrays: dict[str, Any]
+    best_settings: dict[str, Any] | None
+    best: int
+
+
+def pbt_tables(
+    result: PBTResult, members: Sequence[Member], names: Sequence[str], config: A2CConfig, interval: int, wall: float
+) -> PBTTables:
+    """The tables of a finished PBT run (host side, NumPy)."""
+    final = np.asarray(result.final_return, np.float64)
+    bad = np.asarray(result.diverged, bool)
+    fitness, source = np.asarray(result.fitness), np.asarray(result.source)
+    generations = fitness.shape[0]
+    steps = np.minimum(np.arange(1, generations + 1) * interval, config.num_updates) * config.batch_size
+    schedule = {n: np.asarray(getattr(result.schedule, n)) for n in names}
+    rows = []
+    for i, m in enumerate(members):
+        row: dict[str, Any] = {"member": i, "setting": m.setting, "seed": m.seed}
+        row.update({f"initial_{n}": float(getattr(m.hparams, n)) for n in names})
+        row.update({f"final_{n}": float(schedule[n][-1, i]) for n in names})
+        row.update({"final_return": final[i], "env_steps": config.num_updates * config.batch_size,
+                    "seconds": wall / len(members), "diverged": bool(bad[i])})  # fmt: skip
+        rows.append(row)
+    schedule_rows = [
+        {"generation": g, "env_steps": int(steps[g]), "member": i, **{n: float(schedule[n][g, i]) for n in names},
+         "fitness": float(fitness[g, i]), "copied_from": int(source[g, i])}
+        for g in range(generations) for i in range(len(members))
+    ]  # fmt: skip
+    arrays: dict[str, Any] = {f"schedule_{n}": v for n, v in schedule.items()}
+    arrays.update(env_steps=steps, fitness=fitness, source=source, final_return=final, diverged=bad)
+    best, best_settings = -1, None
+    if not bad.all():
+        best = int(np.argmax(np.where(bad, -np.inf, final)))
+        best_settings = flat_settings(config, members[best].hparams)
+        best_settings.update({n: float(schedule[n][-1, best]) for n in names})
+    return PBTTables(rows, schedule_rows, arrays, best_settings, best)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,18 +37,17 @@ from a2c_jax.rlhf.train import (
     a2c_step,
     adam,
     check_model,
-    chunk_length,
+    fori_chunk,
     init_stage,
     make_model,
     pair_accuracy,
     preference_pairs,
     reference_step,
     reward_model_step,
-    run_stage,
-    scan_chunk,
     score_samples,
 )
-from a2c_jax.runs.checkpoint import CheckpointError, restore_checkpoint, save_checkpoint
+from a2c_jax.runs.checkpoint import CheckpointError, CheckpointWriter, latest_step, restore_checkpoint, save_checkpoint
+from a2c_jax.runs.loop import Job, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_atomic
 
 REFERENCE_FIELDS = [
@@ -57,7 +57,26 @@ REFERENCE_FIELDS = [
 REWARD_FIELDS = [*REFERENCE_FIELDS, "rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache"]
 HELD_OUT_PAIRS = 512
 SAMPLE_PROMPTS = 6
+STAGE_POINTS = 20
+"""Chunks (progress-bar steps and checkpoints) of the reference and reward-model stages."""
 Log = Callable[[str], None]
+StopFlag = Callable[[], int]
+
+
+def _warn(text: str) -> None:
+    import sys
+
+    print(f"a2c-jax: warning: {text}", file=sys.stderr)
+
+
+def first_nonfinite_row(metrics: dict[str, Any], n: int) -> int | None:
+    """Index of the first of the chunk's `n` steps (last axis) with a non-finite metric, or None; a
+    leading population axis counts as bad when any member is."""
+    finite = np.ones(n, bool)
+    for value in metrics.values():
+        rows = np.asarray(value)[..., :n]
+        finite &= np.isfinite(rows).reshape(-1, n).all(axis=0)
+    return None if finite.all() else int(np.argmax(~finite))
 
 
 def stage_settings(config: RLHFConfig, fields: list[str]) -> dict[str, Any]:
@@ -87,36 +106,90 @@ def cached_stage(
             log(f"reusing {directory.name} (same settings)")
             return params, meta["report"]
     except CheckpointError:
-        pass
+        if directory.exists():  # damaged: kept for inspection, out of the way of the new entry
+            aside = directory.with_name(f"{directory.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            directory.rename(aside)
+            _warn(f"the cached stage {str(directory)!r} could not be read; moved it to {str(aside)!r}, training anew")
     params, report = train()
     save_checkpoint(directory, steps, params, {"update": steps, "settings": settings, "report": report})
+    shutil.rmtree(progress_path(directory), ignore_errors=True)
     return params, report
 
 
-def _bar_stage(
-    name: str, step: Callable[..., Any], state: StageState, total: int, points: int, quiet: bool
+def progress_path(directory: Path) -> Path:
+    """Where a stage keeps its checkpoints while it trains (beside its cache entry `directory`)."""
+    return directory.with_name(directory.name + ".progress")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRun:
+    """How a supervised stage runs: its cache entry (the progress checkpoints sit beside it), the
+    settings that key it, the progress bar, the stop flag and the command that resumes the run."""
+
+    directory: Path
+    settings: dict[str, Any]
+    quiet: bool
+    stop_requested: StopFlag
+    resume_hint: str
+
+
+def run_supervised(
+    name: str, step: Callable[..., Any], state: StageState, total: int, how: StageRun
 ) -> tuple[StageState, list[dict[str, Any]]]:
-    """Run `total` steps of `step` in compiled chunks, with a progress bar named `name`."""
-    length = chunk_length(total, points)
-    chunk = jax.jit(scan_chunk(step, length))
-    with count_bar(total, name, not quiet) as advance:
-        return run_stage(chunk, state, total // length, lambda i, *_: advance((i + 1) * length))
+    """`total` steps of `step` through the host loop, with a progress bar named `name`; checkpoints in
+    `progress_path(how.directory)`, from which an interrupted stage continues. Returns (state, the mean
+    metrics of each chunk)."""
+    length = chunk_length(total, STAGE_POINTS)
+    chunk = jax.jit(fori_chunk(step, length))
+    progress = progress_path(how.directory)
+    history: list[dict[str, Any]] = []
+    if latest_step(progress) is not None:
+        try:
+            saved, meta, _ = restore_checkpoint(progress, state, warn=_warn)
+            if meta.get("settings") == how.settings:
+                state, history = saved, list(meta["history"])
+        except CheckpointError:
+            pass  # unreadable progress: the stage starts again
+    writer = CheckpointWriter(progress)
+
+    def run_chunk(s: StageState, n: int) -> tuple[StageState, dict[str, Any]]:
+        return jax.block_until_ready(chunk(s, jnp.int32(n)))
+
+    def save(s: StageState) -> None:
+        writer.save(int(s.step), s, {"update": int(s.step), "settings": how.settings, "history": history})
+
+    with count_bar(total, name, not how.quiet) as advance:
+
+        def record(new: StageState, metrics: dict[str, Any], before: int, n: int) -> int | None:
+            bad = first_nonfinite_row(metrics, n)
+            if bad is None:
+                history.append({k: float(np.mean(np.asarray(v)[:n])) for k, v in metrics.items()})
+                advance(before + n)
+            return bad
+
+        advance(int(state.step))
+        job = Job(run_chunk, total, length, record, save, how.resume_hint, what=f"{name} step",
+                  checkpoints=str(progress), stop_requested=how.stop_requested)  # fmt: skip
+        try:
+            return run_loop(job, state, int(state.step)), history
+        finally:
+            writer.close()
 
 
 def train_reference(
-    model: LanguageModel, config: RLHFConfig, key: jax.Array, quiet: bool
+    model: LanguageModel, config: RLHFConfig, key: jax.Array, how: StageRun
 ) -> tuple[Params, dict[str, Any]]:
     """Stage 1: maximum likelihood on the reference corpus. Report: final token NLL."""
     init_key, train_key = jax.random.split(key)
     params = model.init(init_key, jnp.zeros((1, config.spec.seq_len), jnp.int32))
     check_model(model, params, config.spec)
     state = init_stage(params, adam(config.ref_lr, config.max_grad_norm), train_key)
-    state, history = _bar_stage("reference", reference_step(model, config), state, config.ref_steps, 20, quiet)
+    state, history = run_supervised("reference", reference_step(model, config), state, config.ref_steps, how)
     return state.params, {"nll_first": history[0]["nll"], "nll_last": history[-1]["nll"]}
 
 
 def train_reward_model(
-    model: LanguageModel, config: RLHFConfig, ref_params: Params, key: jax.Array, quiet: bool
+    model: LanguageModel, config: RLHFConfig, ref_params: Params, key: jax.Array, how: StageRun
 ) -> tuple[Params, dict[str, Any]]:
     """Stage 2: Bradley-Terry on pairs sampled from the reference, initialised from the reference's
     trunk. Report: training loss curve ends, and held-out loss / label accuracy / gold accuracy."""
@@ -128,7 +201,7 @@ def train_reward_model(
     held_out = jax.tree.map(lambda x: x[config.rm_pairs :], pairs)
     state = init_stage(ref_params, adam(config.rm_lr, config.max_grad_norm), train_key)
     step = reward_model_step(model, config, train)
-    state, history = _bar_stage("reward model", step, state, config.rm_steps, 20, quiet)
+    state, history = run_supervised("reward model", step, state, config.rm_steps, how)
     held = jax.jit(pair_accuracy, static_argnums=(0, 3))(model, state.params, held_out, config.spec.prompt_len)
     report = {
         "bt_loss_first": history[0]["bt_loss"],
@@ -193,6 +266,24 @@ def check_out(out: Path, record: dict[str, Any]) -> None:
     )
 
 
+def read_record(out: Path) -> tuple[RLHFConfig, tuple[float, ...]]:
+    """The (config, betas) saved in OUT/config.json by an earlier run; ConfigError saying what is wrong."""
+    from a2c_jax.config import coerce_dataclass_fields
+
+    path = out / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"resume={str(out)!r} holds no config.json: nothing to resume")
+    record = read_json(path, "resume")
+    if not isinstance(record, dict) or "betas" not in record:
+        raise ConfigError(f"{str(path)!r} is not an RLHF run's config.json: nothing to resume")
+    fields = {k: v for k, v in record.items() if k != "betas"}
+    config = RLHFConfig(**coerce_dataclass_fields(RLHFConfig, fields, f"{str(path)!r}")).validate()
+    betas = record["betas"]
+    if not isinstance(betas, list) or not betas or not all(isinstance(b, int | float) for b in betas):
+        raise ConfigError(f"{str(path)!r}: betas={betas!r} is invalid: must be a list of numbers")
+    return config, check_betas(tuple(float(b) for b in betas))
+
+
 def run_rlhf(
     config: RLHFConfig,
     out: Path,
@@ -201,122 +292,196 @@ def run_rlhf(
     quiet: bool = False,
     log: Log = print,
     model: LanguageModel | None = None,
+    resume: bool = False,
+    command: str = "rlhf",
 ) -> dict[str, Any]:
-    """The whole chain: reference -> reward model -> A2C for each beta (one vmapped program).
+    """The whole chain: reference -> reward model -> A2C for each beta (one vmapped program), every
+    stage through the host loop (`runs.loop`): SIGINT/SIGTERM checkpoint and stop (`Interrupted`), a
+    non-finite loss stops with the last good state kept (`Diverged`), and `resume=True` continues an
+    interrupted run in `out` (`a2c-jax {command} --resume OUT`) to the result of an uninterrupted one.
 
     Returns the summary (also written to out/summary.json)."""
     config.validate()
-    betas = tuple(betas) if betas else (config.beta,)
-    for beta in betas:
-        if not beta >= 0 or not np.isfinite(beta):
-            raise ConfigError(f"beta={beta!r} is invalid: must be a finite number >= 0")
+    betas = check_betas(tuple(betas) if betas else (config.beta,))
     record = {**dataclasses.asdict(config), "betas": list(betas)}
     check_out(out, record)
+    if resume and (out / "summary.json").exists() and latest_step(out / "checkpoints") == config.updates:
+        log(f"{str(out)!r} has already finished ({config.updates} updates); nothing to do")
+        return dict(read_json(out / "summary.json", "summary"))
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", record)
     lm: LanguageModel = model or make_model(config)
-    spec = config.spec
     ref_key, rm_key, a2c_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
     started = time.perf_counter()
+    with graceful_stop(_warn) as stop_requested:
+        hint = f"a2c-jax {command} --resume {out}"
+        frozen, reports = train_stages(lm, config, stage_dir, (ref_key, rm_key), quiet, stop_requested, hint, log)
+        stages_done = time.perf_counter()
+        a2c = A2CStage(lm, config, frozen, betas, eval_key)
+        state, before, after, a2c_seconds = a2c.run(out, a2c_key, resume, quiet, stop_requested, hint)
+    seconds = {"reference_and_reward_model": stages_done - started, "a2c": a2c_seconds,
+               "total": time.perf_counter() - started}  # fmt: skip
+    return write_outputs(out, config, betas, reports, state, before, after, seconds)
 
-    like = jax.eval_shape(lm.init, ref_key, jnp.zeros((1, spec.seq_len), jnp.int32))
+
+def check_betas(betas: tuple[float, ...]) -> tuple[float, ...]:
+    """The betas, each finite and >= 0 (ConfigError naming the first that is not)."""
+    for beta in betas:
+        if not beta >= 0 or not np.isfinite(beta):
+            raise ConfigError(f"beta={beta!r} is invalid: must be a finite number >= 0")
+    return betas
+
+
+def train_stages(
+    lm: LanguageModel,
+    config: RLHFConfig,
+    stage_dir: Path,
+    keys: tuple[jax.Array, jax.Array],
+    quiet: bool,
+    stop_requested: StopFlag,
+    hint: str,
+    log: Log,
+) -> tuple[Frozen, dict[str, Any]]:
+    """The reference and the reward model, each from its cache entry under `stage_dir` or trained
+    (resuming its progress checkpoints). Returns (Frozen(ref, rm), their reports)."""
+    ref_key, rm_key = keys
+    like = jax.eval_shape(lm.init, ref_key, jnp.zeros((1, config.spec.seq_len), jnp.int32))
     like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
     ref_settings = {**stage_settings(config, REFERENCE_FIELDS), "model": repr(lm)}
+    ref_dir = stage_path(stage_dir, "reference", ref_settings)
+    ref_how = StageRun(ref_dir, ref_settings, quiet, stop_requested, hint)
     ref_params, ref_report = cached_stage(
-        stage_path(stage_dir, "reference", ref_settings),
-        ref_settings,
-        like,
-        lambda: train_reference(lm, config, ref_key, quiet),
-        config.ref_steps,
-        log,
+        ref_dir, ref_settings, like, lambda: train_reference(lm, config, ref_key, ref_how), config.ref_steps, log
     )
     rm_settings = {**stage_settings(config, REWARD_FIELDS), "model": repr(lm)}
+    rm_dir = stage_path(stage_dir, "reward_model", rm_settings)
+    rm_how = StageRun(rm_dir, rm_settings, quiet, stop_requested, hint)
     rm_params, rm_report = cached_stage(
-        stage_path(stage_dir, "reward_model", rm_settings),
-        rm_settings,
-        like,
-        lambda: train_reward_model(lm, config, ref_params, rm_key, quiet),
-        config.rm_steps,
-        log,
-    )
-    frozen = Frozen(ref_params, rm_params)
-    stages_done = time.perf_counter()
+        rm_dir, rm_settings, like,
+        lambda: train_reward_model(lm, config, ref_params, rm_key, rm_how), config.rm_steps, log,
+    )  # fmt: skip
+    return Frozen(ref_params, rm_params), {"reference_stage": ref_report, "reward_model_stage": rm_report}
 
-    eval_prompts = sample_prompts(eval_key, config.eval_prompts, spec)
-    sampler = make_sampler(lm, config.kv_cache)
-    evaluate = jax.jit(
-        jax.vmap(lambda p, f, k: score_samples(lm, p, f, eval_prompts, k, spec, sampler), in_axes=(0, None, None))
-    )
-    population = len(betas)
-    hparams = config.hparams()
-    tx = make_optimizer("adam", hparams, hparams.lr)
-    one = init_stage(ref_params, tx, a2c_key)
-    state = jax.tree.map(lambda x: jnp.broadcast_to(x, (population, *x.shape)), one)
-    state = dataclasses.replace(state, beta=jnp.asarray(betas, jnp.float32))
 
-    def evaluate_members(params: Params) -> list[dict[str, np.ndarray]]:
+class A2CStage:
+    """Stage 3: one A2C policy per beta (a population, vmapped), evaluated on held-out prompts at every
+    log point; metrics.jsonl holds update 0 and one line per log point and beta."""
+
+    def __init__(
+        self, lm: LanguageModel, config: RLHFConfig, frozen: Frozen, betas: tuple[float, ...], eval_key: jax.Array
+    ) -> None:
+        self.lm, self.config, self.frozen, self.betas, self.eval_key = lm, config, frozen, betas, eval_key
+        spec = config.spec
+        self.eval_prompts = sample_prompts(eval_key, config.eval_prompts, spec)
+        sampler = make_sampler(lm, config.kv_cache)
+        self._evaluate = jax.jit(
+            jax.vmap(
+                lambda p, f, k: score_samples(lm, p, f, self.eval_prompts, k, spec, sampler), in_axes=(0, None, None)
+            )
+        )
+
+    def evaluate(self, params: Params) -> list[dict[str, np.ndarray]]:
         """Every member's samples on the held-out prompts (same key each time), split per member."""
-        batch = jax.device_get(evaluate(params, frozen, eval_key))
-        return [{k: v[i] for k, v in batch.items()} for i in range(population)]
+        batch = jax.device_get(self._evaluate(params, self.frozen, self.eval_key))
+        return [{k: v[i] for k, v in batch.items()} for i in range(len(self.betas))]
 
-    before = evaluate_members(state.params)
-    first = [summarize_samples(b, spec.prompt_len) for b in before]
-    metrics = MetricsLog(out / "metrics.jsonl")
-    metrics.path.unlink(missing_ok=True)
-    for beta, summary_0 in zip(betas, first, strict=True):
-        metrics.append({"update": 0, "beta": beta, **{f"eval_{k}": v for k, v in summary_0.items()}})
+    def summaries(self, params: Params) -> tuple[list[dict[str, np.ndarray]], list[dict[str, float]]]:
+        samples = self.evaluate(params)
+        return samples, [summarize_samples(b, self.config.spec.prompt_len) for b in samples]
 
-    length = chunk_length(config.updates, config.log_points)
-    chunk = jax.jit(
-        jax.vmap(
-            lambda s, f: scan_chunk(a2c_step(lm, config, f, hparams), length)(s),
-            in_axes=(0, None),
+    def initial_state(self, key: jax.Array) -> StageState:
+        hparams = self.config.hparams()
+        one = init_stage(self.frozen.ref_params, make_optimizer("adam", hparams, hparams.lr), key)
+        state = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(self.betas), *x.shape)), one)
+        return dataclasses.replace(state, beta=jnp.asarray(self.betas, jnp.float32))
+
+    def run(
+        self, out: Path, key: jax.Array, resume: bool, quiet: bool, stop_requested: StopFlag, hint: str
+    ) -> tuple[StageState, list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], float]:
+        """Train to `config.updates` (from out/checkpoints when resuming). Returns (state, samples
+        before, samples after, seconds)."""
+        config, betas = self.config, self.betas
+        state = self.initial_state(key)
+        before, first = self.summaries(state.params)
+        metrics = MetricsLog(out / "metrics.jsonl")
+        ckpt_dir = out / "checkpoints"
+        done = 0
+        if resume and latest_step(ckpt_dir) is not None:
+            state, meta, _ = restore_checkpoint(ckpt_dir, state, warn=_warn)
+            done = int(meta["update"])
+            metrics.truncate_after(done)
+        else:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            metrics.path.unlink(missing_ok=True)
+            for beta, summary_0 in zip(betas, first, strict=True):
+                metrics.append({"update": 0, "beta": beta, **{f"eval_{k}": v for k, v in summary_0.items()}})
+        hparams = config.hparams()
+        length = chunk_length(config.updates, config.log_points)
+        chunk = jax.jit(
+            jax.vmap(
+                lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams), length)(s, n), in_axes=(0, None, None)
+            )
         )
-    )
-    after, last = before, first
+        writer = CheckpointWriter(ckpt_dir)
 
-    def log_chunk(index: int, trained: StageState, means: dict[str, Any]) -> None:
-        nonlocal after, last
-        after = evaluate_members(trained.params)
-        last = [summarize_samples(a, spec.prompt_len) for a in after]
-        update = (index + 1) * length
-        for i, beta in enumerate(betas):
-            line = {"update": update, "beta": beta, **{k: float(v[i]) for k, v in means.items()}}
-            line |= {f"eval_{k}": v for k, v in last[i].items()}
-            if not all(np.isfinite(v) for v in line.values()):
-                raise FloatingPointError(f"A2C diverged at update {update} (beta={beta}): non-finite metrics")
-            metrics.append(line)
-        advance(update)
+        def run_chunk(s: StageState, n: int) -> tuple[StageState, dict[str, Any]]:
+            return jax.block_until_ready(chunk(s, self.frozen, jnp.int32(n)))
 
-    a2c_started = time.perf_counter()
-    with count_bar(config.updates, "A2C", not quiet) as advance:
-        state, _ = run_stage(lambda st: chunk(st, frozen), state, config.updates // length, log_chunk)
-    a2c_seconds = time.perf_counter() - a2c_started
+        def save(s: StageState) -> None:
+            update = int(np.asarray(s.step)[0])
+            writer.save(update, s, {"update": update, "betas": list(betas)})
 
-    save_checkpoint(out / "checkpoints", config.updates, state, {"update": config.updates, "betas": list(betas)})
-    records = metrics.read()
-    members = []
-    for i, beta in enumerate(betas):
-        members.append(
-            {
-                "beta": beta,
-                "reference": first[i],
-                "final": last[i],
-                "gold_gain": last[i]["gold"] - first[i]["gold"],
-                "final_beta": float(state.beta[i]),
-            }
-        )
+        started = time.perf_counter()
+        with count_bar(config.updates, "A2C", not quiet) as advance:
+
+            def record(new: StageState, chunk_metrics: dict[str, Any], before_n: int, n: int) -> int | None:
+                bad = first_nonfinite_row(chunk_metrics, n)
+                if bad is not None:
+                    return bad
+                means = {k: np.asarray(v)[:, :n].mean(axis=1) for k, v in chunk_metrics.items()}
+                last = self.summaries(new.params)[1]
+                for i, beta in enumerate(betas):
+                    line = {"update": before_n + n, "beta": beta, **{k: float(v[i]) for k, v in means.items()}}
+                    metrics.append(line | {f"eval_{k}": v for k, v in last[i].items()})
+                advance(before_n + n)
+                return None
+
+            advance(done)
+            job = Job(run_chunk, config.updates, length, record, save, hint, checkpoints=str(ckpt_dir),
+                      stop_requested=stop_requested)  # fmt: skip
+            try:
+                state = run_loop(job, state, done)
+            finally:
+                writer.close()
+        after = self.evaluate(state.params)
+        return state, before, after, time.perf_counter() - started
+
+
+def write_outputs(
+    out: Path,
+    config: RLHFConfig,
+    betas: tuple[float, ...],
+    reports: dict[str, Any],
+    state: StageState,
+    before: list[dict[str, np.ndarray]],
+    after: list[dict[str, np.ndarray]],
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """summary.json, samples.json, rlhf.png (and tradeoff.png for several betas); returns the summary."""
+    prompt_len = config.spec.prompt_len
+    first = [summarize_samples(b, prompt_len) for b in before]
+    last = [summarize_samples(a, prompt_len) for a in after]
+    members = [
+        {"beta": beta, "reference": first[i], "final": last[i], "gold_gain": last[i]["gold"] - first[i]["gold"],
+         "final_beta": float(state.beta[i])}
+        for i, beta in enumerate(betas)
+    ]  # fmt: skip
     summary = {
-        "reference_stage": ref_report,
-        "reward_model_stage": rm_report,
+        **reports,
         "members": members,
         "eval_prompts": config.eval_prompts,
-        "seconds": {
-            "reference_and_reward_model": stages_done - started,
-            "a2c": a2c_seconds,
-            "total": time.perf_counter() - started,
-        },
-        "a2c_updates_per_second": config.updates / a2c_seconds,
+        "seconds": seconds,
+        "a2c_updates_per_second": config.updates / max(seconds["a2c"], 1e-9),
         "device": jax.devices()[0].device_kind,
     }
     write_json_atomic(out / "summary.json", summary)
@@ -327,7 +492,8 @@ def run_rlhf(
     write_json_atomic(out / "samples.json", samples)
     from a2c_jax.runs.plots import plot_rlhf, plot_rlhf_tradeoff
 
+    records = MetricsLog(out / "metrics.jsonl").read()
     plot_rlhf(records, out / "rlhf.png")
-    if population > 1:
+    if len(betas) > 1:
         plot_rlhf_tradeoff(records, out / "tradeoff.png")
     return summary

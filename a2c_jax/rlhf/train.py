@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -282,12 +282,6 @@ def a2c_step(model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: 
     return step
 
 
-def chunk_length(total: int, points: int) -> int:
-    """The largest divisor of `total` that is at most total / points (so chunks split it exactly)."""
-    limit = max(1, total // max(points, 1))
-    return max(d for d in range(1, limit + 1) if total % d == 0)
-
-
 def scan_chunk(step: StepFn, length: int) -> Callable[[StageState], tuple[StageState, dict[str, jax.Array]]]:
     """`length` steps as one lax.scan; metrics stacked [length]."""
 
@@ -297,19 +291,22 @@ def scan_chunk(step: StepFn, length: int) -> Callable[[StageState], tuple[StageS
     return run
 
 
-def run_stage(
-    chunk: Callable[[StageState], tuple[StageState, dict[str, jax.Array]]],
-    state: StageState,
-    chunks: int,
-    on_chunk: Callable[[int, StageState, dict[str, Any]], None] | None = None,
-) -> tuple[StageState, list[dict[str, Any]]]:
-    """Run `chunks` compiled chunks from the host; after each, `on_chunk(index, state, means)` gets the
-    chunk's mean metrics (floats; a leading population axis kept as lists). Returns (state, means)."""
-    history: list[dict[str, Any]] = []
-    for index in range(chunks):
-        state, metrics = chunk(state)
-        means = {k: jax.device_get(jnp.mean(v, axis=-1)).tolist() for k, v in metrics.items()}
-        history.append(means)
-        if on_chunk is not None:
-            on_chunk(index, state, means)
-    return state, history
+def fori_chunk(step: StepFn, length: int) -> Callable[[StageState, jax.Array], tuple[StageState, dict[str, jax.Array]]]:
+    """run(state, n) -> (state after n <= `length` steps, metrics stacked [length], rows from n on zero):
+    one compiled program serves every chunk of the host loop, a shorter last one included (n may be
+    traced)."""
+
+    def run(state: StageState, n: jax.Array) -> tuple[StageState, dict[str, jax.Array]]:
+        shapes = jax.eval_shape(step, state)[1]
+        buffer = jax.tree.map(lambda x: jnp.zeros((length, *x.shape), x.dtype), shapes)
+
+        def body(
+            i: jax.Array, carry: tuple[StageState, dict[str, jax.Array]]
+        ) -> tuple[StageState, dict[str, jax.Array]]:
+            s, buf = carry
+            s, m = step(s)
+            return s, jax.tree.map(lambda b, x: b.at[i].set(x), buf, m)
+
+        return jax.lax.fori_loop(0, n, body, (state, buffer))
+
+    return run

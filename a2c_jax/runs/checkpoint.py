@@ -12,7 +12,6 @@ import contextlib
 import errno
 import hashlib
 import json
-import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -41,9 +40,6 @@ def _orbax() -> Any:
     checkpoint or restore)."""
     import orbax.checkpoint
 
-    # orbax logs every save at INFO level (and failed reads at ERROR); keep the console for our messages.
-    for name in ("absl", "orbax", "orbax.checkpoint"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     return orbax.checkpoint
 
 

@@ -5,17 +5,14 @@ the compiled work is `make_run_chunk` and `evaluate`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
 import os
 import platform
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +34,7 @@ from a2c_jax.runs.distributed import (
     parse_devices,
     state_shardings,
 )
+from a2c_jax.runs.loop import Diverged, Interrupted, Job, LoopClock, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import (
     MetricsLog,
     first_nonfinite,
@@ -48,17 +46,10 @@ from a2c_jax.runs.records import (
 from a2c_jax.runs.resources import check_fits
 from a2c_jax.runs.trackers import Tracker, open_trackers, parse_trackers
 
-
-class TrainingDiverged(RuntimeError):
-    """The loss or gradient became non-finite; the last good state was checkpointed."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """Ctrl-C (SIGINT) or SIGTERM: the last completed chunk was checkpointed and the run can be resumed."""
-
-    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
-        super().__init__(message)
-        self.signum = signum
+TrainingDiverged = Diverged
+"""Training's name for the loop's `Diverged` (kept for scripts that catch it)."""
+TrainingInterrupted = Interrupted
+"""Training's name for the loop's `Interrupted`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +115,8 @@ def compile_chunk(agent: Agent, chunk: int, layout: Layout | None = None) -> Any
 
 
 def chunk_size(config: A2CConfig, settings: RunSettings) -> int:
-    """Updates per compiled chunk of the host loop."""
-    return max(1, math.ceil(config.num_updates / settings.log_points))
+    """Updates per compiled chunk of the host loop (`loop.chunk_length` of the run's log points)."""
+    return chunk_length(config.num_updates, settings.log_points)
 
 
 def run_record(config: A2CConfig, hparams: HParams, settings: RunSettings) -> dict[str, Any]:
@@ -202,34 +193,6 @@ def check_output_dir(path: Path, field: str, create: bool = True) -> None:
 def restartable(run_dir: Path) -> bool:
     """A run directory that never reached its first checkpoint (nothing in it is worth keeping)."""
     return (run_dir / "config.json").exists() and latest_step(run_dir / "checkpoints") is None
-
-
-@contextlib.contextmanager
-def graceful_stop(log: Callable[[str], None]) -> Iterator[Callable[[], int]]:
-    """Defer SIGINT and SIGTERM to safe points: yields `requested()` -> the signal number, or 0.
-
-    The first signal only asks the host loop to checkpoint and stop after the current step (an
-    exception raised inside XLA's compiler or orbax's writer could crash the process or tear a file);
-    a second Ctrl-C interrupts at once. Outside the main thread signals cannot be caught: no-op.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: 0
-        return
-    requested: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        requested.append(signum)
-        name = signal.Signals(signum).name
-        log(f"{name}: stopping at the next safe point with a checkpoint (Ctrl-C again to stop at once)")
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: requested[0] if requested else 0
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def warn(text: str) -> None:
@@ -309,7 +272,7 @@ def train_run(
     resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train with a host loop over compiled chunks; write config.json, metrics.jsonl, checkpoints,
+    """Train with the host loop over compiled chunks; write config.json, metrics.jsonl, checkpoints,
     summary.json and learning_curve.png into `run_dir`; return the summary.
 
     With `resume=True` training continues from the newest intact checkpoint in `run_dir` (or starts
@@ -334,9 +297,9 @@ def train_run(
             resume_step = int(meta["env_steps"]) + 1 if meta else None  # trackers drop what followed the checkpoint
             names = parse_trackers(settings.log) if is_primary() else ()
             trackers = open_trackers(names, run_dir, run_record(config, hparams, settings), resume_step)
-            loop = _ChunkLoop(agent, hparams, run_dir, settings, meta, wall_start, stop_requested, layout, trackers)
-            state = loop.run(state)
-        return finish_run(agent, state, run_dir, settings, loop, resume, log)
+            times = RunTimes(wall_start, float(meta.get("wall_seconds", 0.0)), float(meta.get("compile_seconds", 0.0)))
+            state = train_loop(agent, hparams, state, run_dir, settings, layout, trackers, times, stop_requested)
+        return finish_run(agent, state, run_dir, settings, layout, trackers, times, resume, log)
     finally:
         for tracker in trackers:
             tracker.close()
@@ -346,108 +309,98 @@ def _silent(text: str) -> None:
     """The log of every process but the first."""
 
 
-class _ChunkLoop:
-    """The host loop: compiled chunks, metrics records, periodic checkpoints, divergence and stops."""
+@dataclasses.dataclass
+class RunTimes:
+    """Wall-clock bookkeeping of a run: when this process started, what earlier sessions of a resumed
+    run spent, this session's compile time and the loop's clock."""
 
-    def __init__(
-        self,
-        agent: Agent,
-        hparams: HParams,
-        run_dir: Path,
-        settings: RunSettings,
-        meta: dict[str, Any],
-        wall_start: float,
-        stop_requested: Callable[[], int],
-        layout: Layout | None = None,
-        trackers: list[Tracker] | None = None,
-    ) -> None:
-        self.layout = layout
-        self.trackers = trackers or []
-        self.agent, self.config, self.settings, self.run_dir = agent, agent.config, settings, run_dir
-        self.hp = hparams.as_arrays()
-        self.ckpt_dir = run_dir / "checkpoints"
-        self.writer = CheckpointWriter(self.ckpt_dir)
-        self.metrics_log = MetricsLog(run_dir / "metrics.jsonl")
-        self.prior_wall = float(meta.get("wall_seconds", 0.0))
-        self.prior_compile = float(meta.get("compile_seconds", 0.0))
-        self.wall_start = wall_start
-        self.stop_requested = stop_requested
-        self.compile_seconds = 0.0
-        self.train_seconds = 0.0
-        self.start_update = 0
+    wall_start: float
+    prior_wall: float = 0.0
+    prior_compile: float = 0.0
+    compile_seconds: float = 0.0
+    clock: LoopClock = dataclasses.field(default_factory=LoopClock)
 
-    def checkpoint(self, state: TrainState) -> None:
-        step = int(state.update_step)
+    def wall(self) -> float:
+        return self.prior_wall + time.perf_counter() - self.wall_start
+
+
+def train_loop(
+    agent: Agent,
+    hparams: HParams,
+    state: TrainState,
+    run_dir: Path,
+    settings: RunSettings,
+    layout: Layout | None,
+    trackers: list[Tracker],
+    times: RunTimes,
+    stop_requested: Callable[[], int],
+) -> TrainState:
+    """Train `state` to the config's last update through the one host loop (`runs.loop.run_loop`):
+    metrics.jsonl and trackers per chunk, the progress bar, checkpoints in RUN_DIR/checkpoints."""
+    config, total = agent.config, agent.config.num_updates
+    chunk = chunk_size(config, settings)
+    done = int(state.update_step)
+    hp = hparams.as_arrays()
+    ckpt_dir = run_dir / "checkpoints"
+    writer = CheckpointWriter(ckpt_dir)
+    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
+    t0 = time.perf_counter()
+    compiled = compile_chunk(agent, chunk, layout) if done < total else None
+    times.compile_seconds = time.perf_counter() - t0
+
+    def run_chunk(s: TrainState, n: int) -> tuple[TrainState, Any]:
+        new_state, metrics = compiled(s, hp, jnp.int32(n))  # type: ignore[misc]
+        return jax.block_until_ready(new_state), metrics
+
+    def save(s: TrainState) -> None:
+        step = int(s.update_step)
         meta = {
             "update": step,
-            "env_steps": step * self.config.batch_size,
-            "wall_seconds": self.prior_wall + time.perf_counter() - self.wall_start,
-            "compile_seconds": self.prior_compile + self.compile_seconds,
+            "env_steps": step * config.batch_size,
+            "wall_seconds": times.wall(),
+            "compile_seconds": times.prior_compile + times.compile_seconds,
         }
-        self.writer.save(step, state, meta)
+        writer.save(step, s, meta)
 
-    def _stop(self, state: TrainState, signum: int) -> TrainingInterrupted:
-        self.checkpoint(state)
-        done, total = int(state.update_step), self.config.num_updates
-        return TrainingInterrupted(
-            f"interrupted at update {done}/{total}; checkpoint saved: continue with "
-            f"`a2c-jax train --resume {self.run_dir}`",
-            signum,
+    with progress_bar(total * config.batch_size, settings.progress and is_primary()) as advance:
+        advance(done * config.batch_size, 0.0, math.nan)
+
+        def record(new_state: TrainState, metrics: Any, before: int, n: int) -> int | None:
+            bad = first_nonfinite(metrics, n)
+            if bad is None and not params_finite(new_state.params):
+                bad = n - 1
+            if bad is not None:
+                return bad
+            row: dict[str, Any] = {"update": before + n, "env_steps": (before + n) * config.batch_size}
+            row.update(summarize_chunk(metrics, n))
+            row["wall_seconds"] = times.wall()
+            if is_primary():
+                metrics_log.append(row)
+                for tracker in trackers:
+                    tracker.log(row)
+            trained = (before + n - times.clock.start_step) * config.batch_size
+            advance(
+                (before + n) * config.batch_size, trained / max(times.clock.train_seconds, 1e-9), row["episode_return"]
+            )
+            return None
+
+        job = Job(
+            run_chunk,
+            total,
+            chunk,
+            record,
+            save,
+            resume_hint=f"a2c-jax train --resume {run_dir}",
+            describe=lambda u: f"update {u} (env step {u * config.batch_size})",
+            checkpoints=str(ckpt_dir),
+            checkpoint_seconds=settings.checkpoint_seconds,
+            stop_requested=stop_requested,
+            agree=any_process,
         )
-
-    def run(self, state: TrainState) -> TrainState:
-        config, total = self.config, self.config.num_updates
-        chunk = chunk_size(config, self.settings)
-        done = self.start_update = int(state.update_step)
         try:
-            t0 = time.perf_counter()
-            compiled = compile_chunk(self.agent, chunk, self.layout) if done < total else None
-            self.compile_seconds = time.perf_counter() - t0
-            last_ckpt = time.perf_counter()
-            with progress_bar(total * config.batch_size, self.settings.progress and is_primary()) as advance:
-                advance(done * config.batch_size, 0.0, math.nan)
-                while done < total:
-                    if any_process(bool(self.stop_requested())):  # every process stops at the same chunk
-                        raise self._stop(state, self.stop_requested() or signal.SIGTERM)
-                    n = min(chunk, total - done)
-                    t = time.perf_counter()
-                    new_state, metrics = compiled(state, self.hp, jnp.int32(n))  # type: ignore[misc]
-                    jax.block_until_ready(new_state)
-                    self.train_seconds += time.perf_counter() - t
-                    bad = first_nonfinite(metrics, n)
-                    if bad is None and not params_finite(new_state.params):
-                        bad = n - 1
-                    if bad is not None:
-                        self.checkpoint(state)
-                        raise TrainingDiverged(
-                            f"non-finite loss or parameters at update {done + bad} (env step "
-                            f"{(done + bad) * config.batch_size}); training stopped and the last good state "
-                            f"(update {done}) is checkpointed in {str(self.ckpt_dir)!r}"
-                        )
-                    # log first, then adopt the state: an interruption in between leaves records past the
-                    # checkpoint, which resuming truncates, never a checkpoint without its records
-                    record: dict[str, Any] = {"update": done + n, "env_steps": (done + n) * config.batch_size}
-                    record.update(summarize_chunk(metrics, n))
-                    record["wall_seconds"] = self.prior_wall + time.perf_counter() - self.wall_start
-                    if is_primary():
-                        self.metrics_log.append(record)
-                        for tracker in self.trackers:
-                            tracker.log(record)
-                    state, done = new_state, done + n
-                    sps = (done - self.start_update) * config.batch_size / max(self.train_seconds, 1e-9)
-                    advance(done * config.batch_size, sps, record["episode_return"])
-                    due = time.perf_counter() - last_ckpt >= self.settings.checkpoint_seconds
-                    if any_process(due) and done < total:
-                        self.checkpoint(state)
-                        last_ckpt = time.perf_counter()
-            self.checkpoint(state)
-            if any_process(bool(self.stop_requested())):  # the signal came during the last chunk: stop here
-                raise self._stop(state, self.stop_requested() or signal.SIGTERM)
-        except KeyboardInterrupt:
-            raise self._stop(state, signal.SIGINT) from None
+            return run_loop(job, state, done, times.clock)
         finally:
-            self.writer.close()
-        return state
+            writer.close()
 
 
 def finish_run(
@@ -455,7 +408,9 @@ def finish_run(
     state: TrainState,
     run_dir: Path,
     settings: RunSettings,
-    loop: _ChunkLoop,
+    layout: Layout | None,
+    trackers: list[Tracker],
+    times: RunTimes,
     resume: bool,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -463,22 +418,23 @@ def finish_run(
     config = agent.config
     done = int(state.update_step)
     evaluate = evaluate_final_jit
-    if loop.layout is not None:  # every process reads the returns
-        evaluate = jit_once(evaluate_final, static_argnums=(0, 3), out_shardings=loop.layout.replicated)
+    if layout is not None:  # every process reads the returns
+        evaluate = jit_once(evaluate_final, static_argnums=(0, 3), out_shardings=layout.replicated)
     result = evaluate(agent, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
     returns = np.asarray(result.returns, np.float64)
-    records = loop.metrics_log.read()
-    trained_steps = (done - loop.start_update) * config.batch_size
+    records = MetricsLog(run_dir / "metrics.jsonl").read()
+    train_seconds = times.clock.train_seconds
+    trained_steps = (done - times.clock.start_step) * config.batch_size
     last_return = next((r["episode_return"] for r in reversed(records) if r.get("episode_return") is not None), None)
     summary = {
         "env_id": config.env_id,
         "seed": settings.seed,
         "env_steps": done * config.batch_size,
         "updates": done,
-        "wall_seconds": loop.prior_wall + time.perf_counter() - loop.wall_start,
-        "compile_seconds": loop.prior_compile + loop.compile_seconds,
-        "train_seconds": loop.train_seconds,
-        "steps_per_second": trained_steps / loop.train_seconds if loop.train_seconds > 0 else None,
+        "wall_seconds": times.wall(),
+        "compile_seconds": times.prior_compile + times.compile_seconds,
+        "train_seconds": train_seconds,
+        "steps_per_second": trained_steps / train_seconds if train_seconds > 0 else None,
         "eval_return_mean": float(returns.mean()),
         "eval_return_std": float(returns.std()),
         "eval_episodes": settings.eval_episodes,
@@ -490,7 +446,7 @@ def finish_run(
 
         write_json_atomic(run_dir / "summary.json", summary)
         plot_learning_curve(records, run_dir / "learning_curve.png", f"A2C on {config.env_id}", float(returns.mean()))
-        for tracker in loop.trackers:
+        for tracker in trackers:
             tracker.image("learning_curve", run_dir / "learning_curve.png", done * config.batch_size)
     barrier("a2c-jax-finish")
     log(

@@ -1,0 +1,98 @@
+"""`a2c-jax rlhf` and `a2c-jax rlhf-sweep` (and their `--resume OUT`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from a2c_jax.cli.args import (
+    RLHFArgs,
+    RLHFSweepArgs,
+)
+from a2c_jax.cli.settings import (
+    _flag,
+    enable_compile_cache,
+)
+from a2c_jax.config import (
+    ConfigError,
+)
+from a2c_jax.rlhf.config import RLHFConfig
+
+
+def parse_betas(text: str) -> tuple[float, ...]:
+    """'0,0.02,0.1' -> (0.0, 0.02, 0.1); ConfigError naming --betas otherwise."""
+    try:
+        betas = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"betas={text!r} is invalid: must be comma-separated numbers >= 0") from None
+    if not betas:
+        raise ConfigError(f"betas={text!r} is invalid: must name at least one beta")
+    return betas
+
+
+def resumed_rlhf(args: RLHFArgs, given: RLHFConfig) -> tuple[RLHFConfig, tuple[float, ...], Path]:
+    """`--resume OUT`: the settings saved in OUT/config.json; a setting flag given with it is refused
+    (exit 2, naming it) unless it equals the saved value."""
+    from a2c_jax.rlhf.run import read_record
+
+    out = args.resume
+    assert out is not None
+    config, betas = read_record(out)
+    default = RLHFArgs()
+    refused = [f.name for f in dataclasses.fields(RLHFConfig) if getattr(given, f.name) != getattr(default, f.name)
+               and getattr(given, f.name) != getattr(config, f.name)]  # fmt: skip
+    if args.out != type(args)().out:
+        refused.append("out")
+    if isinstance(args, RLHFSweepArgs) and args.betas != RLHFSweepArgs().betas and parse_betas(args.betas) != betas:
+        refused.append("betas")
+    if refused:
+        raise ConfigError(
+            f"--resume continues a run with its saved settings: {', '.join(map(_flag, refused))} cannot be "
+            "given with it (allowed: --quiet, --log, --stage-dir, --compile-cache)"
+        )
+    return config, betas, out
+
+
+def rlhf_command(args: RLHFArgs) -> int:
+    """`a2c-jax rlhf` and `a2c-jax rlhf-sweep`: run the chain (or continue it), print the outcome per beta."""
+    config = RLHFConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLHFConfig)})
+    betas = parse_betas(args.betas) if isinstance(args, RLHFSweepArgs) else None
+    config.validate()
+    out = args.out
+    if args.resume is not None:
+        config, saved_betas, out = resumed_rlhf(args, config)
+        betas = saved_betas if isinstance(args, RLHFSweepArgs) or len(saved_betas) > 1 else None
+    from a2c_jax.runs.trackers import parse_trackers
+
+    trackers = parse_trackers(args.log)
+    from a2c_jax.runs.runner import check_output_dir
+
+    check_output_dir(out, "out", create=False)
+    stage_dir = args.stage_dir or out.parent / "rlhf-stages"
+    check_output_dir(stage_dir, "stage_dir", create=False)
+    if args.compile_cache:
+        enable_compile_cache()
+    from a2c_jax.rlhf.run import run_rlhf
+
+    say = (lambda _: None) if args.quiet else print
+    command = "rlhf-sweep" if isinstance(args, RLHFSweepArgs) else "rlhf"
+    summary = run_rlhf(config, out, stage_dir, betas, args.quiet, say, resume=args.resume is not None, command=command)
+    rm = summary["reward_model_stage"]
+    print(
+        f"reward model: held-out pair accuracy {rm['held_out_label_accuracy']:.3f} against the noisy labels, "
+        f"{rm['held_out_gold_accuracy']:.3f} against the gold ordering"
+    )
+    for member in summary["members"]:
+        ref, final = member["reference"], member["final"]
+        print(
+            f"beta {member['beta']:g}: gold reward {ref['gold']:.3f} -> {final['gold']:.3f}, reward-model score "
+            f"{ref['score']:.3f} -> {final['score']:.3f}, KL {final['k1']:.2f} nats/sequence, "
+            f"length {final['length']:.1f}"
+        )
+    if trackers:
+        from a2c_jax.runs.records import MetricsLog
+        from a2c_jax.runs.trackers import log_rlhf
+
+        log_rlhf(trackers, out, MetricsLog(out / "metrics.jsonl").read())
+    print(f"wrote {out} in {summary['seconds']['total']:.0f} s")
+    return 0
