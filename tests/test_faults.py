@@ -513,3 +513,72 @@ def test_signals_leave_a_resumable_run(case, tmp_path):
         assert code == 0, err
         assert json.loads((run / "summary.json").read_text())["env_steps"] == int(target)
         assert np.isfinite(json.loads((run / "summary.json").read_text())["eval_return_mean"])
+
+
+# --- one writer per directory ---------------------------------------------------------------------
+
+SWEEP = [*SMALL, "--quiet", "--seeds", "1", "--eval-episodes", "2", "--grid", "lr=1e-3,3e-3"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", *RUN, "--run-dir", "{dir}"],
+        ["sweep", *SWEEP, "--out", "{dir}"],
+        ["pbt", *SWEEP, "--out", "{dir}"],
+        ["rlhf", "--quiet", "--out", "{dir}"],
+    ],
+    ids=["train", "sweep", "pbt", "rlhf"],
+)
+def test_a_second_writer_is_refused_naming_the_holder(argv, tmp_path, capsys):
+    """While another process writes a directory (here this test holds its lock), every command that
+    would write it exits 2 with one line naming the holder, and writes nothing."""
+    from a2c_jax.runs.lock import LOCK_NAME, DirectoryLock
+
+    target = tmp_path / "busy"
+    lock = DirectoryLock(target, "out").acquire()
+    try:
+        assert main([a.replace("{dir}", str(target)) for a in argv]) == 2
+        line = one_line(capsys.readouterr().err)
+        assert f"is in use by another a2c-jax process (pid {os.getpid()} on " in line, line
+        assert sorted(p.name for p in target.iterdir()) == [LOCK_NAME]  # nothing written
+    finally:
+        lock.release()
+
+
+def test_resume_of_a_run_being_written_is_refused_and_eval_still_reads(finished, capsys):
+    from a2c_jax.runs.lock import DirectoryLock
+
+    before = sorted(p.name for p in finished.iterdir())
+    lock = DirectoryLock(finished, "run_dir").acquire()
+    try:
+        assert main(["train", "--resume", str(finished), "--quiet"]) == 2
+        assert f"run_dir={str(finished)!r} is in use by another a2c-jax process (pid {os.getpid()}" in one_line(
+            capsys.readouterr().err
+        )
+        assert main(["eval", str(finished), "--episodes", "2"]) == 0  # readers take no lock
+    finally:
+        lock.release()
+    assert sorted(p.name for p in finished.iterdir()) == before
+
+
+def test_a_killed_writers_lock_is_taken_over(tmp_path, capsys):
+    """A process killed while it held the lock leaves its lock file; the kernel released the lock
+    itself, so the next run takes the directory over (no stale lock ever blocks a run)."""
+    run = tmp_path / "run"
+    code = (
+        "import sys, time; from pathlib import Path; from a2c_jax.runs.lock import DirectoryLock\n"
+        f"DirectoryLock(Path({str(run)!r}), 'run_dir').acquire(); print('held', flush=True); time.sleep(100)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert main(["train", *RUN, "--run-dir", str(run)]) == 2
+        assert f"(pid {holder.pid} on " in one_line(capsys.readouterr().err)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert (run / ".a2c-jax.lock").exists()  # left behind by the killed process
+    assert main(["train", *RUN, "--run-dir", str(run)]) == 0
+    assert json.loads((run / "summary.json").read_text())["updates"] == 12
+    assert not (run / ".a2c-jax.lock").exists()  # released at the end of the run

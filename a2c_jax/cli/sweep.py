@@ -34,6 +34,7 @@ def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any],
     (config, settings, members, out, the sweep.Programs holding each static config's Agent)."""
     from a2c_jax.population.space import check_population_size, expand_settings, parse_grid, parse_ranges
     from a2c_jax.population.sweep import Programs, make_members
+    from a2c_jax.runs.lock import check_free, entries
     from a2c_jax.runs.resources import check_fits
     from a2c_jax.runs.runner import check_output_dir
 
@@ -50,7 +51,8 @@ def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any],
     for static in {m.config for m in members}:
         check_fits(programs.agent(static), static.num_updates, args.eval_episodes)
     out = args.out or Path(f"{kind}s") / f"{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.is_dir() and any(out.iterdir()):
+    check_free(out, "out")
+    if entries(out):
         raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")
     check_output_dir(out, "out", create=False)
     return config, settings, members, out, programs
@@ -81,6 +83,7 @@ def sweep_command(args: Any) -> int:
 
     from a2c_jax.population.sweep import best_config, member_rows, rank_settings, run_sweep
     from a2c_jax.runs.distributed import is_primary
+    from a2c_jax.runs.lock import locked
     from a2c_jax.runs.plots import plot_sweep
     from a2c_jax.runs.records import count_bar, write_population
     from a2c_jax.runs.runner import check_output_dir
@@ -94,37 +97,38 @@ def sweep_command(args: Any) -> int:
     config, settings, members, out, programs = _population_setup(args, "sweep")
     names = list(settings[0])
     check_output_dir(out, "out")
-    print(f"a2c-jax: sweeping {config.env_id}: {len(settings)} settings x {args.seeds} seeds -> {out}")
-    with count_bar(len(members), "members", not args.quiet and is_primary()) as advance:
-        result = run_sweep(
-            members, settings, args.eval_episodes, args.max_population, advance, args.devices, programs=programs
-        )
-    if not is_primary():
-        return 0
-    ranked = rank_settings(result)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = member_rows(result)
-    best = best_config(result, ranked)
-    arrays = {"env_steps": result.curve_steps, "returns": result.curves, "final_return": result.final_return,
-              "setting": [m.setting for m in members], "seed": [m.seed for m in members]}  # fmt: skip
-    write_population(out, {"results.csv": rows, "ranking.csv": ranked}, arrays, best)
-    log_population(trackers, out, "sweep", rows, result.curve_steps, {"episode_return": result.curves})
-    plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
-    _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
-    print(
-        f"{len(members)} members in {result.wall_seconds:.1f}s ({result.groups} compiled program(s), compile "
-        f"{result.compile_seconds:.1f}s{f', split over {result.devices} devices' if result.devices > 1 else ''})"
-        + (f"; best setting -> {out / 'best.json'}" if best is not None else "")
-    )
-    if result.diverged.any():
+    with locked(out, "out", is_primary()):  # one writer per --out
+        print(f"a2c-jax: sweeping {config.env_id}: {len(settings)} settings x {args.seeds} seeds -> {out}")
+        with count_bar(len(members), "members", not args.quiet and is_primary()) as advance:
+            result = run_sweep(
+                members, settings, args.eval_episodes, args.max_population, advance, args.devices, programs=programs
+            )
+        if not is_primary():
+            return 0
+        ranked = rank_settings(result)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = member_rows(result)
+        best = best_config(result, ranked)
+        arrays = {"env_steps": result.curve_steps, "returns": result.curves, "final_return": result.final_return,
+                  "setting": [m.setting for m in members], "seed": [m.seed for m in members]}  # fmt: skip
+        write_population(out, {"results.csv": rows, "ranking.csv": ranked}, arrays, best)
+        log_population(trackers, out, "sweep", rows, result.curve_steps, {"episode_return": result.curves})
+        plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
+        _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
         print(
-            f"a2c-jax: warning: {int(result.diverged.sum())} of {len(members)} members diverged (non-finite loss or "
-            "parameters); their settings are ranked last and never chosen as best",
-            file=sys.stderr,
+            f"{len(members)} members in {result.wall_seconds:.1f}s ({result.groups} compiled program(s), compile "
+            f"{result.compile_seconds:.1f}s{f', split over {result.devices} devices' if result.devices > 1 else ''})"
+            + (f"; best setting -> {out / 'best.json'}" if best is not None else "")
         )
-    if best is None:
-        return _error("every setting diverged: no best.json written", EXIT_FAULT)
-    return 0
+        if result.diverged.any():
+            print(
+                f"a2c-jax: warning: {int(result.diverged.sum())} of {len(members)} members diverged (non-finite loss "
+                "or parameters); their settings are ranked last and never chosen as best",
+                file=sys.stderr,
+            )
+        if best is None:
+            return _error("every setting diverged: no best.json written", EXIT_FAULT)
+        return 0
 
 
 STUDY_MAY_CHANGE = ("trials", "batch", "quiet")

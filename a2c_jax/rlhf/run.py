@@ -47,6 +47,7 @@ from a2c_jax.rlhf.train import (
     score_samples,
 )
 from a2c_jax.runs.checkpoint import CheckpointError, CheckpointWriter, latest_step, restore_checkpoint, save_checkpoint
+from a2c_jax.runs.lock import DirectoryLock, locked
 from a2c_jax.runs.loop import Job, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_atomic
 
@@ -151,6 +152,7 @@ def run_supervised(
         except CheckpointError:
             pass  # unreadable progress: the stage starts again
     writer = CheckpointWriter(progress)
+    lock = DirectoryLock(progress, "stage_dir").acquire()  # two runs must not train one stage entry at once
 
     def run_chunk(s: StageState, n: int) -> tuple[StageState, dict[str, Any]]:
         return jax.block_until_ready(chunk(s, jnp.int32(n)))
@@ -174,6 +176,7 @@ def run_supervised(
             return run_loop(job, state, int(state.step)), history
         finally:
             writer.close()
+            lock.release()
 
 
 def train_reference(
@@ -308,12 +311,11 @@ def run_rlhf(
     if resume and (out / "summary.json").exists() and latest_step(out / "checkpoints") == config.updates:
         log(f"{str(out)!r} has already finished ({config.updates} updates); nothing to do")
         return dict(read_json(out / "summary.json", "summary"))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", record)
     lm: LanguageModel = model or make_model(config)
     ref_key, rm_key, a2c_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
     started = time.perf_counter()
-    with graceful_stop(_warn) as stop_requested:
+    with locked(out, "out"), graceful_stop(_warn) as stop_requested:  # one writer per --out
+        write_json_atomic(out / "config.json", record)
         hint = f"a2c-jax {command} --resume {out}"
         frozen, reports = train_stages(lm, config, stage_dir, (ref_key, rm_key), quiet, stop_requested, hint, log)
         stages_done = time.perf_counter()

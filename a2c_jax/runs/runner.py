@@ -5,6 +5,7 @@ the compiled work is `make_run_chunk` and `evaluate`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -34,6 +35,7 @@ from a2c_jax.runs.distributed import (
     parse_devices,
     state_shardings,
 )
+from a2c_jax.runs.lock import entries, locked
 from a2c_jax.runs.loop import Diverged, Interrupted, Job, LoopClock, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import (
     MetricsLog,
@@ -199,22 +201,33 @@ def warn(text: str) -> None:
     print(f"a2c-jax: warning: {text}", file=sys.stderr)
 
 
-def open_run(
-    agent: Agent, hparams: HParams, run_dir: Path, settings: RunSettings, resume: bool, log: Callable[[str], None]
-) -> tuple[TrainState, dict[str, Any], Layout | None] | None:
-    """Validate everything, then start `run_dir` fresh or restore its newest intact checkpoint.
-
-    `agent` is `build_agent(config)` (building it validated the config, the env id and its spaces).
-    Returns (state, meta of the checkpoint or {}, the run's device layout), or None when a resumed
-    run has already finished.
-    Nothing is written before every check has passed. A directory that never reached its first
-    checkpoint is started again in place (a crash or Ctrl-C during the first compile is no dead end).
-    """
-    config = agent.config
+def check_run(agent: Agent, hparams: HParams, settings: RunSettings) -> Layout | None:
+    """Every check of a run before anything is written (`agent` = `build_agent(config)`, whose building
+    validated the config, the env id and its spaces); returns the run's device layout."""
     hparams.validate()
     settings.validate()
-    layout = layout_for(settings.devices, config.num_envs)
-    check_fits(agent, chunk_size(config, settings), settings.eval_episodes)
+    layout = layout_for(settings.devices, agent.config.num_envs)
+    check_fits(agent, chunk_size(agent.config, settings), settings.eval_episodes)
+    return layout
+
+
+def open_run(
+    agent: Agent,
+    hparams: HParams,
+    run_dir: Path,
+    settings: RunSettings,
+    resume: bool,
+    log: Callable[[str], None],
+    layout: Layout | None,
+) -> tuple[TrainState, dict[str, Any], Layout | None] | None:
+    """Start `run_dir` fresh or restore its newest intact checkpoint (after `check_run`, with the
+    directory locked by this process).
+
+    Returns (state, meta of the checkpoint or {}, the run's device layout), or None when a resumed
+    run has already finished. A directory that never reached its first checkpoint is started again
+    in place (a crash or Ctrl-C during the first compile is no dead end).
+    """
+    config = agent.config
     hp = hparams.as_arrays()
     key = jax.random.PRNGKey(settings.seed)
     ckpt_dir = run_dir / "checkpoints"
@@ -254,11 +267,11 @@ def open_run(
 def _prepare_fresh_dir(run_dir: Path, resume: bool) -> None:
     """Check that a fresh run may use `run_dir`: empty, new, or a run that never checkpointed (cleared)."""
     if resume or (run_dir.is_dir() and restartable(run_dir)):
-        if run_dir.is_dir() and any(run_dir.iterdir()):
+        if entries(run_dir):
             warn(f"{str(run_dir)!r} never reached its first checkpoint: starting it again from update 0")
         for stale in ("metrics.jsonl", "summary.json", "learning_curve.png"):
             (run_dir / stale).unlink(missing_ok=True)
-    elif run_dir.is_dir() and any(run_dir.iterdir()):
+    elif entries(run_dir):
         raise ConfigError(
             f"run_dir={str(run_dir)!r} already exists and is not empty: resume it with --resume or choose another"
         )
@@ -283,10 +296,12 @@ def train_run(
     wall_start = time.perf_counter()
     trackers: list[Tracker] = []
     try:
-        with graceful_stop(warn) as stop_requested:
+        with graceful_stop(warn) as stop_requested, contextlib.ExitStack() as hold:
             log = log if is_primary() else _silent
             agent = build_agent(config)  # unknown env ids and unsupported spaces fail before anything is written
-            opened = open_run(agent, hparams, run_dir, settings, resume, log)
+            layout = check_run(agent, hparams, settings)
+            hold.enter_context(locked(run_dir, "run_dir", is_primary()))  # one writer per run directory
+            opened = open_run(agent, hparams, run_dir, settings, resume, log, layout)
             if opened is None:
                 summary = read_json(run_dir / "summary.json", "summary")
                 log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
@@ -299,7 +314,7 @@ def train_run(
             trackers = open_trackers(names, run_dir, run_record(config, hparams, settings), resume_step)
             times = RunTimes(wall_start, float(meta.get("wall_seconds", 0.0)), float(meta.get("compile_seconds", 0.0)))
             state = train_loop(agent, hparams, state, run_dir, settings, layout, trackers, times, stop_requested)
-        return finish_run(agent, state, run_dir, settings, layout, trackers, times, resume, log)
+            return finish_run(agent, state, run_dir, settings, layout, trackers, times, resume, log)
     finally:
         for tracker in trackers:
             tracker.close()
