@@ -180,6 +180,31 @@ def test_two_processes_train_checkpoint_and_resume_on_one_device(tmp_path):
     assert [r["update"] for r in records] == list(range(1, 31))
 
 
+def test_processes_started_with_other_settings_are_refused(tmp_path):
+    """Two processes of one run, one with --lr 0.0007 and one with --lr 0.05: both exit 2 before
+    anything is written, the second naming the field and both values, the first saying another
+    process differs."""
+    port, run_dir = free_port(), tmp_path / "disagree"
+    flags = [*TRAIN, "--run-dir", str(run_dir), "--devices", "all", "--distributed-timeout", "20"]
+    flags += ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]
+    procs = [
+        start([*CLI, "train", *flags, "--lr", lr, "--process-id", str(i)], forced(2))
+        for i, lr in enumerate(("0.0007", "0.05"))
+    ]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        stop_all(procs)
+    assert [p.returncode for p in procs] == [2, 2], outs[0][1][-2000:] + outs[1][1][-2000:]
+    last = [err.strip().splitlines()[-1] for _, err in outs]
+    assert last[1] == (
+        "a2c-jax: error: process 1 was started with lr=0.05 but process 0 with lr=0.0007: every process of a run "
+        "needs the same settings"
+    ), last
+    assert last[0].startswith("a2c-jax: error: another process of this run was started with other settings"), last
+    assert not run_dir.exists()
+
+
 def test_unreachable_coordinator_is_a_clean_error(tmp_path):
     began = time.monotonic()
     proc = run(

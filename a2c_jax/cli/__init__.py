@@ -7,6 +7,7 @@ Bad input exits with status 2 and a one-line message.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -132,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         configure_process()
         if isinstance(args, _ClusterOptions):
             join_processes(args)
+            from a2c_jax.runs.distributed import check_processes_agree
+
+            # every process of a multi-process run must be started with the same flags (train compares its
+            # resolved settings too, so differing --config files or presets are caught as well)
+            check_processes_agree({k: v for k, v in dataclasses.asdict(args).items() if k != "process_id"})
         if isinstance(args, EvalArgs):
             return eval_command(args)
         if isinstance(args, SweepArgs):

@@ -17,10 +17,12 @@ every process; only process 0 writes run files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -202,6 +204,42 @@ def any_process(flag: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+
+
+def _leaves(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested settings -> {leaf name: value} (a run record's sections hold distinct names)."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        out.update(_leaves(value) if isinstance(value, Mapping) else {key: value})
+    return out
+
+
+def check_processes_agree(settings: Mapping[str, Any]) -> None:
+    """Compare this process's resolved `settings` (JSON-able) with process 0's; when any process
+    differs, every process raises ConfigError (exit 2): the ones that differ name the first field with
+    both values, process 0 says that another process does. A no-op with one process."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    mine = json.dumps(settings, sort_keys=True, default=str).encode()
+    size = int(multihost_utils.broadcast_one_to_all(np.int32(len(mine))))
+    buffer = np.zeros(size, np.uint8)
+    buffer[: min(size, len(mine))] = np.frombuffer(mine[:size], np.uint8)
+    first = json.loads(bytes(np.asarray(multihost_utils.broadcast_one_to_all(buffer), np.uint8)).decode())
+    ours, theirs = _leaves(json.loads(mine)), _leaves(first)
+    field = next((k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)), None)
+    if not any_process(field is not None):
+        return
+    if field is None:
+        raise ConfigError(
+            "another process of this run was started with other settings (it names the field): every process of "
+            "a run needs the same settings"
+        )
+    raise ConfigError(
+        f"process {jax.process_index()} was started with {field}={ours.get(field)!r} but process 0 with "
+        f"{field}={theirs.get(field)!r}: every process of a run needs the same settings"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,7 @@ from a2c_jax.runs.distributed import (
     abstract_with_shardings,
     any_process,
     barrier,
+    check_processes_agree,
     is_primary,
     layout_for,
     parse_devices,
@@ -300,6 +301,7 @@ def train_run(
             log = log if is_primary() else _silent
             agent = build_agent(config)  # unknown env ids and unsupported spaces fail before anything is written
             layout = check_run(agent, hparams, settings)
+            check_processes_agree({**run_record(config, hparams, settings), "run_dir": str(run_dir), "resume": resume})
             hold.enter_context(locked(run_dir, "run_dir", is_primary()))  # one writer per run directory
             opened = open_run(agent, hparams, run_dir, settings, resume, log, layout)
             if opened is None:
