@@ -582,3 +582,28 @@ def test_a_killed_writers_lock_is_taken_over(tmp_path, capsys):
     assert main(["train", *RUN, "--run-dir", str(run)]) == 0
     assert json.loads((run / "summary.json").read_text())["updates"] == 12
     assert not (run / ".a2c-jax.lock").exists()  # released at the end of the run
+
+
+# --- a signal at any moment -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.2])
+@pytest.mark.parametrize("command", ["train", "resume", "eval"])
+def test_a_signal_in_the_first_seconds_is_one_line_and_130_or_143(command, delay, finished, tmp_path):
+    """Ctrl-C (or SIGTERM) while the process is still importing JAX, starting XLA or compiling: exit
+    130 / 143 with a last line that says interrupted, never a traceback, a crash or an exit 0."""
+    sig = signal.SIGINT if delay != 0.6 else signal.SIGTERM
+    if command == "train":
+        argv = ["train", *LONG, "--run-dir", str(tmp_path / "run")]
+    elif command == "resume":
+        shutil.copytree(finished, tmp_path / "run")
+        argv = ["train", "--resume", str(tmp_path / "run"), "--total-timesteps", "64000", "--quiet"]
+    else:
+        argv = ["eval", str(finished), "--episodes", "4"]
+    proc = spawn(argv)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    code, err = finish(proc)
+    lines = err.strip().splitlines()
+    assert code == 128 + sig, err[-2000:]
+    assert lines and lines[-1].startswith("a2c-jax: interrupted") and "Traceback" not in err, err[-2000:]

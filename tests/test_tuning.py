@@ -249,7 +249,10 @@ def test_a_killed_workers_trials_are_retried_not_counted(tmp_path):
     assert retried == killed  # the same settings, run again by the live worker
 
 
-def test_interrupted_cli_study_requeues_and_resumes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_cli_study_requeues_and_resumes(sig, tmp_path):
+    """A study worker stopped by SIGINT or SIGTERM fails its running trials and requeues their settings
+    (exit 130 / 143); --resume trains them."""
     out = tmp_path / "s"
     # 16k steps per trial: a round trains for seconds even when its program is already in the
     # compilation cache, so the interrupt lands inside it
@@ -260,11 +263,11 @@ def test_interrupted_cli_study_requeues_and_resumes(tmp_path):
     storage = f"sqlite:///{(out / 'study.db').absolute()}"
     with started(argv) as (proc,):
         wait_for(lambda: (out / "search.json").exists() and len(polled_states(storage)) == 2, TIMEOUT, proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         text = proc.communicate(timeout=TIMEOUT)[0]
     if proc.returncode == 0:
         pytest.fail(f"the round finished before the interrupt arrived: {text}")
-    assert proc.returncode == 130 and "interrupted" in text, text
+    assert proc.returncode == 128 + sig and "interrupted" in text, text
     before = states(storage)
     assert [t.state for t in before[:2]] == [TrialState.FAIL] * 2
     assert [t.state for t in before[2:]] == [TrialState.WAITING] * 2

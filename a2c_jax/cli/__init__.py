@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         return train_command(args)
     except ConfigError as err:
         return _error(str(err), EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        return _error("interrupted", EXIT_INTERRUPTED, prefix="a2c-jax: ")
+    except KeyboardInterrupt as err:  # a study's Signalled carries SIGTERM's number
+        return _error("interrupted", 128 + int(getattr(err, "signum", 2)), prefix="a2c-jax: ")
     except Exception as err:
         return _fault(err)
 

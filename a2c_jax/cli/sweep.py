@@ -215,6 +215,8 @@ def study_command(args: Any) -> int:
     import importlib.util
     import socket
 
+    from a2c_jax.runs.loop import signals_raise
+
     if importlib.util.find_spec("optuna") is None:
         raise ConfigError("--sampler needs Optuna: pip install 'a2c-jax[tune]'")
     from a2c_jax.population.space import SearchSpace, parse_grid, parse_ranges
@@ -259,7 +261,7 @@ def study_command(args: Any) -> int:
         config, hparams, list(range(args.seeds)), args.eval_episodes, args.max_population, args.devices
     )
     start = time.perf_counter()
-    with count_bar(args.trials, "trials", not args.quiet) as advance:
+    with count_bar(args.trials, "trials", not args.quiet) as advance, signals_raise():  # requeue on SIGINT/SIGTERM
         progress = lambda done, _total: advance(done)
         worker = f"{socket.gethostname()}:{os.getpid()}"
         ran = optimize(study, space, args.trials, batch, evaluate, args.heartbeat, worker, progress)

@@ -68,6 +68,34 @@ def graceful_stop(log: Callable[[str], None]) -> Iterator[Callable[[], int]]:
             signal.signal(s, h)
 
 
+class Signalled(KeyboardInterrupt):
+    """SIGINT or SIGTERM inside `signals_raise`: a KeyboardInterrupt that remembers which signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """Within the block SIGINT and SIGTERM both raise `Signalled`, for code that cleans up on a
+    KeyboardInterrupt (an Optuna study requeues its running trials, on SIGTERM as on SIGINT). Outside
+    the main thread signals cannot be caught: no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Signalled(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @dataclasses.dataclass
 class Job(Generic[State]):
     """What the host loop needs from a job.
