@@ -529,3 +529,31 @@ def test_rlhf_paths_under_a_file_are_one_line_exit_2(flag, tmp_path, capsys):
     name = flag[2:].replace("-", "_")
     assert f"{name}={target!r} cannot be created" in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def _changed(value):
+    """Another value of the same type (bool flipped, numbers moved)."""
+    if isinstance(value, bool):
+        return not value
+    return value + 1 if isinstance(value, int) else value * 2 + 0.1
+
+
+def test_every_field_of_a_stage_changes_its_cache_key(tmp_path):
+    """A stage's cache entry is keyed by every config field it may read: changing any one of them gives
+    another entry (no stale cache hit), changing a field only later stages read gives the same one, and
+    the keys are inclusive: a field that is not declared A2C-only or reward-model-only is in both."""
+    import dataclasses
+
+    from a2c_jax.rlhf.config import A2C_ONLY, REWARD_MODEL_ONLY, stage_key
+    from a2c_jax.rlhf.run import stage_path
+
+    base = RLHFConfig()
+    names = [f.name for f in dataclasses.fields(RLHFConfig)]
+    assert set(A2C_ONLY) | set(REWARD_MODEL_ONLY) < set(names)  # the declarations name real fields
+    for stage in ("reference", "reward_model"):
+        key = stage_path(tmp_path, stage, stage_key(base, stage))
+        for name in names:
+            other = dataclasses.replace(base, **{name: _changed(getattr(base, name))})
+            moved = stage_path(tmp_path, stage, stage_key(other, stage)) != key
+            later = name in A2C_ONLY or (stage == "reference" and name in REWARD_MODEL_ONLY)
+            assert moved != later, (stage, name)

@@ -161,3 +161,21 @@ class RLHFConfig:
             max_grad_norm=self.max_grad_norm,
             eps=1e-8,
         ).as_arrays()
+
+
+A2C_ONLY = ("updates", "batch", "lr", "beta", "gamma", "gae_lambda", "vf_coef", "ent_coef", "whiten", "kl_target",
+            "kl_horizon", "eval_prompts", "log_points")  # fmt: skip
+"""Fields that only the A2C stage and the evaluation read: in no cached stage's key."""
+REWARD_MODEL_ONLY = ("rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache")
+"""Fields that the reward model reads and the reference does not (kv_cache: how its pairs are sampled)."""
+STAGES = ("reference", "reward_model")
+
+
+def stage_key(config: RLHFConfig, stage: str) -> dict[str, object]:
+    """The settings that key a cached stage: every field of the config except those declared to be read
+    only by later stages. Inclusive by default, so a field added to RLHFConfig enters every key (at
+    worst a needless retrain, never a stale cache hit); tests check that each field in a key changes it."""
+    if stage not in STAGES:
+        raise ValueError(f"stage={stage!r}: must be one of {', '.join(STAGES)}")
+    excluded = set(A2C_ONLY) | (set(REWARD_MODEL_ONLY) if stage == "reference" else set())
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in excluded}

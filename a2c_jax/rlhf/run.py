@@ -25,6 +25,7 @@ import numpy as np
 
 from a2c_jax.config import ConfigError
 from a2c_jax.core.optim import make_optimizer
+from a2c_jax.rlhf.config import stage_key
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import make_sampler
 from a2c_jax.rlhf.task import decode, sample_prompts
@@ -51,11 +52,6 @@ from a2c_jax.runs.lock import DirectoryLock, locked
 from a2c_jax.runs.loop import Job, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_atomic
 
-REFERENCE_FIELDS = [
-    *("seed", "prompt_digits", "response_len", "context", "width", "layers", "heads"),
-    *("ref_steps", "ref_batch", "ref_lr", "max_grad_norm"),
-]
-REWARD_FIELDS = [*REFERENCE_FIELDS, "rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache"]
 HELD_OUT_PAIRS = 512
 SAMPLE_PROMPTS = 6
 STAGE_POINTS = 20
@@ -78,10 +74,6 @@ def first_nonfinite_row(metrics: dict[str, Any], n: int) -> int | None:
         rows = np.asarray(value)[..., :n]
         finite &= np.isfinite(rows).reshape(-1, n).all(axis=0)
     return None if finite.all() else int(np.argmax(~finite))
-
-
-def stage_settings(config: RLHFConfig, fields: list[str]) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in fields}
 
 
 def stage_path(root: Path, stage: str, settings: dict[str, Any]) -> Path:
@@ -349,13 +341,13 @@ def train_stages(
     ref_key, rm_key = keys
     like = jax.eval_shape(lm.init, ref_key, jnp.zeros((1, config.spec.seq_len), jnp.int32))
     like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
-    ref_settings = {**stage_settings(config, REFERENCE_FIELDS), "model": repr(lm)}
+    ref_settings = {**stage_key(config, "reference"), "model": repr(lm)}
     ref_dir = stage_path(stage_dir, "reference", ref_settings)
     ref_how = StageRun(ref_dir, ref_settings, quiet, stop_requested, hint)
     ref_params, ref_report = cached_stage(
         ref_dir, ref_settings, like, lambda: train_reference(lm, config, ref_key, ref_how), config.ref_steps, log
     )
-    rm_settings = {**stage_settings(config, REWARD_FIELDS), "model": repr(lm)}
+    rm_settings = {**stage_key(config, "reward_model"), "model": repr(lm)}
     rm_dir = stage_path(stage_dir, "reward_model", rm_settings)
     rm_how = StageRun(rm_dir, rm_settings, quiet, stop_requested, hint)
     rm_params, rm_report = cached_stage(
