@@ -281,6 +281,11 @@ BAD_INPUT = [
     (["rlhf-sweep", "--betas", "0,x"], "betas='0,x' is invalid"),
     (["rlhf-sweep", "--betas", "0.1,-1"], "beta=-1.0 is invalid"),
     (["rlhf-sweep", "--betas", ","], "betas=',' is invalid"),
+    (["rlhf-sweep", "--betas", "0.1,0.2,0.1"], "betas=0.1,0.2,0.1 is invalid: 0.1 is given twice"),
+    (["rlhf", "--width", "65536"], "width=65536 needs about"),
+    (["rlhf", "--batch", "100000000"], "batch=100000000 needs about"),
+    (["rlhf", "--rm-pairs", "1000000000"], "rm_pairs=1000000000 needs about"),
+    (["rlhf", "--eval-prompts", "1000000000"], "eval_prompts=1000000000 needs about"),
 ]
 
 
@@ -294,17 +299,24 @@ def test_rlhf_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
 
 
 def test_rlhf_refuses_out_of_other_settings(tmp_path, capsys):
+    """An --out holding a run of other settings that got somewhere (a summary or an A2C checkpoint) is
+    refused; one that never reached its first checkpoint may be started again (a corrected rerun)."""
     import dataclasses
     import json
+
+    from a2c_jax.rlhf.run import check_out
 
     out = tmp_path / "run"
     out.mkdir()
     other = {**dataclasses.asdict(RLHFConfig(beta=0.3)), "betas": [0.3]}
     (out / "config.json").write_text(json.dumps(other))
+    check_out(out, {**dataclasses.asdict(RLHFConfig()), "betas": [0.05]})  # no progress: no refusal
+    assert "never reached its first A2C checkpoint" in capsys.readouterr().err
+    (out / "summary.json").write_text("{}")
     status, _, err = run_cli(["rlhf", "--out", str(out), "--quiet"], capsys)
     assert status == 2 and len(err) == 1
     assert "holds a run of other settings (beta=0.3 there, 0.05 now)" in err[0], err
-    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "summary.json"]
     assert json.loads((out / "config.json").read_text()) == other
 
 

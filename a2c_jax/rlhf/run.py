@@ -28,7 +28,7 @@ from a2c_jax.core.optim import make_optimizer
 from a2c_jax.rlhf.config import stage_key
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import make_sampler
-from a2c_jax.rlhf.task import decode, sample_prompts
+from a2c_jax.rlhf.task import VOCAB_SIZE, decode, sample_prompts
 from a2c_jax.rlhf.train import (
     SEQUENCE_METRICS,
     Frozen,
@@ -244,12 +244,17 @@ def sample_texts(out: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]
 
 
 def check_out(out: Path, record: dict[str, Any]) -> None:
-    """ConfigError when `out` holds a run of other settings (naming the first that differs)."""
+    """ConfigError when `out` holds a run of other settings (naming the first that differs). A run that
+    never reached its first A2C checkpoint (it failed or was stopped early) holds nothing worth keeping:
+    a run of other settings may start there again."""
     path = out / "config.json"
     if not path.exists():
         return
     held = read_json(path, "out")
     if held == record:
+        return
+    if latest_step(out / "checkpoints") is None and not (out / "summary.json").exists():
+        _warn(f"{str(out)!r} holds a run that never reached its first A2C checkpoint: starting it again")
         return
     if not isinstance(held, dict):
         raise ConfigError(f"out={str(out)!r} holds a config.json that is not an RLHF run's; choose another --out")
@@ -298,6 +303,7 @@ def run_rlhf(
     Returns the summary (also written to out/summary.json)."""
     config.validate()
     betas = check_betas(tuple(betas) if betas else (config.beta,))
+    check_rlhf_fits(config, len(betas))
     record = {**dataclasses.asdict(config), "betas": list(betas)}
     check_out(out, record)
     if resume and (out / "summary.json").exists() and latest_step(out / "checkpoints") == config.updates:
@@ -319,11 +325,48 @@ def run_rlhf(
 
 
 def check_betas(betas: tuple[float, ...]) -> tuple[float, ...]:
-    """The betas, each finite and >= 0 (ConfigError naming the first that is not)."""
-    for beta in betas:
+    """The betas, each finite and >= 0 and none twice (ConfigError naming the first that is not)."""
+    for i, beta in enumerate(betas):
         if not beta >= 0 or not np.isfinite(beta):
             raise ConfigError(f"beta={beta!r} is invalid: must be a finite number >= 0")
+        if beta in betas[:i]:
+            raise ConfigError(f"betas={','.join(f'{b:g}' for b in betas)} is invalid: {beta:g} is given twice")
     return betas
+
+
+def rlhf_bytes(config: RLHFConfig, population: int) -> dict[str, int]:
+    """Generous upper estimates of the memory each part of the chain needs (from the sizes alone):
+    {field that sets it: bytes}. A forward and backward pass of one sequence keeps about
+    layers x (16 x seq_len x width + 3 x heads x seq_len^2) floats; parameters are held four times
+    (weights, gradient, Adam's two moments) per policy."""
+    seq, width, layers = config.spec.seq_len, config.width, config.layers
+    params = (
+        layers * (12 * width * width + 16 * width) + (VOCAB_SIZE + config.context) * (width + 1) + width * VOCAB_SIZE
+    )
+    per_sequence = 4 * layers * (16 * seq * width + 3 * config.heads * seq * seq)
+    weights = 4 * 4 * params
+    return {
+        "width": weights * max(2, population),
+        "ref_batch": weights + config.ref_batch * per_sequence,
+        "rm_batch": weights + 2 * config.rm_batch * per_sequence,
+        "rm_pairs": weights + 2 * (config.rm_pairs + HELD_OUT_PAIRS) * per_sequence,
+        "batch": population * (weights + config.batch * per_sequence),
+        "eval_prompts": population * (weights + config.eval_prompts * per_sequence),
+    }
+
+
+def check_rlhf_fits(config: RLHFConfig, population: int) -> None:
+    """ConfigError (exit 2), before anything is written, naming the setting whose memory cannot fit."""
+    from a2c_jax.runs.resources import available_bytes
+
+    limit = available_bytes()
+    for name, need in rlhf_bytes(config, population).items():
+        if need > limit:
+            raise ConfigError(
+                f"{name}={getattr(config, name)} needs about {need / 2**30:.3g} GiB of memory"
+                + (f" ({population} policies)" if population > 1 else "")
+                + f", more than the {limit / 2**30:.3g} GiB available: choose a smaller {name}"
+            )
 
 
 def train_stages(
