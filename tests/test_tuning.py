@@ -156,6 +156,44 @@ def test_resume_extends_the_study(cli_study, tmp_path):
     assert len(read_csv(out / "ranking.csv")) == 6
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seeds", "5"], "--seeds cannot be given with another value (the study's: seeds=2"),
+        (["--eval-episodes", "7"], "--eval-episodes cannot be given with another value"),
+        (["--sample-seed", "3"], "--sample-seed cannot be given with another value"),
+        (["--log", "tensorboard"], "--log cannot be given with another value"),
+        (["--heartbeat", "5"], "--heartbeat cannot be given with another value"),
+    ],
+)
+def test_resume_refuses_flags_it_would_ignore(flags, message, cli_study, capsys):
+    """A flag --resume would otherwise ignore silently (the study's saved value wins) is refused, and
+    given with the study's own value it is accepted."""
+    assert main(["sweep", "--resume", str(cli_study), *flags, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_resume_of_a_missing_study_is_refused_and_nothing_starts_over(cli_study, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(cli_study, out)
+    (out / "study.db").unlink()
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["sweep", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "study not found" in err and "nothing to resume" in err, err
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing overwritten
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_storage_is_refused(url, tmp_path, capsys):
+    argv = ["sweep", *SMALL_FLAGS, "--sampler", "random", "--trials", "2", "--range", "lr=1e-4:1e-2:log"]
+    assert main([*argv, "--storage", url, "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "an in-memory database ends with the process" in err[0], err
+    assert not (tmp_path / "m").exists()
+
+
 def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -157,6 +157,17 @@ def _resumed_study_args(args: Any) -> Any:
     if not isinstance(saved, dict) or not isinstance(saved.get("options"), dict):
         raise ConfigError(f"resume: {str(path)!r} is not a search.json written by `a2c-jax sweep --sampler`")
     options = dict(saved["options"])
+    # options with a default of their own: one given with another value than the study's is refused, not ignored
+    defaults = type(args)()
+    kept = ("seeds", "sample_seed", "eval_episodes", "log", "heartbeat", "max_population", "devices")
+    given = [n for n in kept if getattr(args, n) != getattr(defaults, n)]
+    differ = [n for n in given if n in options and getattr(args, n) != options[n]]
+    if differ:
+        raise ConfigError(
+            f"--resume continues a study with its saved settings: {', '.join(map(_flag, differ))} cannot be given "
+            f"with another value (the study's: {', '.join(f'{n}={options[n]!r}' for n in differ)}; allowed: "
+            f"{', '.join(map(_flag, STUDY_MAY_CHANGE))})"
+        )
     options.update(config=args.resume / "base.json", out=args.resume, resume=args.resume, quiet=args.quiet)
     options.update(storage=saved.get("storage"), study_name=saved.get("study_name"))
     options["grid"], options["ranges"] = tuple(options["grid"]), tuple(options["ranges"])
@@ -194,13 +205,19 @@ def _open_worker_study(args: Any, out: Path, space: Any, signature: dict[str, An
     size and, for a shared storage, the process id: reproducible for one worker, distinct across workers."""
     import numpy as np
 
-    from a2c_jax.population.study import make_sampler, open_storage, open_study
+    from a2c_jax.population.study import make_sampler, open_storage, open_study, study_names
     from a2c_jax.runs.runner import check_output_dir
 
     url = args.storage or f"sqlite:///{(out / 'study.db').absolute()}"
     name = args.study_name or out.name
     placeholder = make_sampler("random", space, 0)
+    if args.resume is not None and not args.storage and not (out / "study.db").is_file():
+        raise ConfigError(
+            f"resume={str(out)!r}: study not found ({str(out / 'study.db')!r} is missing): nothing to resume"
+        )
     storage = open_storage(url, args.heartbeat) if args.storage else None
+    if args.resume is not None and storage is not None and name not in study_names(storage):
+        raise ConfigError(f"resume={str(out)!r}: study {name!r} not found in storage={url!r}: nothing to resume")
     if storage is not None:  # a shared study: refuse a mismatch before anything is written
         open_study(storage, name, placeholder, signature)
     check_output_dir(out, "out")

@@ -129,6 +129,11 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
         if not path.parent.is_dir():
             raise ConfigError(f"storage={url!r} is invalid: directory {str(path.parent)!r} does not exist")
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if url.split("?")[0] in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        raise ConfigError(
+            f"storage={url!r} is invalid: an in-memory database ends with the process (and its trials with it); "
+            "give a file, sqlite:///study.db"
+        )
     if "://" not in url:
         raise ConfigError(
             f"storage={url!r} is invalid: must be a database URL (sqlite:///study.db, postgresql://user@host/db, "
@@ -164,6 +169,13 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
         reason = " ".join(str(getattr(err, "orig", None) or err).split())
         kind = "unreachable" if type(err).__name__ == "OperationalError" else "invalid"
         raise ConfigError(f"storage={url!r} is {kind}: {reason[:300]}") from None
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The names of the studies `storage` holds."""
+    import optuna
+
+    return [summary.study_name for summary in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
 
 
 def open_study(
