@@ -607,3 +607,66 @@ def test_a_signal_in_the_first_seconds_is_one_line_and_130_or_143(command, delay
     lines = err.strip().splitlines()
     assert code == 128 + sig, err[-2000:]
     assert lines and lines[-1].startswith("a2c-jax: interrupted") and "Traceback" not in err, err[-2000:]
+
+
+# --- messages (round two) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["trian", "--seed", "3", "--lr", "2"], "unknown command 'trian': did you mean 'train'? commands are train,"),
+        (["train", "--config", "/dev/zero"], "config='/dev/zero' is invalid: not a regular file"),
+        (["train", *SMALL, "--hidden-sizes", "100000", "100000"], "hidden_sizes=(100000, 100000) needs about"),
+        (["train", *SMALL, "--coordinator-address", "127.0.0.1:99999", "--num-processes", "2", "--process-id", "0"],
+         "coordinator_address='127.0.0.1:99999' is invalid: must be host:port"),
+        (["train", *SMALL, "--coordinator-address", "bad host:12", "--num-processes", "2", "--process-id", "0"],
+         "coordinator_address='bad host:12' is invalid"),
+    ],
+    ids=["typo", "dev-zero", "hidden-sizes", "port", "host"],
+)  # fmt: skip
+def test_round_two_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
+    assert main([*argv, "--run-dir", str(tmp_path / "r")] if argv[0] == "train" else argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert message in line and line.count("(applied to") == 0, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_reproduces_the_runs_own_evaluation_and_names_an_rlhf_directory(finished, tmp_path, capsys):
+    summary = json.loads((finished / "summary.json").read_text())
+    assert main(["eval", str(finished)]) == 0
+    out = capsys.readouterr().out
+    assert f"greedy return {summary['eval_return_mean']:.2f} +- {summary['eval_return_std']:.2f}" in out, out
+    assert f"over {summary['eval_episodes']} episodes (the run's own evaluation episodes)" in out
+    rlhf = tmp_path / "rlhf"
+    rlhf.mkdir()
+    (rlhf / "config.json").write_text(json.dumps({"seed": 0, "betas": [0.05]}))
+    assert main(["eval", str(rlhf)]) == 2
+    assert "is an RLHF run (`a2c-jax rlhf`), not a training run" in one_line(capsys.readouterr().err)
+
+
+def test_eval_gif_without_pygame_fails_before_evaluating(finished, tmp_path, monkeypatch, capsys):
+    import a2c_jax.cli.eval as eval_module
+
+    real = eval_module.importlib.util.find_spec
+    monkeypatch.setattr(eval_module.importlib.util, "find_spec", lambda n, *a: None if n == "pygame" else real(n, *a))
+    assert main(["eval", str(finished), "--gif", str(tmp_path / "e.gif")]) == 2
+    captured = capsys.readouterr()
+    assert "gif needs pygame" in one_line(captured.err) and "return" not in captured.out
+
+
+def test_a_finished_run_piped_to_head_is_quiet_and_succeeds(tmp_path):
+    """`a2c-jax train | head -c 10`: the reader goes early; the run still finishes (exit 0) and says
+    nothing about a broken pipe."""
+    cmd = f"{CLI[0]} train {' '.join(RUN)} --run-dir {tmp_path / 'r'} | head -c 10; exit ${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0 and "Broken pipe" not in proc.stderr, proc.stderr[-2000:]
+    assert (tmp_path / "r" / "summary.json").is_file()
+
+
+def test_traceback_variable_zero_means_off(monkeypatch, tmp_path, capsys):
+    from a2c_jax import cli
+
+    monkeypatch.setenv("A2C_JAX_TRACEBACK", "0")
+    assert cli._fault(RuntimeError("boom")) == 1
+    assert "internal error: RuntimeError: boom" in one_line(capsys.readouterr().err)

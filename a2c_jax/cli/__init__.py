@@ -8,6 +8,7 @@ Bad input exits with status 2 and a one-line message.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import sys
@@ -93,6 +94,9 @@ def parse_args(argv: list[str] | None) -> Any:
         raise ConfigError(_one_line_parse_error(captured.getvalue(), argv)) from None
 
 
+COMMANDS = ("train", "eval", "sweep", "pbt", "rlhf", "rlhf-sweep")
+
+
 def _one_line_parse_error(text: str, argv: list[str] | None) -> str:
     """The gist of a tyro error box on one line, plus where to find help."""
     raw = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(("╭", "╰"))]
@@ -115,7 +119,11 @@ def _one_line_parse_error(text: str, argv: list[str] | None) -> str:
     message = re.sub(r"^Missing from [^:]*:", "missing required argument", message).replace("{None}|", "")
     message = message.replace("'None', ", "").replace(", 'None'", "")
     argv = sys.argv[1:] if argv is None else argv
-    command = next((a for a in argv if a in ("train", "eval", "sweep", "pbt", "rlhf", "rlhf-sweep")), "")
+    command = next((a for a in argv if a in COMMANDS), "")
+    if not command and argv and not argv[0].startswith("-"):  # an unknown command: name it, not every argument
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown command {argv[0]!r}: {hint}commands are {', '.join(COMMANDS)} (see `a2c-jax --help`)"
     return f"{message} (see `a2c-jax {command + ' ' if command else ''}--help`)"
 
 
@@ -173,7 +181,7 @@ def _fault(err: Exception) -> int:
     from a2c_jax.runs.distributed import DistributedError
     from a2c_jax.runs.runner import TrainingDiverged, TrainingInterrupted
 
-    if os.environ.get("A2C_JAX_TRACEBACK"):
+    if os.environ.get("A2C_JAX_TRACEBACK", "") not in ("", "0"):
         raise err
     if isinstance(err, TrainingInterrupted):
         return _error(str(err), 128 + int(err.signum), prefix="a2c-jax: ")
@@ -216,6 +224,33 @@ def cpu_device_per_core(environ: MutableMapping[str, str] = os.environ) -> None:
         environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
 
 
+class QuietPipe:
+    """stdout that drops its output once its reader has gone (`a2c-jax train | head -1`): the command
+    goes on, and its exit status is the work's, with no "Broken pipe" on stderr."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        self._stream = open(os.devnull, "w")  # noqa: SIM115 (kept open for the rest of the process)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def run() -> None:
     """Console-script wrapper: `main()`, then a quick exit.
 
@@ -228,6 +263,7 @@ def run() -> None:
     import atexit
 
     one_device_per_core(sys.argv[1:])
+    sys.stdout = QuietPipe(sys.stdout)  # type: ignore[assignment]
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -132,12 +132,13 @@ class EvalArgs:
 
     run_dir: tyro.conf.Positional[Path]
     """the run directory written by `a2c-jax train`"""
-    episodes: int = 32
-    """number of episodes"""
+    episodes: int | None = None
+    """number of episodes (default: the run's --eval-episodes)"""
     stochastic: bool = False
     """sample actions instead of taking the greedy (mode) action"""
-    seed: int = 0
-    """PRNG seed of the evaluation episodes"""
+    seed: int | None = None
+    """PRNG seed of the evaluation episodes (default: the run's own final evaluation, so the greedy return
+    equals summary.json's)"""
     gif: Path | None = None
     """also render one greedy episode to this GIF (environments gymnax can draw)"""
     compile_cache: bool = True

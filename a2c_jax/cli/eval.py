@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 
 from a2c_jax.cli.args import (
     EvalArgs,
@@ -29,25 +30,35 @@ def eval_command(args: EvalArgs) -> int:
 
     if args.compile_cache:
         enable_compile_cache()
-    if args.episodes <= 0:
+    if args.episodes is not None and args.episodes <= 0:
         raise ConfigError(f"episodes={args.episodes!r} is invalid: must be a positive integer")
-    check_seed("seed", args.seed)
+    if args.seed is not None:
+        check_seed("seed", args.seed)
     config, hparams, settings = load_run_record(args.run_dir)
+    episodes = args.episodes if args.episodes is not None else settings.eval_episodes
     agent = build_agent(config)
-    check_fits(agent, 1, args.episodes)
+    check_fits(agent, 1, episodes)
     if args.gif is not None:
         if args.gif.is_dir():
             raise ConfigError(f"gif={str(args.gif)!r} is a directory: give a file name like episode.gif")
+        if importlib.util.find_spec("pygame") is None:
+            raise ConfigError("gif needs pygame to draw the episode: pip install 'a2c-jax[render]'")
         check_output_dir(args.gif.parent, "gif")
     like = jax.eval_shape(functools.partial(init_state, agent), hparams.as_arrays(), jax.random.PRNGKey(settings.seed))
     state, meta, _ = restore_checkpoint(args.run_dir / "checkpoints", like, warn=warn)
-    key = jax.random.PRNGKey(args.seed)
-    result = evaluate_jit(agent, state.params, state.env_state.obs_rms, key, args.episodes, not args.stochastic)
+    # by default the episodes of the run's own final evaluation (`evaluate_final`): the same return as summary.json
+    own = args.seed is None
+    if args.seed is None:
+        key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 1)
+    else:
+        key = jax.random.PRNGKey(args.seed)
+    result = evaluate_jit(agent, state.params, state.env_state.obs_rms, key, episodes, not args.stochastic)
     returns = np.asarray(result.returns, np.float64)
     mode = "stochastic" if args.stochastic else "greedy"
+    which = " (the run's own evaluation episodes)" if own and args.episodes is None and not args.stochastic else ""
     print(
         f"{config.env_id} after {meta['env_steps']:,} steps: {mode} return "
-        f"{returns.mean():.2f} +- {returns.std():.2f} over {args.episodes} episodes"
+        f"{returns.mean():.2f} +- {returns.std():.2f} over {episodes} episodes{which}"
     )
     if args.gif is not None:
         from a2c_jax.runs.plots import render_gif

@@ -40,6 +40,10 @@ def enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
+MAX_SETTINGS_BYTES = 2**20
+"""The largest --config file read (a settings file is a few hundred bytes; /dev/zero is not one)."""
+
+
 def read_settings_file(path: Path) -> dict[str, Any]:
     """Typed flat settings from a JSON file: flat keys (a `--config` or best.json), or a run's config.json.
 
@@ -48,6 +52,9 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     """
     from a2c_jax.runs.records import read_json
 
+    if path.exists() and (not path.is_file() or path.stat().st_size > MAX_SETTINGS_BYTES):
+        what = "not a regular file" if not path.is_file() else f"larger than {MAX_SETTINGS_BYTES // 2**20} MiB"
+        raise ConfigError(f"config={str(path)!r} is invalid: {what}; must be a JSON file of settings")
     data = read_json(path, "config")
     source = f"config {str(path)!r}"
     if not isinstance(data, dict):

@@ -242,6 +242,20 @@ def check_processes_agree(settings: Mapping[str, Any]) -> None:
     )
 
 
+def check_address(address: str) -> tuple[str, int]:
+    """(host, port) of a coordinator address 'host:port' ('[v6]:port' for IPv6); ConfigError naming the
+    flag and what is allowed otherwise (a port outside 1-65535, an empty or malformed host)."""
+    host, sep, port = address.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    valid_host = bool(bare) and all(c.isalnum() or c in ".-_:" for c in bare)
+    if not sep or not valid_host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(
+            f"coordinator_address={address!r} is invalid: must be host:port with a host name or IP address and a "
+            "port in 1-65535 (e.g. 10.0.0.1:1234)"
+        )
+    return bare, int(port)
+
+
 @dataclasses.dataclass(frozen=True)
 class DistributedOptions:
     """How this process joins a multi-process run (all None: a single process).
@@ -275,8 +289,8 @@ class DistributedOptions:
             raise ConfigError(f"num_processes={self.num_processes!r} is invalid: must be a positive integer")
         if self.process_id is not None and not 0 <= self.process_id < (self.num_processes or 1):
             raise ConfigError(f"process_id={self.process_id!r} is invalid: must be in [0, {self.num_processes})")
-        if self.coordinator_address is not None and ":" not in self.coordinator_address:
-            raise ConfigError(f"coordinator_address={self.coordinator_address!r} is invalid: must be host:port")
+        if self.coordinator_address is not None:
+            check_address(self.coordinator_address)
         if self.timeout <= 0:
             raise ConfigError(f"distributed_timeout={self.timeout!r} is invalid: must be a positive integer")
         return self

@@ -80,6 +80,14 @@ def check_fits(agent: Agent, updates_per_program: int, eval_episodes: int, membe
     config = agent.config
     limit = available_bytes()
     need = members * train_bytes(agent, updates_per_program)
+    params = members * 8 * params_bytes(agent)
+    if params > limit:
+        raise ConfigError(
+            f"hidden_sizes={tuple(config.hidden_sizes)} needs about {_gib(params)} of memory for the parameters and "
+            f"their optimizer state alone"
+            + (f" ({members} members)" if members > 1 else "")
+            + f", more than the {_gib(limit)} available: choose smaller layers"
+        )
     if need > limit:
         per_env = _LIVE_COPIES * per_env_bytes(agent) * members
         fit = max(0, (limit - need + config.num_envs * per_env) // max(per_env, 1))
