@@ -670,3 +670,32 @@ def test_traceback_variable_zero_means_off(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("A2C_JAX_TRACEBACK", "0")
     assert cli._fault(RuntimeError("boom")) == 1
     assert "internal error: RuntimeError: boom" in one_line(capsys.readouterr().err)
+
+
+def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGINT to a grid sweep between population chunks: exit 130, the finished chunks kept; `sweep
+    --resume OUT` trains only the rest and ends with the results of a sweep never interrupted."""
+    import csv
+
+    sweep = [*SMALL[:-1], "16000", "--quiet", "--seeds", "2", "--eval-episodes", "4", "--max-population", "2",
+             "--grid", "lr=1e-3,3e-3,1e-2,3e-2"]  # fmt: skip
+    # every sweep here runs as the command does (a subprocess splits a population over both cores; float
+    # order, and so an RL outcome, may differ from a run in this process)
+    assert finish(spawn(["sweep", *sweep, "--out", str(tmp_path / "full")]))[0] == 0
+    part = tmp_path / "part"
+    proc = spawn(["sweep", *sweep, "--out", str(part)])
+    wait_for(lambda: (part / "progress").is_dir() and any((part / "progress").glob("*.npz")), proc)
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 130 and f"continue with `a2c-jax sweep --resume {part}`" in err.strip().splitlines()[-1], err
+    kept = sorted(p.name for p in (part / "progress").glob("*.npz"))
+    assert 0 < len(kept) < 4, kept
+    assert finish(spawn(["sweep", "--resume", str(part), "--quiet"]))[0] == 0
+    rows = [
+        [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader((d / "results.csv").open())]
+        for d in (tmp_path / "full", part)
+    ]
+    assert rows[0] == rows[1] and len(rows[0]) == 8
+    assert not (part / "progress").exists()
+    assert main(["sweep", "--resume", str(part), "--quiet"]) == 0  # finished: nothing to do
+    assert main(["sweep", "--resume", str(part), "--seeds", "3"]) == 2  # a flag it would ignore is refused

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any],
         check_fits(programs.agent(static), static.num_updates, args.eval_episodes)
     out = args.out or Path(f"{kind}s") / f"{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_free(out, "out")
-    if entries(out):
+    if getattr(args, "resume", None) is None and entries(out):
         raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")
     check_output_dir(out, "out", create=False)
     return config, settings, members, out, programs
@@ -73,20 +74,63 @@ def _print_table(rows: list[dict[str, Any]], names: list[str], title: str, limit
     Console().print(table)
 
 
+SWEEP_OPTIONS = (
+    "grid",
+    "ranges",
+    "random",
+    "seeds",
+    "sample_seed",
+    "eval_episodes",
+    "log",
+    "max_population",
+    "devices",
+)
+"""The options sweep.json keeps for `sweep --resume` of a grid or random sweep (the base settings go to base.json)."""
+
+
+def _resumed_sweep_args(args: Any) -> Any:
+    """The saved arguments of the interrupted grid/random sweep in `args.resume` (a flag that would change
+    it is refused, not ignored)."""
+    from a2c_jax.runs.records import read_json
+
+    given = [n for n in ("preset", "config", "out", "trials", "batch", "storage", "study_name", "sampler")
+             if getattr(args, n) is not None]  # fmt: skip
+    given += [n for n in CONFIG_NAMES + HPARAM_NAMES if getattr(args, n) is not None]
+    defaults = type(args)()
+    given += [n for n in SWEEP_OPTIONS if getattr(args, n) != getattr(defaults, n)]
+    if given:
+        raise ConfigError(
+            f"--resume continues a sweep with its saved settings: {', '.join(map(_flag, given))} cannot be given "
+            "with it (allowed: --quiet)"
+        )
+    saved = read_json(args.resume / "sweep.json", "resume")
+    if not isinstance(saved, dict) or not isinstance(saved.get("options"), dict):
+        raise ConfigError(f"resume: {str(args.resume / 'sweep.json')!r} is not written by `a2c-jax sweep`")
+    options = dict(saved["options"])
+    options["grid"], options["ranges"] = tuple(options["grid"]), tuple(options["ranges"])
+    return dataclasses.replace(args, **options, config=args.resume / "base.json", out=args.resume)
+
+
 def sweep_command(args: Any) -> int:
     """`a2c-jax sweep`."""
-    if args.sampler is not None or args.resume is not None:
+    if args.resume is not None and (args.resume / "sweep.json").is_file():
+        args = _resumed_sweep_args(args)
+        if (args.resume / "results.npz").is_file() and not (args.resume / "progress").exists():
+            print(f"{str(args.resume)!r} has already finished; nothing to do")
+            return 0
+    elif args.sampler is not None or args.resume is not None:
         return study_command(args)
     for name in ("trials", "batch", "storage", "study_name"):
         if getattr(args, name) is not None:
             raise ConfigError(f"{_flag(name)} needs --sampler (an Optuna study); a plain sweep trains every setting")
 
-    from a2c_jax.population.sweep import best_config, member_rows, rank_settings, run_sweep
+    from a2c_jax.population.sweep import SweepProgress, best_config, member_rows, rank_settings, run_sweep
     from a2c_jax.runs.distributed import is_primary
     from a2c_jax.runs.lock import locked
+    from a2c_jax.runs.loop import graceful_stop
     from a2c_jax.runs.plots import plot_sweep
-    from a2c_jax.runs.records import count_bar, write_population
-    from a2c_jax.runs.runner import check_output_dir
+    from a2c_jax.runs.records import count_bar, write_json_atomic, write_population
+    from a2c_jax.runs.runner import check_output_dir, warn
     from a2c_jax.runs.trackers import log_population, parse_trackers
 
     if args.max_population is not None and args.max_population <= 0:
@@ -97,12 +141,18 @@ def sweep_command(args: Any) -> int:
     config, settings, members, out, programs = _population_setup(args, "sweep")
     names = list(settings[0])
     check_output_dir(out, "out")
-    with locked(out, "out", is_primary()):  # one writer per --out
+    with locked(out, "out", is_primary()), graceful_stop(warn) as stop_requested:  # one writer per --out
+        if args.resume is None and is_primary():
+            base = flat_settings(*resolve_train_args(args)[:2])
+            write_json_atomic(out / "base.json", base)
+            write_json_atomic(out / "sweep.json", {"options": {k: getattr(args, k) for k in SWEEP_OPTIONS}})
         print(f"a2c-jax: sweeping {config.env_id}: {len(settings)} settings x {args.seeds} seeds -> {out}")
+        progress = SweepProgress(out / "progress", stop_requested, f"a2c-jax sweep --resume {out}")
         with count_bar(len(members), "members", not args.quiet and is_primary()) as advance:
             result = run_sweep(
-                members, settings, args.eval_episodes, args.max_population, advance, args.devices, programs=programs
-            )
+                members, settings, args.eval_episodes, args.max_population, advance, args.devices, programs=programs,
+                progress=progress,
+            )  # fmt: skip
         if not is_primary():
             return 0
         ranked = rank_settings(result)
@@ -112,6 +162,7 @@ def sweep_command(args: Any) -> int:
         arrays = {"env_steps": result.curve_steps, "returns": result.curves, "final_return": result.final_return,
                   "setting": [m.setting for m in members], "seed": [m.seed for m in members]}  # fmt: skip
         write_population(out, {"results.csv": rows, "ranking.csv": ranked}, arrays, best)
+        shutil.rmtree(progress.directory, ignore_errors=True)  # results.npz holds every chunk's outputs now
         log_population(trackers, out, "sweep", rows, result.curve_steps, {"episode_return": result.curves})
         plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
         _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")

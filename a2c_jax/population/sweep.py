@@ -18,6 +18,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -36,6 +37,7 @@ from a2c_jax.runs.distributed import (
     round_up,
     state_shardings,
 )
+from a2c_jax.runs.loop import Job, run_loop
 from a2c_jax.runs.resources import available_bytes, eval_bytes, train_bytes
 
 
@@ -158,6 +160,41 @@ def stack_hparams(members: Sequence[Member]) -> HParams:
     return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *[m.hparams for m in members])
 
 
+@dataclasses.dataclass
+class SweepProgress:
+    """Where a sweep keeps the outputs of its finished population chunks (OUT/progress/group-G-chunk-C.npz,
+    each written atomically), so that an interrupted sweep continues with the chunks it had not finished;
+    `stop_requested` (the host loop's signal flag) and `resume_hint` come with it."""
+
+    directory: Path
+    stop_requested: Callable[[], int] = lambda: 0
+    resume_hint: str = ""
+
+    def path(self, group: int, chunk: int) -> Path:
+        return self.directory / f"group-{group}-chunk-{chunk}.npz"
+
+    def load(self, group: int) -> tuple[int | None, dict[int, tuple[np.ndarray, ...]]]:
+        """(the chunk size the group ran with, {chunk: outputs}) of what a previous run finished."""
+        done: dict[int, tuple[np.ndarray, ...]] = {}
+        size = None
+        for path in sorted(self.directory.glob(f"group-{group}-chunk-*.npz")):
+            with np.load(path) as data:
+                done[int(path.stem.rsplit("-", 1)[1])] = tuple(data[k] for k in GROUP_OUTPUTS)
+                size = int(data["size"])
+        return size, done
+
+    def save(self, group: int, chunk: int, outputs: tuple[np.ndarray, ...], size: int) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(group, chunk).with_suffix(".tmp.npz")
+        arrays: dict[str, Any] = {"size": np.asarray(size), **dict(zip(GROUP_OUTPUTS, outputs, strict=True))}
+        np.savez(tmp, **arrays)
+        tmp.replace(self.path(group, chunk))
+
+
+GROUP_OUTPUTS = ("final_return", "episode_return", "episodes", "diverged")
+"""What a population program returns per member, in order."""
+
+
 def run_group(
     members: Sequence[Member],
     eval_episodes: int,
@@ -166,6 +203,8 @@ def run_group(
     devices: str | None = None,
     reuse: bool = False,
     programs: Programs | None = None,
+    progress: SweepProgress | None = None,
+    group: int = 0,
 ) -> GroupResult:
     """Train members that share one static config, in equal chunks of at most `max_population`
     (each chunk a multiple of the devices on the population axis, padded with copies). With `reuse`
@@ -174,38 +213,62 @@ def run_group(
     compiling one per size. `devices` None splits the members over the CPU's cores
     (`distributed.population_layout`), padding the chunk to a multiple of them unless that would
     pass `max_population` (then as many cores as divide the chunk). `programs` keeps what was built
-    and compiled for the next call (a new, throw-away one when None)."""
+    and compiled for the next call (a new, throw-away one when None).
+
+    The chunks run through the one host loop (`runs.loop`): with `progress`, each finished chunk's
+    outputs are kept, chunks a previous run finished are not trained again (with the chunk size it
+    used), and a signal stops the sweep after the current chunk (`Interrupted`)."""
     programs = Programs() if programs is None else programs
     config = members[0].config
     agent = programs.agent(config)
     limit = max_population or max(1, available_bytes() // member_bytes(agent, eval_episodes))
+    saved_size, done = progress.load(group) if progress is not None else (None, {})
     n_chunks = math.ceil(len(members) / limit)
     size = math.ceil(len(members) / n_chunks)
     cores = cpu_population_devices()
     if devices is None and round_up(size, cores) <= limit:
         size = round_up(size, cores)
-    layout = population_layout(devices, config.num_envs, size)
+    layout = population_layout(devices, config.num_envs, saved_size or size)
     if layout is not None:
         size = round_up(size, layout.pop_devices)
     compiled_sizes = programs.sizes.setdefault((config, eval_episodes, layout), set())
     if reuse:
         size = min((s for s in compiled_sizes if size <= s <= min(2 * size, limit)), default=size)
+    size = saved_size or size  # a resumed group keeps the chunks it started with
+    n_chunks = math.ceil(len(members) / size)
     compiled_sizes.add(size)
     program = programs.program(config, eval_episodes, layout)
     start = time.perf_counter()
     padded = list(members) + [members[-1]] * (size * n_chunks - len(members))
     seeds = jnp.asarray([m.seed for m in padded], jnp.int32)
     hps = stack_hparams(padded)
-    t = time.perf_counter()
-    compiled = program.lower(seeds[:size], jax.tree.map(lambda x: x[:size], hps)).compile()
-    compile_seconds = time.perf_counter() - t
-    outs: list[tuple[np.ndarray, ...]] = []
-    for c in range(n_chunks):
+    compile_seconds = 0.0
+    if len(done) < n_chunks:
+        t = time.perf_counter()
+        compiled = program.lower(seeds[:size], jax.tree.map(lambda x: x[:size], hps)).compile()
+        compile_seconds = time.perf_counter() - t
+
+    def run_chunk(c: int, n: int) -> tuple[int, tuple[np.ndarray, ...]]:
         sl = slice(c * size, (c + 1) * size)
-        outs.append(tuple(np.asarray(x) for x in compiled(seeds[sl], jax.tree.map(lambda x, sl=sl: x[sl], hps))))
-        on_chunk(min((c + 1) * size, len(members)))
+        outputs = compiled(seeds[sl], jax.tree.map(lambda x, sl=sl: x[sl], hps))
+        return c + 1, tuple(np.asarray(x) for x in outputs)
+
+    def record(next_chunk: int, outputs: tuple[np.ndarray, ...], c: int, n: int) -> None:
+        done[c] = outputs
+        if progress is not None:
+            progress.save(group, c, outputs, size)
+        on_chunk(min(next_chunk * size, len(members)))
+        return None
+
+    first = next((c for c in range(n_chunks) if c not in done), n_chunks)
+    if first:  # a resumed group: its progress bar starts at the chunks already done
+        on_chunk(min(first * size, len(members)))
+    stop = progress.stop_requested if progress is not None else (lambda: 0)
+    hint = progress.resume_hint if progress is not None else ""
+    run_loop(Job(run_chunk, n_chunks, 1, record, lambda c: None, hint, what="population chunk", stop_requested=stop),
+             first, first)  # fmt: skip
     n = len(members)
-    final, ret, cnt, bad = (np.concatenate(parts)[:n] for parts in zip(*outs, strict=True))
+    final, ret, cnt, bad = (np.concatenate([done[c][k] for c in range(n_chunks)])[:n] for k in range(4))
     curve = np.where(cnt > 0, ret, np.nan)
     return GroupResult(
         final,
@@ -269,9 +332,11 @@ def run_sweep(
     devices: str | None = None,
     reuse: bool = False,
     programs: Programs | None = None,
+    progress: SweepProgress | None = None,
 ) -> SweepResult:
     """Train every member, one vmapped program per static config, and collect results. Pass the same
-    `programs` to later calls (and to `make_members`) to reuse the agents and compiled programs."""
+    `programs` to later calls (and to `make_members`) to reuse the agents and compiled programs; with
+    `progress` the sweep keeps each finished chunk and continues an interrupted one (see `run_group`)."""
     programs = Programs() if programs is None else programs
     start = time.perf_counter()
     groups: dict[A2CConfig, list[int]] = {}
@@ -284,7 +349,7 @@ def run_sweep(
     steps = np.full((len(members), points), np.nan)  # NaN past a shorter group's last point
     seconds = np.zeros(len(members))
     compile_total, done, most_devices = 0.0, 0, 1
-    for config, idx in groups.items():
+    for group, (config, idx) in enumerate(groups.items()):
         base = done
         res = run_group(
             [members[i] for i in idx],
@@ -294,6 +359,8 @@ def run_sweep(
             devices,
             reuse,
             programs,
+            progress,
+            group,
         )
         done += len(idx)
         final[idx] = res.final_return
