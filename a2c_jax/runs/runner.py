@@ -163,7 +163,10 @@ def load_run_record(run_dir: Path) -> tuple[A2CConfig, HParams, RunSettings]:
     path = run_dir / "config.json"
     if not path.exists():
         raise CheckpointError(f"{str(path)!r} is missing: {str(run_dir)!r} is not an a2c-jax run directory")
-    data = read_json(path, "config")
+    try:
+        data = read_json(path, "config")
+    except ConfigError as err:
+        raise CheckpointError(f"{str(path)!r} is corrupt ({err})") from None
     if isinstance(data, dict) and "betas" in data and "config" not in data:
         raise CheckpointError(
             f"{str(run_dir)!r} is an RLHF run (`a2c-jax rlhf`), not a training run: its results are in summary.json "
