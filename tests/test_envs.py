@@ -458,3 +458,28 @@ def test_optimistic_auto_reset_refuses_a_bad_reset_ratio(ratio):
 
     with pytest.raises(ConfigError, match=f"reset_ratio={ratio!r} is invalid: must be an integer >= 1"):
         OptimisticAutoReset(CorridorNoReset(), lambda s, p: s[1] >= p["limit"], reset_ratio=ratio)
+
+
+def test_every_vecenv_state_field_declares_its_group():
+    """Sharding and PBT's exploit treat VecEnvState's fields by their declared group (per-env leaves vs
+    shared statistics), never by name: every field declares one, and a state type with a field that
+    does not is refused by name (so a new field can never silently go unsharded)."""
+    import dataclasses
+
+    from a2c_jax.envs.vec import PER_ENV, SHARED, VecEnvState, field_groups
+
+    groups = field_groups(VecEnvState)
+    assert groups == {"inner": PER_ENV, "obs_rms": SHARED, "ret_rms": SHARED, "discounted_return": PER_ENV,
+                      "episode_return": PER_ENV, "episode_length": PER_ENV}  # fmt: skip
+
+    @dataclasses.dataclass
+    class Grown:
+        inner: int = dataclasses.field(default=0, metadata={"group": PER_ENV})
+        new_leaf: int = 0
+
+    with pytest.raises(ValueError, match=r"Grown fields \['new_leaf'\] declare no group"):
+        field_groups(Grown)
+    built = make_env("CartPole-v1")
+    _, state = VecEnv(*built, 3, normalize_observation=True).reset(jax.random.PRNGKey(0))
+    marked = state.map_groups(lambda t: jax.tree.map(lambda _: "env", t), lambda t: jax.tree.map(lambda _: "all", t))
+    assert jax.tree.leaves(marked.obs_rms) == ["all"] * 3 and set(jax.tree.leaves(marked.inner)) == {"env"}

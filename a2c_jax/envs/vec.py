@@ -4,6 +4,7 @@ normalisation, action clipping or rescaling, and episode statistics."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -13,10 +14,20 @@ from flax import struct
 from a2c_jax.envs.normalize import CLIP_OBS, CLIP_REWARD, NORM_EPS, RunningMeanStd, rms_init, rms_normalize, rms_update
 from a2c_jax.envs.spaces import EnvSpec, env_action, preprocess_obs
 
+GROUP = "group"
+PER_ENV = "per_env"
+"""A leaf with the env axis N first (one row per environment)."""
+SHARED = "shared"
+"""A statistic of all N envs together (observation and return normalisation)."""
+
 
 @struct.dataclass
 class VecEnvState:
-    """State of N environments plus wrapper statistics.
+    """State of N environments plus wrapper statistics, in two groups declared on each field (`GROUP`):
+    PER_ENV leaves lead with the env axis N (sharded over the "env" devices; each population member keeps
+    its own under PBT's exploit), SHARED statistics describe all N envs at once (replicated; copied with
+    the weights under exploit). Code that treats the groups differently calls `map_groups`, never a field
+    by name, so a new field cannot go unsharded: it must declare its group.
 
     Attributes:
         inner: batched gymnax state (leading axis N).
@@ -27,12 +38,30 @@ class VecEnvState:
         episode_length: [N] length of the episode in progress.
     """
 
-    inner: Any
-    obs_rms: RunningMeanStd
-    ret_rms: RunningMeanStd
-    discounted_return: jax.Array
-    episode_return: jax.Array
-    episode_length: jax.Array
+    inner: Any = struct.field(metadata={GROUP: PER_ENV})
+    obs_rms: RunningMeanStd = struct.field(metadata={GROUP: SHARED})
+    ret_rms: RunningMeanStd = struct.field(metadata={GROUP: SHARED})
+    discounted_return: jax.Array = struct.field(metadata={GROUP: PER_ENV})
+    episode_return: jax.Array = struct.field(metadata={GROUP: PER_ENV})
+    episode_length: jax.Array = struct.field(metadata={GROUP: PER_ENV})
+
+    def map_groups(self, per_env: Callable[[Any], Any], shared: Callable[[Any], Any]) -> VecEnvState:
+        """A VecEnvState of the same structure whose PER_ENV fields are `per_env(field)` and SHARED ones
+        `shared(field)` (each applied to the field's whole subtree)."""
+        groups = field_groups(type(self))
+        changes = {
+            name: (per_env if group == PER_ENV else shared)(getattr(self, name)) for name, group in groups.items()
+        }
+        return dataclasses.replace(self, **changes)
+
+
+def field_groups(cls: type) -> dict[str, str]:
+    """{field: PER_ENV or SHARED} of a state dataclass; ValueError naming a field that declares neither."""
+    groups = {f.name: f.metadata.get(GROUP) for f in dataclasses.fields(cls)}
+    missing = [name for name, group in groups.items() if group not in (PER_ENV, SHARED)]
+    if missing:
+        raise ValueError(f"{cls.__name__} fields {missing} declare no group (metadata {{GROUP: PER_ENV or SHARED}})")
+    return groups  # type: ignore[return-value]
 
 
 class StepInfo(NamedTuple):

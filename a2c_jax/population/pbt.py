@@ -68,9 +68,7 @@ def perturb(key: jax.Array, hparams: HParams, names: Sequence[str], replaced: ja
 def exploit(states: TrainState, source: jax.Array) -> TrainState:
     """Copy params, optimizer state and normalisation statistics from `source`; envs stay each member's."""
     take = lambda tree: jax.tree.map(lambda x: x[source], tree)
-    env_state = dataclasses.replace(
-        states.env_state, obs_rms=take(states.env_state.obs_rms), ret_rms=take(states.env_state.ret_rms)
-    )
+    env_state = states.env_state.map_groups(lambda own: own, take)  # shared statistics travel with the weights
     return dataclasses.replace(
         states, params=take(states.params), opt_state=take(states.opt_state), env_state=env_state
     )

@@ -160,16 +160,7 @@ def state_shardings(state: Any, layout: Layout, population: bool = False) -> Any
     member = layout.sharding(*lead) if population else layout.replicated
     per_env = layout.sharding(*lead, ENV)
     every = lambda tree, s: jax.tree.map(lambda _: s, tree)
-    env_state = state.env_state
-    env_shardings = dataclasses.replace(
-        env_state,
-        inner=every(env_state.inner, per_env),
-        obs_rms=every(env_state.obs_rms, member),
-        ret_rms=every(env_state.ret_rms, member),
-        discounted_return=per_env,
-        episode_return=per_env,
-        episode_length=per_env,
-    )
+    env_shardings = state.env_state.map_groups(lambda t: every(t, per_env), lambda t: every(t, member))
     return dataclasses.replace(
         every(state, member), env_state=env_shardings, obs=per_env, carry=every(state.carry, per_env)
     )
