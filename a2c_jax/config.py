@@ -30,8 +30,53 @@ class ConfigError(ValueError):
     """A configuration value is outside what is allowed; the message names field, value and range."""
 
 
+# --- the shared validators: every "FIELD=VALUE is invalid: must be ALLOWED" of the package --------
+
+
+def invalid(field: str, value: Any, allowed: str) -> ConfigError:
+    """The one-line error of every bad value: it names the field, the value and what is allowed."""
+    return ConfigError(f"{field}={value!r} is invalid: must be {allowed}")
+
+
 def _fail(field: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{field}={value!r} is invalid: must be {allowed}")
+    raise invalid(field, value, allowed)
+
+
+def check_int(field: str, value: Any, low: int = 1, high: int | None = None) -> int:
+    """`value` when it is an integer (not a bool) in [low, high]; else ConfigError ("a positive integer",
+    "an integer >= LOW" or "an integer in [LOW, HIGH]")."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        if high is not None:
+            raise invalid(field, value, f"an integer in [{low}, {high}]")
+        raise invalid(field, value, "a positive integer" if low == 1 else f"an integer >= {low}")
+    return value
+
+
+def check_number(
+    field: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """`value` as a float when it is a finite number in the range (each end open or closed); else
+    ConfigError ("> 0", ">= 0", "in (0, 1]", ...)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(field, value, "a number " + _range_text(low, low_open, high, high_open))
+    v = float(value)
+    bad_low = v <= low if low_open else v < low
+    bad_high = v >= high if high_open else v > high
+    if not math.isfinite(v) or bad_low or bad_high:
+        raise invalid(field, value, _range_text(low, low_open, high, high_open))
+    return v
+
+
+def check_choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """`value` when it is one of `allowed`; else ConfigError listing them."""
+    if not isinstance(value, str) or value not in allowed:
+        raise invalid(field, value, "one of " + ", ".join(allowed))
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +150,7 @@ class A2CConfig:
     def validate(self) -> A2CConfig:
         """Raise ConfigError naming the first bad field; return self when all are valid."""
         for name in ("num_envs", "num_steps", "total_timesteps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                _fail(name, value, "a positive integer")
+            check_int(name, getattr(self, name))
         if not self.hidden_sizes or any(
             isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in self.hidden_sizes
         ):
@@ -126,7 +169,7 @@ class A2CConfig:
                 "(update counters are int32)",
             )
         for name in ("activation", "network", "optimizer", "lr_schedule"):
-            _check_choice(name, getattr(self, name), choices(name))
+            check_choice(name, getattr(self, name), choices(name))
         if not math.isfinite(self.log_std_init):
             _fail("log_std_init", self.log_std_init, "a finite float")
         freq = self.sde_sample_freq
@@ -144,11 +187,6 @@ MAX_SEED = 2**31 - 1
 """Seeds are int32 so that populations can carry them as arrays; larger ones would wrap and collide."""
 
 
-def _check_choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        _fail(field, value, "one of " + ", ".join(allowed))
-
-
 def choices(name: str) -> tuple[str, ...]:
     """The allowed values of a Literal-typed A2CConfig field (read from its annotation)."""
     return typing.get_args(typing.get_type_hints(A2CConfig)[name])
@@ -156,8 +194,7 @@ def choices(name: str) -> tuple[str, ...]:
 
 def check_seed(field: str, value: Any) -> int:
     """Return `value` if it is an integer seed in [0, MAX_SEED], else raise ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        _fail(field, value, f"an integer in [0, {MAX_SEED}]")
+    check_int(field, value, 0, MAX_SEED)
     return value
 
 
@@ -205,12 +242,8 @@ class HParams(NamedTuple):
         import numpy as np
 
         for name, (lo, lo_open, hi, hi_open) in HPARAM_RANGES.items():
-            values = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
-            for v in values:
-                bad_lo = v <= lo if lo_open else v < lo
-                bad_hi = v >= hi if hi_open else v > hi
-                if not np.isfinite(v) or bad_lo or bad_hi:
-                    _fail(name, float(v), _range_text(lo, lo_open, hi, hi_open))
+            for v in np.asarray(getattr(self, name), dtype=np.float64).reshape(-1):
+                check_number(name, float(v), lo, hi, lo_open, hi_open)
         return self
 
 
@@ -245,7 +278,7 @@ def coerce_value(name: str, kind: Any, value: Any) -> Any:
     (the string "false" is refused, never read as True), integers whole numbers.
     """
     if typing.get_origin(kind) is Literal:
-        _check_choice(name, value, typing.get_args(kind))
+        check_choice(name, value, typing.get_args(kind))
     elif typing.get_origin(kind) is tuple:
         if not isinstance(value, list | tuple) or any(isinstance(h, bool) or not isinstance(h, int) for h in value):
             _fail(name, value, "a list of integers, e.g. [64, 64]")
@@ -446,7 +479,7 @@ def preset(name: str, env_id: str = "CartPole-v1") -> tuple[A2CConfig, HParams]:
       MinAtar games a shared CNN (64 x 5 batch, Adam, entropy 0.05, 5M steps); `brax:` and `craftax:`
       ids their family's default (see `_FAMILY_DEFAULT`).
     """
-    _check_choice("preset", name, PRESETS)
+    check_choice("preset", name, PRESETS)
     config: dict[str, Any] = {"env_id": env_id}
     env_id = env_id.removeprefix("gymnax:")  # the default namespace: the presets know gymnax's ids
     hparams: dict[str, Any] = {}

@@ -456,7 +456,7 @@ def test_vecenv_steps_a_batched_env_without_vmapping_it():
 def test_optimistic_auto_reset_refuses_a_bad_reset_ratio(ratio):
     from a2c_jax.envs import OptimisticAutoReset
 
-    with pytest.raises(ConfigError, match=f"reset_ratio={ratio!r} is invalid: must be an integer >= 1"):
+    with pytest.raises(ConfigError, match=f"reset_ratio={ratio!r} is invalid: must be a positive integer"):
         OptimisticAutoReset(CorridorNoReset(), lambda s, p: s[1] >= p["limit"], reset_ratio=ratio)
 
 

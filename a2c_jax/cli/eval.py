@@ -13,6 +13,7 @@ from a2c_jax.cli.settings import (
 )
 from a2c_jax.config import (
     ConfigError,
+    check_int,
     check_seed,
 )
 
@@ -30,8 +31,8 @@ def eval_command(args: EvalArgs) -> int:
 
     if args.compile_cache:
         enable_compile_cache()
-    if args.episodes is not None and args.episodes <= 0:
-        raise ConfigError(f"episodes={args.episodes!r} is invalid: must be a positive integer")
+    if args.episodes is not None:
+        check_int("episodes", args.episodes)
     if args.seed is not None:
         check_seed("seed", args.seed)
     config, hparams, settings = load_run_record(args.run_dir)

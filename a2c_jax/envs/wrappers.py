@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from a2c_jax.config import ConfigError
+from a2c_jax.config import check_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +65,7 @@ class OptimisticAutoReset:
     batched: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.reset_ratio, bool) or not isinstance(self.reset_ratio, int) or self.reset_ratio < 1:
-            raise ConfigError(f"reset_ratio={self.reset_ratio!r} is invalid: must be an integer >= 1")
+        check_int("reset_ratio", self.reset_ratio)
 
     def reset(self, keys: jax.Array, params: Any) -> tuple[jax.Array, Any]:
         """keys [N, 2] -> (obs [N, ...], states with a leading N axis)."""

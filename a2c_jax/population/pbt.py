@@ -17,7 +17,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, HPARAM_RANGES, A2CConfig, ConfigError, HParams, flat_settings
+from a2c_jax.config import (
+    CONFIG_NAMES,
+    HPARAM_NAMES,
+    HPARAM_RANGES,
+    A2CConfig,
+    ConfigError,
+    HParams,
+    check_int,
+    check_number,
+    flat_settings,
+)
 from a2c_jax.core.evaluate import evaluate_final
 from a2c_jax.core.stats import weighted_mean
 from a2c_jax.core.train import Agent, TrainState, as_agent, init_state, make_run_chunk
@@ -129,12 +139,8 @@ def check_pbt(names: Sequence[str], fraction: float, interval: int | None, num_u
         raise ConfigError("pbt needs at least one --grid or --range name to search over")
     if any(n in CONFIG_NAMES for n in names):
         raise ConfigError(f"pbt searches HParams only ({', '.join(HPARAM_NAMES)}); got {', '.join(names)}")
-    if not 0 < fraction <= 0.5:
-        raise ConfigError(f"fraction={fraction!r} is invalid: must be in (0, 0.5]")
-    interval = interval if interval is not None else max(1, num_updates // 10)
-    if not 0 < interval <= num_updates:
-        raise ConfigError(f"interval={interval!r} is invalid: must be in [1, {num_updates}] updates")
-    return interval
+    check_number("fraction", fraction, 0.0, 0.5, low_open=True)
+    return check_int("interval", interval if interval is not None else max(1, num_updates // 10), 1, num_updates)
 
 
 class PBTTables(NamedTuple):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from a2c_jax.config import ConfigError, HParams, check_seed
+from a2c_jax.config import ConfigError, HParams, check_int, check_number, check_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,13 +112,9 @@ class RLHFConfig:
             "updates",
         ]
         for name in positive_ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r} is invalid: must be an integer >= 1")
+            check_int(name, getattr(self, name))
         for name in ("batch", "rm_batch", "rm_pairs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ConfigError(f"{name}={value!r} is invalid: must be an integer >= 2")
+            check_int(name, getattr(self, name), 2)
         if self.spec.seq_len > self.context:
             most = self.context - self.spec.prompt_len
             raise ConfigError(
@@ -128,26 +123,12 @@ class RLHFConfig:
             )
         if self.width % self.heads:
             raise ConfigError(f"heads={self.heads} is invalid: must divide width={self.width}")
-        bounds = {
-            "ref_lr": (0.0, True, math.inf),
-            "rm_lr": (0.0, True, math.inf),
-            "lr": (0.0, True, math.inf),
-            "beta": (0.0, False, math.inf),
-            "vf_coef": (0.0, False, math.inf),
-            "ent_coef": (0.0, False, math.inf),
-            "max_grad_norm": (0.0, True, math.inf),
-            "kl_target": (0.0, False, math.inf),
-            "kl_horizon": (0.0, True, math.inf),
-        }
-        for name, (lo, open_lo, hi) in bounds.items():
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < lo or (open_lo and value == lo) or value > hi:
-                shown = f"> {lo:g}" if open_lo else f">= {lo:g}"
-                raise ConfigError(f"{name}={value!r} is invalid: must be a finite number {shown}")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            raise ConfigError(f"gae_lambda={self.gae_lambda!r} is invalid: must be in [0, 1]")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ConfigError(f"gamma={self.gamma!r} is invalid: must be in (0, 1]")
+        for name in ("ref_lr", "rm_lr", "lr", "max_grad_norm", "kl_horizon"):
+            check_number(name, getattr(self, name), 0.0, low_open=True)
+        for name in ("beta", "vf_coef", "ent_coef", "kl_target"):
+            check_number(name, getattr(self, name), 0.0)
+        check_number("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_number("gamma", self.gamma, 0.0, 1.0, low_open=True)
         return self
 
     def hparams(self) -> HParams:

@@ -30,7 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from a2c_jax.config import ConfigError
+from a2c_jax.config import ConfigError, invalid
 
 POP, ENV = "pop", "env"
 
@@ -277,13 +277,13 @@ class DistributedOptions:
                 "to detect the cluster from its environment)"
             )
         if self.num_processes is not None and self.num_processes < 1:
-            raise ConfigError(f"num_processes={self.num_processes!r} is invalid: must be a positive integer")
+            raise invalid("num_processes", self.num_processes, "a positive integer")
         if self.process_id is not None and not 0 <= self.process_id < (self.num_processes or 1):
-            raise ConfigError(f"process_id={self.process_id!r} is invalid: must be in [0, {self.num_processes})")
+            raise invalid("process_id", self.process_id, f"in [0, {self.num_processes})")
         if self.coordinator_address is not None:
             check_address(self.coordinator_address)
         if self.timeout <= 0:
-            raise ConfigError(f"distributed_timeout={self.timeout!r} is invalid: must be a positive integer")
+            raise invalid("distributed_timeout", self.timeout, "a positive integer")
         return self
 
 

@@ -21,7 +21,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.config import A2CConfig, ConfigError, HParams, check_seed, coerce_dataclass_fields, flat_settings
+from a2c_jax.config import (
+    A2CConfig,
+    ConfigError,
+    HParams,
+    check_int,
+    check_number,
+    check_seed,
+    coerce_dataclass_fields,
+    flat_settings,
+)
 from a2c_jax.core.evaluate import evaluate_final, evaluate_final_jit
 from a2c_jax.core.train import Agent, TrainState, build_agent, init_state, jit_once, make_run_chunk
 from a2c_jax.runs.checkpoint import CheckpointError, CheckpointWriter, latest_step, restore_checkpoint, set_aside_newer
@@ -80,12 +89,9 @@ class RunSettings:
 
     def validate(self) -> RunSettings:
         for name in ("eval_episodes", "log_points"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name}={value!r} is invalid: must be a positive integer")
+            check_int(name, getattr(self, name))
         check_seed("seed", self.seed)
-        if not self.checkpoint_seconds >= 0:
-            raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} is invalid: must be >= 0")
+        check_number("checkpoint_seconds", self.checkpoint_seconds, 0.0)
         parse_devices(self.devices)
         parse_trackers(self.log)
         return self
