@@ -239,3 +239,20 @@ def test_population_commands_reject_bad_input(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("a2c-jax: error: ") and err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+def test_one_results_table_ranks_every_kind_of_population():
+    """results.rank/best (used by grid and random sweeps, studies and PBT): clean candidates by IQM, then
+    those with a diverged seed whatever their IQM, ties by key; best is the first clean one; the
+    statistics are the IQM over seeds (25% trimmed each side) and its bootstrap interval."""
+    from a2c_jax.population.results import best, rank, seed_statistics
+
+    stats = seed_statistics(np.array([1.0, 2.0, 3.0, 100.0]), np.array([False, False, True, False]))
+    assert stats["iqm"] == pytest.approx(2.5) and stats["diverged"] == 1 and stats["seeds"] == 4
+    assert stats["ci_low"] <= stats["iqm"] <= stats["ci_high"]
+    rows = [{"setting": 0, "iqm": 5.0, "diverged": 0}, {"setting": 1, "iqm": 9.0, "diverged": 1},
+            {"setting": 2, "iqm": 7.0, "diverged": 0}, {"setting": 3, "iqm": 7.0, "diverged": 0}]  # fmt: skip
+    ranked = rank(rows, "setting")
+    assert [(r["rank"], r["setting"]) for r in ranked] == [(1, 2), (2, 3), (3, 0), (4, 1)]
+    assert best(ranked)["setting"] == 2
+    assert best(rank([{"setting": 0, "iqm": 1.0, "diverged": 2}], "setting")) is None

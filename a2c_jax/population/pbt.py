@@ -31,6 +31,7 @@ from a2c_jax.config import (
 from a2c_jax.core.evaluate import evaluate_final
 from a2c_jax.core.stats import weighted_mean
 from a2c_jax.core.train import Agent, TrainState, as_agent, init_state, make_run_chunk
+from a2c_jax.population.results import best, rank, seed_statistics
 from a2c_jax.population.sweep import Member, constrain_population, diverged
 from a2c_jax.runs.distributed import Layout
 
@@ -180,9 +181,13 @@ def pbt_tables(
     ]  # fmt: skip
     arrays: dict[str, Any] = {f"schedule_{n}": v for n, v in schedule.items()}
     arrays.update(env_steps=steps, fitness=fitness, source=source, final_return=final, diverged=bad)
-    best, best_settings = -1, None
-    if not bad.all():
-        best = int(np.argmax(np.where(bad, -np.inf, final)))
-        best_settings = flat_settings(config, members[best].hparams)
-        best_settings.update({n: float(schedule[n][-1, best]) for n in names})
-    return PBTTables(rows, schedule_rows, arrays, best_settings, best)
+    # each member is a candidate of one seed: ranked like a sweep's settings (results.rank)
+    ranked = rank([{"member": i, **seed_statistics(final[i : i + 1], bad[i : i + 1])} for i in range(len(members))],
+                  "member")  # fmt: skip
+    top = best(ranked)
+    winner, best_settings = -1, None
+    if top is not None:
+        winner = int(top["member"])
+        best_settings = flat_settings(config, members[winner].hparams)
+        best_settings.update({n: float(schedule[n][-1, winner]) for n in names})
+    return PBTTables(rows, schedule_rows, arrays, best_settings, winner)

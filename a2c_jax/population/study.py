@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from a2c_jax.config import A2CConfig, ConfigError
-from a2c_jax.core.stats import bootstrap_ci, iqm
+from a2c_jax.population.results import best, rank, seed_statistics
 from a2c_jax.population.space import SearchSpace, decode_choice, encode_choice
 
 if typing.TYPE_CHECKING:
@@ -255,11 +255,11 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: str
     from optuna.trial import TrialState
 
     returns = np.asarray(outcome.returns, np.float64)
-    value = iqm(returns)
-    low, high = bootstrap_ci(returns)
+    stats = seed_statistics(returns, np.zeros(returns.shape, bool))
+    value = stats["iqm"]
     attrs = {
         "returns": [float(x) for x in returns], "seeds_diverged": [bool(x) for x in outcome.diverged],
-        "iqm": value, "ci_low": low, "ci_high": high, "mean": float(returns.mean()),
+        **{k: stats[k] for k in ("iqm", "ci_low", "ci_high", "mean")},
         "env_steps": int(outcome.env_steps), "seconds": float(outcome.seconds), "worker": worker,
     }  # fmt: skip
     for key, attr in attrs.items():
@@ -408,7 +408,7 @@ def ranking_rows(study: optuna.Study, space: SearchSpace) -> list[dict[str, Any]
              "diverged": int(a.get("diverged", 0)), "env_steps": a["env_steps"], "seconds": a["seconds"],
              "worker": a.get("worker", "")}
         )  # fmt: skip
-    return sorted(rows, key=lambda r: (r["diverged"] > 0, -r["iqm"], r["trial"]))
+    return rank(rows, "trial")
 
 
 def member_rows(study: optuna.Study, space: SearchSpace) -> list[dict[str, Any]]:
@@ -497,8 +497,8 @@ def check_space(base_config: A2CConfig, base_hparams: Any, space: SearchSpace, e
 
 def best_setting(ranked: list[dict[str, Any]], space: SearchSpace) -> dict[str, Any] | None:
     """The values of the best clean trial among `ranking_rows` (None when none completed cleanly)."""
-    clean = [r for r in ranked if r["diverged"] == 0]
-    return {n: clean[0][n] for n in space.names} if clean else None
+    top = best(ranked)
+    return {n: top[n] for n in space.names} if top is not None else None
 
 
 def write_outputs(

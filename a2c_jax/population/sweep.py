@@ -27,8 +27,8 @@ import numpy as np
 
 from a2c_jax.config import CONFIG_NAMES, HPARAM_NAMES, A2CConfig, ConfigError, HParams, flat_settings
 from a2c_jax.core.evaluate import evaluate_final
-from a2c_jax.core.stats import bootstrap_ci, iqm
 from a2c_jax.core.train import Agent, TrainState, UpdateMetrics, build_agent, init_state, make_run_chunk
+from a2c_jax.population.results import best, rank, seed_statistics
 from a2c_jax.runs.distributed import (
     POP,
     Layout,
@@ -393,13 +393,8 @@ def rank_settings(result: SweepResult) -> list[dict[str, Any]]:
     rows = []
     for index, setting in enumerate(result.settings):
         mine = np.array([m.setting == index for m in result.members])
-        returns = result.final_return[mine]
-        low, high = bootstrap_ci(returns)
-        rows.append(
-            {"setting": index, **setting, "iqm": iqm(returns), "ci_low": low, "ci_high": high,
-             "mean": float(returns.mean()), "seeds": len(returns), "diverged": int(result.diverged[mine].sum())}
-        )  # fmt: skip
-    return sorted(rows, key=lambda r: (r["diverged"] > 0, -r["iqm"]))
+        rows.append({"setting": index, **setting, **seed_statistics(result.final_return[mine], result.diverged[mine])})
+    return rank(rows, "setting")
 
 
 def member_rows(result: SweepResult) -> list[dict[str, Any]]:
@@ -419,8 +414,8 @@ def member_rows(result: SweepResult) -> list[dict[str, Any]]:
 def best_config(result: SweepResult, ranked: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The best setting none of whose seeds diverged, as a flat settings file for `a2c-jax train
     --config`; None when every setting diverged."""
-    clean = [r for r in ranked if r["diverged"] == 0]
-    if not clean:
+    top = best(ranked)
+    if top is None:
         return None
-    member = next(m for m in result.members if m.setting == clean[0]["setting"])
+    member = next(m for m in result.members if m.setting == top["setting"])
     return flat_settings(member.config, member.hparams)
