@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "a2c_jax"
-LAYERS = ["_lazy", "config", "envs", "core", "runs", "population", "rlhf", "cli", "_entry"]
-RANK = {name: (0 if name in ("_lazy", "config") else LAYERS.index(name) - 1) for name in LAYERS}
+LAYERS = ["_lazy", "config", "presets", "envs", "core", "runs", "population", "rlhf", "cli", "_entry"]
+RANK = {name: (0 if name in ("_lazy", "config", "presets") else LAYERS.index(name) - 2) for name in LAYERS}
 # the compiled core must not pull in these (DESIGN.md); commands import them on the paths that use them
 HEAVY = ("matplotlib", "rich", "orbax", "optuna", "tensorboardX", "wandb", "transformers", "torch")
 

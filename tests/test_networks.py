@@ -111,7 +111,8 @@ def test_patch_conv_equals_xla_convolution():
 
 
 def test_minatar_games_get_the_cnn_preset():
-    from a2c_jax.config import MINATAR_GAMES, preset
+    from a2c_jax.config import preset
+    from a2c_jax.presets import MINATAR_GAMES
 
     assert len(MINATAR_GAMES) == 5
     for game in MINATAR_GAMES:

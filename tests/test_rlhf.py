@@ -435,7 +435,7 @@ def test_rlhf_divergence_is_reported_as_divergence(sweep_run, capsys):
 
 def test_a_damaged_cached_stage_is_set_aside_and_retrained(tmp_path):
     """A cache entry that cannot be read is moved aside (kept) and the stage trained and cached anew."""
-    from a2c_jax.rlhf.run import cached_stage
+    from a2c_jax.rlhf.stages import cached_stage
 
     directory = tmp_path / "reference-abc"
     (directory / "3").mkdir(parents=True)
@@ -557,7 +557,7 @@ def test_every_field_of_a_stage_changes_its_cache_key(tmp_path):
     import dataclasses
 
     from a2c_jax.rlhf.config import A2C_ONLY, REWARD_MODEL_ONLY, stage_key
-    from a2c_jax.rlhf.run import stage_path
+    from a2c_jax.rlhf.stages import stage_path
 
     base = RLHFConfig()
     names = [f.name for f in dataclasses.fields(RLHFConfig)]

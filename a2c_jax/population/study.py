@@ -20,12 +20,10 @@ that trades the sampler's feedback against throughput instead.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 import typing
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,6 +32,18 @@ import numpy as np
 from a2c_jax.config import A2CConfig, ConfigError
 from a2c_jax.population.results import best, rank, seed_statistics
 from a2c_jax.population.space import SearchSpace, decode_choice, encode_choice
+from a2c_jax.population.storage import (  # noqa: F401  (open_storage, open_study, study_names: used through here)
+    SCHEMA_RACE,
+    STUDY_ATTR,
+    ask_with_heartbeat,
+    heartbeat,
+    heartbeats_enabled,
+    open_storage,
+    open_study,
+    storage_of,
+    study_names,
+    trial_id,
+)
 
 if typing.TYPE_CHECKING:
     import optuna
@@ -41,11 +51,7 @@ if typing.TYPE_CHECKING:
 SAMPLERS = ("tpe", "cmaes", "gp", "random", "grid")
 """Optuna samplers `--sampler` accepts."""
 
-SCHEMA_RACE = ("UNIQUE constraint", "already exists", "duplicate key", "database is locked")
 """Errors of a database schema being created by another worker at the same moment."""
-
-STUDY_ATTR = "a2c_jax"
-"""Study user attribute holding the search space and base settings, checked when a worker joins."""
 
 
 class Outcome(NamedTuple):
@@ -116,92 +122,6 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
     return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
 
 
-def open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
-    """An Optuna storage for `url`: 'journal:PATH' (a journal file, e.g. on a shared file system) or a
-    database URL (sqlite:///..., postgresql://..., mysql://...). Databases record a heartbeat per running
-    trial every `heartbeat` seconds; a trial silent for twice that is failed and queued again."""
-    import optuna
-
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        path = Path(url.removeprefix("journal:"))
-        if not path.parent.is_dir():
-            raise ConfigError(f"storage={url!r} is invalid: directory {str(path.parent)!r} does not exist")
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.split("?")[0] in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
-        raise ConfigError(
-            f"storage={url!r} is invalid: an in-memory database ends with the process (and its trials with it); "
-            "give a file, sqlite:///study.db"
-        )
-    if "://" not in url:
-        raise ConfigError(
-            f"storage={url!r} is invalid: must be a database URL (sqlite:///study.db, postgresql://user@host/db, "
-            "mysql://...) or journal:PATH"
-        )
-    connect_args: dict[str, Any] = {}
-    if url.startswith("postgresql"):
-        connect_args["connect_timeout"] = 10
-    elif url.startswith("sqlite"):
-        connect_args["timeout"] = 60  # several local workers wait for the file lock instead of failing
-    try:
-        for attempt in range(5):
-            try:
-                return optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs={"connect_args": connect_args},
-                    heartbeat_interval=heartbeat,
-                    grace_period=2 * heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
-                )
-            except Exception as err:  # workers starting together race to create the schema: the loser retries
-                if attempt == 4 or not any(m in str(err) for m in SCHEMA_RACE):
-                    raise
-                time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
-    except ImportError as err:  # SQLAlchemy's driver for the URL's scheme is not installed
-        cause = err.__cause__ if isinstance(err.__cause__, ImportError) else err
-        raise ConfigError(
-            f"storage={url!r} needs a database driver ({cause}): for PostgreSQL pip install 'a2c-jax[postgres]', "
-            "for MySQL pip install pymysql and use mysql+pymysql://"
-        ) from None
-    except Exception as err:  # SQLAlchemy's ArgumentError (malformed) or OperationalError (unreachable)
-        reason = " ".join(str(getattr(err, "orig", None) or err).split())
-        kind = "unreachable" if type(err).__name__ == "OperationalError" else "invalid"
-        raise ConfigError(f"storage={url!r} is {kind}: {reason[:300]}") from None
-
-
-def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    """The names of the studies `storage` holds."""
-    import optuna
-
-    return [summary.study_name for summary in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
-
-
-def open_study(
-    storage: optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler, signature: dict[str, Any]
-) -> optuna.Study:
-    """Create the study `name` (maximising) or join it; ConfigError when an existing study of that name
-    minimises, or was created with another search space or base settings (`signature`)."""
-    import optuna
-
-    study = optuna.create_study(
-        storage=storage, sampler=sampler, study_name=name, direction="maximize", load_if_exists=True
-    )
-    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise ConfigError(f"study_name={name!r} exists and minimises: a sweep maximises the return, use another name")
-    saved = study.user_attrs.get(STUDY_ATTR)
-    if saved is None:
-        study.set_user_attr(STUDY_ATTR, signature)
-    elif saved != signature:
-        diff = sorted(k for k in set(saved) | set(signature) if saved.get(k) != signature.get(k))
-        raise ConfigError(
-            f"study_name={name!r} exists with a different {', '.join(diff)}: join it with the same settings, "
-            "or choose another --study-name"
-        )
-    return study
-
-
 def counted(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether a trial counts toward the study's total: it has a result, is running, or diverged."""
     from optuna.trial import TrialState
@@ -209,44 +129,6 @@ def counted(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state in (TrialState.COMPLETE, TrialState.RUNNING) or (
         trial.state == TrialState.FAIL and "diverged" in trial.user_attrs
     )
-
-
-def ask_with_heartbeat(study: optuna.Study, beats: bool) -> optuna.Trial:
-    """`study.ask()`, then at once a first heartbeat for the trial: Optuna only ever fails a running
-    trial that has beaten, so one whose worker died before its first beat would stay running forever."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna: heartbeats are "supposed to be used with optimize"
-        trial = study.ask()
-    if beats:
-        typing.cast(Any, study._storage).record_heartbeat(trial._trial_id)
-    return trial
-
-
-@contextlib.contextmanager
-def heartbeat(storage: Any, trial_ids: Sequence[int], interval: int) -> Iterator[None]:
-    """Record a heartbeat for each trial every `interval` seconds while the block runs (databases only);
-    compiled XLA programs release the GIL, so the beat goes on while a round trains."""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    if not is_heartbeat_enabled(storage):
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            for tid in trial_ids:
-                storage.record_heartbeat(tid)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, daemon=True, name="a2c-jax-heartbeat")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: str) -> None:
@@ -308,11 +190,10 @@ def optimize(
     while other workers' trials still run, wait for them (a dead one's trials come back to be retried).
     Returns how many trials this call evaluated."""
     import optuna
-    from optuna.storages._heartbeat import is_heartbeat_enabled
     from optuna.trial import TrialState
 
-    storage = study._storage
-    beats = is_heartbeat_enabled(storage)
+    storage = storage_of(study)
+    beats = heartbeats_enabled(storage)
     evaluated = 0
     while True:
         if beats:
@@ -327,7 +208,7 @@ def optimize(
             return evaluated
         asked = [ask_with_heartbeat(study, beats) for _ in range(k)]
         try:
-            with heartbeat(storage, [t._trial_id for t in asked], heartbeat_seconds):
+            with heartbeat(storage, [trial_id(t) for t in asked], heartbeat_seconds):
                 settings = [suggest_setting(t, space) for t in asked]
                 outcomes = evaluate(settings)
         except KeyboardInterrupt:
