@@ -195,6 +195,35 @@ GROUP_OUTPUTS = ("final_return", "episode_return", "episodes", "diverged")
 """What a population program returns per member, in order."""
 
 
+def chunk_plan(
+    count: int,
+    eval_episodes: int,
+    max_population: int | None,
+    devices: str | None,
+    reuse: bool,
+    agent: Agent,
+    programs: Programs,
+    saved_size: int | None = None,
+) -> tuple[int, Layout | None]:
+    """(members per chunk, device layout) for `count` members of `agent`'s config (see `run_group`); a
+    resumed group keeps the `saved_size` it started with. Records the size as compiled in `programs`."""
+    config = agent.config
+    limit = max_population or max(1, available_bytes() // member_bytes(agent, eval_episodes))
+    size = math.ceil(count / math.ceil(count / limit))
+    cores = cpu_population_devices()
+    if devices is None and round_up(size, cores) <= limit:
+        size = round_up(size, cores)
+    layout = population_layout(devices, config.num_envs, saved_size or size)
+    if layout is not None:
+        size = round_up(size, layout.pop_devices)
+    compiled_sizes = programs.sizes.setdefault((config, eval_episodes, layout), set())
+    if reuse:
+        size = min((s for s in compiled_sizes if size <= s <= min(2 * size, limit)), default=size)
+    size = saved_size or size
+    compiled_sizes.add(size)
+    return size, layout
+
+
 def run_group(
     members: Sequence[Member],
     eval_episodes: int,
@@ -220,23 +249,10 @@ def run_group(
     used), and a signal stops the sweep after the current chunk (`Interrupted`)."""
     programs = Programs() if programs is None else programs
     config = members[0].config
-    agent = programs.agent(config)
-    limit = max_population or max(1, available_bytes() // member_bytes(agent, eval_episodes))
     saved_size, done = progress.load(group) if progress is not None else (None, {})
-    n_chunks = math.ceil(len(members) / limit)
-    size = math.ceil(len(members) / n_chunks)
-    cores = cpu_population_devices()
-    if devices is None and round_up(size, cores) <= limit:
-        size = round_up(size, cores)
-    layout = population_layout(devices, config.num_envs, saved_size or size)
-    if layout is not None:
-        size = round_up(size, layout.pop_devices)
-    compiled_sizes = programs.sizes.setdefault((config, eval_episodes, layout), set())
-    if reuse:
-        size = min((s for s in compiled_sizes if size <= s <= min(2 * size, limit)), default=size)
-    size = saved_size or size  # a resumed group keeps the chunks it started with
+    size, layout = chunk_plan(len(members), eval_episodes, max_population, devices, reuse, programs.agent(config),
+                              programs, saved_size)  # fmt: skip
     n_chunks = math.ceil(len(members) / size)
-    compiled_sizes.add(size)
     program = programs.program(config, eval_episodes, layout)
     start = time.perf_counter()
     padded = list(members) + [members[-1]] * (size * n_chunks - len(members))

@@ -223,6 +223,37 @@ class RunTimes:
         return self.prior_wall + time.perf_counter() - self.wall_start
 
 
+@dataclasses.dataclass
+class ChunkRecords:
+    """What `a2c-jax train` does with each chunk of the host loop: the divergence check (a non-finite loss,
+    gradient or parameter), then metrics.jsonl, the trackers and the progress bar (process 0)."""
+
+    config: A2CConfig
+    metrics_log: MetricsLog
+    trackers: list[Tracker]
+    times: RunTimes
+    advance: Callable[..., None]
+
+    def __call__(self, new_state: TrainState, metrics: Any, before: int, n: int) -> int | None:
+        """The index of the chunk's first bad update, or None after writing its record."""
+        bad = first_nonfinite(metrics, n)
+        if bad is None and not params_finite(new_state.params):
+            bad = n - 1
+        if bad is not None:
+            return bad
+        batch = self.config.batch_size
+        row: dict[str, Any] = {"update": before + n, "env_steps": (before + n) * batch}
+        row.update(summarize_chunk(metrics, n))
+        row["wall_seconds"] = self.times.wall()
+        if is_primary():
+            self.metrics_log.append(row)
+            for tracker in self.trackers:
+                tracker.log(row)
+        rate = (before + n - self.times.clock.start_step) * batch / max(self.times.clock.train_seconds, 1e-9)
+        self.advance((before + n) * batch, rate, row["episode_return"])
+        return None
+
+
 def train_loop(
     agent: Agent,
     hparams: HParams,
@@ -263,26 +294,7 @@ def train_loop(
 
     with progress_bar(total * config.batch_size, settings.progress and is_primary()) as advance:
         advance(done * config.batch_size, 0.0, math.nan)
-
-        def record(new_state: TrainState, metrics: Any, before: int, n: int) -> int | None:
-            bad = first_nonfinite(metrics, n)
-            if bad is None and not params_finite(new_state.params):
-                bad = n - 1
-            if bad is not None:
-                return bad
-            row: dict[str, Any] = {"update": before + n, "env_steps": (before + n) * config.batch_size}
-            row.update(summarize_chunk(metrics, n))
-            row["wall_seconds"] = times.wall()
-            if is_primary():
-                metrics_log.append(row)
-                for tracker in trackers:
-                    tracker.log(row)
-            trained = (before + n - times.clock.start_step) * config.batch_size
-            advance(
-                (before + n) * config.batch_size, trained / max(times.clock.train_seconds, 1e-9), row["episode_return"]
-            )
-            return None
-
+        record = ChunkRecords(config, metrics_log, trackers, times, advance)
         job = Job(
             run_chunk,
             total,
