@@ -15,6 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "a2c_jax"
 LAYERS = ["_lazy", "config", "presets", "envs", "core", "runs", "population", "rlhf", "cli", "_entry"]
 RANK = {name: (0 if name in ("_lazy", "config", "presets") else LAYERS.index(name) - 2) for name in LAYERS}
+RANK["_entry"] = RANK["cli"]  # the console script: the CLI's own first module, outside the package so it imports first
 # the compiled core must not pull in these (DESIGN.md); commands import them on the paths that use them
 HEAVY = ("matplotlib", "rich", "orbax", "optuna", "tensorboardX", "wandb", "transformers", "torch")
 

@@ -52,7 +52,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     """
     from a2c_jax.runs.records import read_json
 
-    if path.exists() and (not path.is_file() or path.stat().st_size > MAX_SETTINGS_BYTES):
+    if path.exists() and not path.is_dir() and (not path.is_file() or path.stat().st_size > MAX_SETTINGS_BYTES):
         what = "not a regular file" if not path.is_file() else f"larger than {MAX_SETTINGS_BYTES // 2**20} MiB"
         raise ConfigError(f"config={str(path)!r} is invalid: {what}; must be a JSON file of settings")
     data = read_json(path, "config")

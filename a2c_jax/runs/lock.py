@@ -70,9 +70,9 @@ class DirectoryLock:
     def acquire(self) -> DirectoryLock:
         """Take the lock, or raise ConfigError (exit 2) naming the process that holds it."""
         shown = f"{self.field}={str(self.directory)!r}"
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ConfigError(f"{shown} is a file: must be a directory")
         try:
+            if self.directory.exists() and not self.directory.is_dir():
+                raise ConfigError(f"{shown} is a file: must be a directory")
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
