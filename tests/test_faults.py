@@ -699,3 +699,30 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     assert not (part / "progress").exists()
     assert main(["sweep", "--resume", str(part), "--quiet"]) == 0  # finished: nothing to do
     assert main(["sweep", "--resume", str(part), "--seeds", "3"]) == 2  # a flag it would ignore is refused
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"JAX_PLATFORMS": "cuda"}, "JAX_PLATFORMS='cuda' is invalid: this machine cannot start it"),
+        ({"XLA_FLAGS": "--xla_bogus_flag=3"}, "XLA_FLAGS='--xla_bogus_flag=3' is invalid: Unknown flag in XLA_FLAGS"),
+        ({"XLA_FLAGS": "garbage"}, "XLA_FLAGS='garbage' is invalid: Could not open file"),
+        ({"WANDB_MODE": "bogus"}, "WANDB_MODE='bogus' is invalid: must be one of offline, online"),
+        (
+            {"WANDB_MODE": "online", "WANDB_API_KEY": "", "NETRC": "/nonexistent"},
+            "WANDB_MODE='online' needs a W&B API key",
+        ),
+    ],
+    ids=["cuda-missing", "xla-unknown-flag", "xla-garbage", "wandb-mode", "wandb-online-no-key"],
+)  # fmt: skip
+def test_a_bad_environment_variable_is_one_line_naming_it(env, message, tmp_path):
+    """Environment variables JAX, XLA or W&B would choke on (an internal assertion, a C++ fatal line and a
+    flag dump, a validation traceback, a minute and a half of login retries) are exit 2, one line naming
+    the variable, before anything is written."""
+    proc = subprocess.run(
+        [*CLI, "train", *RUN, "--run-dir", str(tmp_path / "r"), "--log", "wandb"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in one_line(proc.stderr), proc.stderr
+    assert not (tmp_path / "r").exists()

@@ -136,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = parse_args(argv)
-        from a2c_jax.runs.process import configure_process
+        from a2c_jax.runs.process import check_backend, check_xla_flags, configure_process
 
+        check_xla_flags()  # before JAX starts: XLA ends the process on a flag it does not know
         configure_process()
         if isinstance(args, _ClusterOptions):
-            join_processes(args)
+            join_processes(args)  # before JAX's backend starts
+        check_backend()
+        if isinstance(args, _ClusterOptions):
             from a2c_jax.runs.distributed import check_processes_agree
 
             # every process of a multi-process run must be started with the same flags (train compares its

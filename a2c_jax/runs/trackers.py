@@ -57,7 +57,29 @@ def parse_trackers(text: str) -> tuple[str, ...]:
         module, extra = TRACKERS[name]
         if importlib.util.find_spec(module) is None:
             raise ConfigError(f"--log {name} needs the {module} package: pip install 'a2c-jax[{extra}]'")
+    if "wandb" in names:
+        check_wandb_environment()
     return names
+
+
+WANDB_MODES = ("offline", "online", "disabled", "dryrun", "run", "shared")
+"""The values W&B accepts for WANDB_MODE (its Settings.mode)."""
+
+
+def check_wandb_environment(environ: Mapping[str, str] = os.environ) -> None:
+    """ConfigError, before anything runs, for a WANDB_MODE W&B would reject, or an online mode with no API
+    key anywhere (W&B would retry its login for about a minute and a half, then fail)."""
+    mode = environ.get("WANDB_MODE") or "offline"
+    if mode not in WANDB_MODES:
+        raise ConfigError(f"WANDB_MODE={mode!r} is invalid: must be one of {', '.join(WANDB_MODES)}")
+    if mode in ("online", "run", "shared") and not environ.get("WANDB_API_KEY"):
+        netrc = Path(environ.get("NETRC") or Path.home() / ".netrc")
+        known = netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+        if not known:
+            raise ConfigError(
+                f"WANDB_MODE={mode!r} needs a W&B API key (WANDB_API_KEY, or `wandb login`); without one use "
+                "WANDB_MODE=offline (the default) and `wandb sync` later"
+            )
 
 
 def scalars(record: Mapping[str, Any]) -> dict[str, float]:
