@@ -726,3 +726,19 @@ def test_a_bad_environment_variable_is_one_line_naming_it(env, message, tmp_path
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in one_line(proc.stderr), proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_checkpoint_that_no_longer_fits_its_config_is_one_line(finished, tmp_path):
+    """`train --resume` of a run whose config.json was edited so the checkpoint no longer matches: exit 2
+    with one line, not orbax's aftermath (dozens of 'Event loop is closed' tracebacks from its threads)."""
+    run = tmp_path / "edited"
+    shutil.copytree(finished, run)
+    record = json.loads((run / "config.json").read_text())
+    record["config"]["hidden_sizes"] = [32, 32]
+    (run / "config.json").write_text(json.dumps(record))
+    proc = subprocess.run([*CLI, "train", "--resume", str(run), "--total-timesteps", "768", "--quiet"],
+                          capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "none matches this run's configuration" in lines[0], proc.stderr[-3000:]
+    assert not list((run / "checkpoints").glob("*tmp*"))

@@ -185,6 +185,38 @@ def test_resume_of_a_missing_study_is_refused_and_nothing_starts_over(cli_study,
     assert sorted(p.name for p in out.iterdir()) == before  # nothing overwritten
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not a journal\n", "line 1 is not an Optuna journal entry"),
+        (b'{"op_code": 0, "worker_id": "w"}\n{"op_code": 4, "work', "its last line is cut short"),
+    ],
+    ids=["not-a-journal", "torn-last-line"],
+)
+def test_a_damaged_journal_is_refused_before_anything_appends(content, message, tmp_path, capsys):
+    journal = tmp_path / "study.log"
+    journal.write_bytes(content)
+    argv = ["sweep", *SMALL_FLAGS, "--sampler", "random", "--trials", "2", "--range", "lr=1e-4:1e-2:log"]
+    assert main([*argv, "--storage", f"journal:{journal}", "--out", str(tmp_path / "j"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert journal.read_bytes() == content  # nothing appended after the damage
+
+
+@pytest.mark.parametrize(("field", "value"), [("seeds", "x"), ("grid", 3), ("surprise", 1)])
+def test_damaged_saved_search_settings_are_one_line(field, value, cli_study, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "copy"
+    shutil.copytree(cli_study, out)
+    saved = json.loads((out / "search.json").read_text())
+    saved["options"][field] = value
+    (out / "search.json").write_text(json.dumps(saved))
+    assert main(["sweep", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "search.json' is damaged" in err[0] and field in err[0], err
+
+
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 def test_in_memory_storage_is_refused(url, tmp_path, capsys):
     argv = ["sweep", *SMALL_FLAGS, "--sampler", "random", "--trials", "2", "--range", "lr=1e-4:1e-2:log"]

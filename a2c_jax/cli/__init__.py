@@ -254,6 +254,16 @@ class QuietPipe:
         return getattr(self._stream, name)
 
 
+def quiet_closed_loop_hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """sys.excepthook without orbax's aftermath: when a checkpoint restore fails, its background
+    threads keep scheduling work on the event loop orbax has already closed, and each prints a
+    traceback of `RuntimeError: Event loop is closed` (dozens of them) after the command's own one-line
+    error. Those are dropped; every other exception prints as usual."""
+    if issubclass(exc_type, RuntimeError) and str(exc) == "Event loop is closed":
+        return
+    sys.__excepthook__(exc_type, exc, tb)
+
+
 def run() -> None:
     """Console-script wrapper: `main()`, then a quick exit.
 
@@ -267,6 +277,7 @@ def run() -> None:
 
     one_device_per_core(sys.argv[1:])
     sys.stdout = QuietPipe(sys.stdout)  # type: ignore[assignment]
+    sys.excepthook = quiet_closed_loop_hook
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

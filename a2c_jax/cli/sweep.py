@@ -106,7 +106,7 @@ def _resumed_sweep_args(args: Any) -> Any:
     saved = read_json(args.resume / "sweep.json", "resume")
     if not isinstance(saved, dict) or not isinstance(saved.get("options"), dict):
         raise ConfigError(f"resume: {str(args.resume / 'sweep.json')!r} is not written by `a2c-jax sweep`")
-    options = dict(saved["options"])
+    options = _check_saved_options(dict(saved["options"]), defaults, args.resume / "sweep.json")
     options["grid"], options["ranges"] = tuple(options["grid"]), tuple(options["ranges"])
     return dataclasses.replace(args, **options, config=args.resume / "base.json", out=args.resume)
 
@@ -189,6 +189,28 @@ STUDY_OPTIONS = ("grid", "ranges", "seeds", "sample_seed", "eval_episodes", "log
 DEFAULT_BATCH = 8
 
 
+def _check_saved_options(options: dict[str, Any], defaults: Any, path: Path) -> dict[str, Any]:
+    """The options a sweep saved (search.json or sweep.json), each checked against the type of its flag:
+    a damaged field is one line naming the file and the field (exit 2), never an internal error later."""
+    for name, value in options.items():
+        if not hasattr(defaults, name):
+            raise ConfigError(f"resume: {str(path)!r} is damaged: it holds an unknown field {name!r}")
+        default = getattr(defaults, name, None)
+        if name in ("grid", "ranges"):
+            ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        elif name in ("max_population", "trials", "batch"):
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+        elif name in ("devices", "sampler"):
+            ok = value is None or isinstance(value, str)
+        elif default is None or isinstance(default, bool):
+            ok = True
+        else:
+            ok = isinstance(value, type(default)) and not isinstance(value, bool)
+        if not ok:
+            raise ConfigError(f"resume: {str(path)!r} is damaged: {name}={value!r} is not a valid value of --{name}")
+    return options
+
+
 def _resumed_study_args(args: Any) -> Any:
     """The saved arguments of the study sweep in `args.resume`, with --trials / --batch applied."""
     from a2c_jax.runs.records import read_json
@@ -207,7 +229,7 @@ def _resumed_study_args(args: Any) -> Any:
     saved = read_json(path, "resume")
     if not isinstance(saved, dict) or not isinstance(saved.get("options"), dict):
         raise ConfigError(f"resume: {str(path)!r} is not a search.json written by `a2c-jax sweep --sampler`")
-    options = dict(saved["options"])
+    options = _check_saved_options(dict(saved["options"]), type(args)(), path)
     # options with a default of their own: one given with another value than the study's is refused, not ignored
     defaults = type(args)()
     kept = ("seeds", "sample_seed", "eval_episodes", "log", "heartbeat", "max_population", "devices")

@@ -12,6 +12,7 @@ below and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import warnings
@@ -47,6 +48,37 @@ def heartbeats_enabled(storage: Any) -> bool:
     return bool(is_heartbeat_enabled(storage))
 
 
+def check_journal(path: Path, url: str) -> None:
+    """ConfigError (exit 2) for a journal file Optuna could not replay: one that is not a journal (every
+    line of Optuna's journal is a JSON object) or whose last line was cut short (a worker stopped while
+    writing; a new worker would append after the torn line and damage the file for good)."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ConfigError(f"storage={url!r} is invalid: {str(path)!r} is not a file")
+    data = path.read_bytes()
+    if not data:
+        return
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            ok = isinstance(json.loads(line), dict)
+        except ValueError:
+            ok = False
+        if not ok:
+            last = number == len(lines) or (number == len(lines) - 1 and not lines[-1])
+            what = (
+                "its last line is cut short (a worker stopped while writing)"
+                if last and number > 1
+                else (f"line {number} is not an Optuna journal entry")
+            )
+            raise ConfigError(
+                f"storage={url!r} is invalid: {what}; restore the file, or remove that line to continue the study"
+            )
+
+
 def open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`: 'journal:PATH' (a journal file, e.g. on a shared file system) or a
     database URL (sqlite:///..., postgresql://..., mysql://...). Databases record a heartbeat per running
@@ -59,6 +91,7 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
         path = Path(url.removeprefix("journal:"))
         if not path.parent.is_dir():
             raise ConfigError(f"storage={url!r} is invalid: directory {str(path.parent)!r} does not exist")
+        check_journal(path, url)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if url.split("?")[0] in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
         raise ConfigError(
