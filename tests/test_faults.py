@@ -742,3 +742,18 @@ def test_a_checkpoint_that_no_longer_fits_its_config_is_one_line(finished, tmp_p
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "none matches this run's configuration" in lines[0], proc.stderr[-3000:]
     assert not list((run / "checkpoints").glob("*tmp*"))
+
+
+def test_no_stray_lines_on_stderr(tmp_path, monkeypatch, capsys):
+    """A compilation cache that cannot be written is one warning line (then no cache); W&B under
+    --quiet prints nothing of its own."""
+    from a2c_jax.cli.settings import enable_compile_cache
+
+    monkeypatch.setenv("A2C_JAX_CACHE_DIR", "/dev/null/cache")
+    enable_compile_cache()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the compilation cache '/dev/null/cache' cannot be written" in err[0], err
+    proc = subprocess.run([*CLI, "train", *RUN, "--run-dir", str(tmp_path / "w"), "--log", "wandb"],
+                          capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
+    assert any((tmp_path / "w" / "wandb").glob("offline-run-*"))

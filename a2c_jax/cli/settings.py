@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,25 @@ def cache_dir() -> Path:
 
 
 def enable_compile_cache() -> None:
-    """Turn on JAX's persistent compilation cache so a second run skips most compilation."""
+    """Turn on JAX's persistent compilation cache so a second run skips most compilation; a cache
+    directory that cannot be written is one warning line and the run compiles without it (JAX would
+    print a warning of its own at every compile)."""
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".a2c-jax-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        print(
+            f"a2c-jax: warning: the compilation cache {str(directory)!r} cannot be written "
+            f"({err.strerror or err}); compiling without it",
+            file=sys.stderr,
+        )
+        return
+    jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 

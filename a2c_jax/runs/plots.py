@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -146,7 +147,8 @@ def plot_pbt_schedule(steps: Any, schedule: dict[str, Any], fitness: Any, path: 
             ax.set_yscale("log")
         ax.set_xlabel("environment steps")
         ax.set_ylabel(name)
-    axes[0][-1].plot(steps, fitness, alpha=0.6)
+    fitness = np.asarray(fitness, np.float64)  # a diverged member's -inf would warn and stretch the axis
+    axes[0][-1].plot(steps, np.where(np.isfinite(fitness), fitness, np.nan), alpha=0.6)
     axes[0][-1].set_xlabel("environment steps")
     axes[0][-1].set_ylabel("fitness (training return)")
     fig.suptitle(title)

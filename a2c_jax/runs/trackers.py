@@ -135,7 +135,7 @@ class WandbTracker:
             dir=str(run_dir),
             config=dict(settings),
             mode=os.environ.get("WANDB_MODE") or "offline",  # type: ignore[arg-type]
-            settings=wandb.Settings(quiet=True, console="off"),  # our progress bar and messages stay ours
+            settings=wandb.Settings(quiet=True, silent=True, console="off"),  # our progress bar and messages stay ours
         )
         self.run.define_metric(X_AXIS)
         self.run.define_metric("train/*", step_metric=X_AXIS)
@@ -222,7 +222,7 @@ def _wandb_population(
         job_type=kind,
         dir=str(out),
         mode=os.environ.get("WANDB_MODE") or "offline",  # type: ignore[arg-type]
-        settings=wandb.Settings(quiet=True, console="off"),
+        settings=wandb.Settings(quiet=True, silent=True, console="off"),
     )
     names = list(rows[0])
     columns: list[str | int] = list(names)
