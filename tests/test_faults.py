@@ -753,6 +753,7 @@ def test_no_stray_lines_on_stderr(tmp_path, monkeypatch, capsys):
     enable_compile_cache()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the compilation cache '/dev/null/cache' cannot be written" in err[0], err
+    monkeypatch.undo()  # the session's own cache again
     proc = subprocess.run([*CLI, "train", *RUN, "--run-dir", str(tmp_path / "w"), "--log", "wandb"],
                           capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
