@@ -758,3 +758,43 @@ def test_no_stray_lines_on_stderr(tmp_path, monkeypatch, capsys):
                           capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
     assert any((tmp_path / "w" / "wandb").glob("offline-run-*"))
+
+
+def test_a_run_directory_removed_mid_run_is_not_recreated(tmp_path):
+    """`rm -rf RUN_DIR` while training: exit 1 naming what went, and the run does not go on (it was
+    silently re-created without its config.json and finished with exit 0). A checkpoint being written at
+    that moment may still land in RUN_DIR/checkpoints (orbax makes its parents)."""
+    run = tmp_path / "run"
+    proc = spawn(["train", *LONG, "--run-dir", str(run)])
+    wait_for(lambda: has_checkpoint(run), proc)
+    for _ in range(100):  # the run keeps writing into it while it goes: remove until it is gone
+        shutil.rmtree(run, ignore_errors=True)
+        if not run.exists():
+            break
+    code, err = finish(proc)
+    assert code == 1, err[-2000:]
+    line = one_line(err)
+    # whichever write meets the missing directory first reports it: the checkpoint check, the metrics
+    # file or a checkpoint already being written
+    assert any(m in line for m in ("lost its config.json while training", "metrics.jsonl", "could not write")), line
+    assert not (run / "config.json").exists() and not (run / "summary.json").exists()  # the run did not go on
+
+
+def test_stdout_on_a_full_device_drops_output_and_the_run_finishes(tmp_path):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([*CLI, "train", *RUN, "--run-dir", str(tmp_path / "r")], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "a2c-jax: warning: stdout cannot be written (No space left on device); its output is dropped"
+    ]
+    assert (tmp_path / "r" / "summary.json").is_file()
+
+
+def test_metrics_that_cannot_be_appended_name_the_file(tmp_path):
+    from a2c_jax.runs.records import MetricsLog
+
+    log = MetricsLog(Path("/dev/full"))
+    with pytest.raises(OSError) as caught:
+        log.append({"update": 1})
+    assert caught.value.filename == "/dev/full" and caught.value.strerror == "No space left on device"

@@ -182,7 +182,7 @@ def _fault(err: Exception) -> int:
     """One line for a failure that is not bad input; the traceback only with A2C_JAX_TRACEBACK=1."""
     from a2c_jax.runs.checkpoint import CheckpointWriteError, root_cause
     from a2c_jax.runs.distributed import DistributedError
-    from a2c_jax.runs.runner import TrainingDiverged, TrainingInterrupted
+    from a2c_jax.runs.runner import RunDirectoryGone, TrainingDiverged, TrainingInterrupted
 
     if os.environ.get("A2C_JAX_TRACEBACK", "") not in ("", "0"):
         raise err
@@ -190,7 +190,7 @@ def _fault(err: Exception) -> int:
         return _error(str(err), 128 + int(err.signum), prefix="a2c-jax: ")
     if isinstance(err, TrainingDiverged):
         return _error(str(err), EXIT_DIVERGED, prefix="a2c-jax: training diverged: ")
-    if isinstance(err, CheckpointWriteError | DistributedError):
+    if isinstance(err, CheckpointWriteError | DistributedError | RunDirectoryGone):
         return _error(str(err), EXIT_FAULT)
     if isinstance(err, OSError):
         where = f": {err.filename!r}" if err.filename else ""
@@ -228,8 +228,9 @@ def cpu_device_per_core(environ: MutableMapping[str, str] = os.environ) -> None:
 
 
 class QuietPipe:
-    """stdout that drops its output once its reader has gone (`a2c-jax train | head -1`): the command
-    goes on, and its exit status is the work's, with no "Broken pipe" on stderr."""
+    """stdout that drops its output once it cannot be written: its reader has gone (`a2c-jax train |
+    head -1`: no "Broken pipe" on stderr) or its device is full (`> /dev/full`: one warning). The command
+    goes on, and its exit status is the work's."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -237,17 +238,22 @@ class QuietPipe:
     def write(self, text: str) -> int:
         try:
             return int(self._stream.write(text))
-        except BrokenPipeError:
-            self._gone()
+        except OSError as err:
+            self._gone(err)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except BrokenPipeError:
-            self._gone()
+        except OSError as err:
+            self._gone(err)
 
-    def _gone(self) -> None:
+    def _gone(self, err: OSError) -> None:
+        """Drop the rest of stdout; a reader that went away is normal, anything else (a full disk) is said
+        once on stderr. The command goes on either way: its files are what matter."""
+        if not isinstance(err, BrokenPipeError):
+            print(f"a2c-jax: warning: stdout cannot be written ({err.strerror or err}); its output is dropped",
+                  file=sys.stderr)  # fmt: skip
         self._stream = open(os.devnull, "w")  # noqa: SIM115 (kept open for the rest of the process)
 
     def __getattr__(self, name: str) -> Any:

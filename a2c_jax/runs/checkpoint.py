@@ -112,7 +112,10 @@ class CheckpointWriter:
             for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what the write took
                 shutil.rmtree(partial, ignore_errors=True)
             try:
-                intact = f"the newest intact checkpoint is {latest_step(self.directory)}"
+                newest = latest_step(self.directory)
+                intact = (
+                    "no intact checkpoint remains" if newest is None else f"the newest intact checkpoint is {newest}"
+                )
             except CheckpointError:
                 intact = "the checkpoints written before it are untouched"
             raise CheckpointWriteError(

@@ -109,8 +109,11 @@ class MetricsLog:
 
     def append(self, record: Mapping[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with self.path.open("a") as f:
-            f.write(json.dumps(clean) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(clean) + "\n")
+        except OSError as err:  # a write error carries no file name: the message names it
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete record; a line torn by a crash mid-write (or otherwise unreadable) is skipped."""

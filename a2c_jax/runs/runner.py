@@ -60,6 +60,11 @@ from a2c_jax.runs.rundir import (  # noqa: F401  (the run-directory names script
 )
 from a2c_jax.runs.trackers import Tracker, open_trackers, parse_trackers
 
+
+class RunDirectoryGone(RuntimeError):
+    """The run directory disappeared while training (a fault: exit 1, nothing re-created)."""
+
+
 TrainingDiverged = Diverged
 """Training's name for the loop's `Diverged` (kept for scripts that catch it)."""
 TrainingInterrupted = Interrupted
@@ -140,6 +145,8 @@ def open_run(
                 f"{int(state.update_step) * config.batch_size} steps"
             )
         if int(state.update_step) == config.num_updates and (run_dir / "summary.json").exists():
+            if is_primary() and set_aside_newer(ckpt_dir, step):  # so that eval stops warning about them
+                warn(f"moved unreadable checkpoint(s) newer than {step} to {str(run_dir / 'corrupt_checkpoints')!r}")
             return None
         if is_primary():
             moved = set_aside_newer(ckpt_dir, step)
@@ -283,6 +290,11 @@ def train_loop(
         return jax.block_until_ready(new_state), metrics
 
     def save(s: TrainState) -> None:
+        if is_primary() and not (run_dir / "config.json").is_file():  # never write into a run that was removed
+            raise RunDirectoryGone(
+                f"the run directory {str(run_dir)!r} lost its config.json while training (removed?): stopped "
+                "without writing into it"
+            )
         step = int(s.update_step)
         meta = {
             "update": step,
@@ -360,10 +372,12 @@ def finish_run(
         for tracker in trackers:
             tracker.image("learning_curve", run_dir / "learning_curve.png", done * config.batch_size)
     barrier("a2c-jax-finish")
+    rate = summary["steps_per_second"]
     log(
         f"{config.env_id}: {summary['env_steps']:,} steps in {summary['wall_seconds']:.1f}s "
-        f"(compile {summary['compile_seconds']:.1f}s, {summary['steps_per_second'] or 0:,.0f} steps/s); "
-        f"greedy eval return {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
+        f"(compile {summary['compile_seconds']:.1f}s, "
+        + (f"{rate:,.0f} steps/s); " if rate else "nothing left to train); ")
+        + f"greedy eval return {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
         f"over {settings.eval_episodes} episodes -> {run_dir}"
     )
     return summary
