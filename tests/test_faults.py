@@ -798,3 +798,24 @@ def test_metrics_that_cannot_be_appended_name_the_file(tmp_path):
     with pytest.raises(OSError) as caught:
         log.append({"update": 1})
     assert caught.value.filename == "/dev/full" and caught.value.strerror == "No space left on device"
+
+
+def test_an_interrupted_pbt_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGINT to `a2c-jax pbt` after a generation: exit 130 with a checkpoint; `pbt --resume OUT` ends with
+    the results and schedule of the run never interrupted."""
+    import csv
+
+    pbt = [*SMALL[:-1], "6400", "--quiet", "--seeds", "2", "--eval-episodes", "4", "--grid", "lr=1e-3,3e-3",
+           "--interval", "5"]  # fmt: skip
+    assert finish(spawn(["pbt", *pbt, "--out", str(tmp_path / "full")]))[0] == 0
+    part = tmp_path / "part"
+    proc = spawn(["pbt", *pbt, "--out", str(part)])
+    wait_for(lambda: has_checkpoint(part), proc)
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 130 and f"continue with `a2c-jax pbt --resume {part}`" in err.strip().splitlines()[-1], err
+    assert finish(spawn(["pbt", "--resume", str(part), "--quiet"]))[0] == 0
+    for name in ("results.csv", "schedule.csv"):
+        rows = [[{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((d / name).open())]
+                for d in (tmp_path / "full", part)]  # fmt: skip
+        assert rows[0] == rows[1], name

@@ -206,6 +206,8 @@ class _PBTOptions(_PopulationArgs):
     """updates between exploit/explore steps (default: a tenth of the run)"""
     fraction: float = 0.25
     """share of the population replaced (and copied from) at each step"""
+    resume: Path | None = None
+    """continue the stopped PBT run in this directory from its last generation (its saved settings)"""
 
 
 # Every A2CConfig / HParams field is a flag of sweep and pbt too: the base every member starts from.

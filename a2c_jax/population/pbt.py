@@ -85,6 +85,70 @@ def exploit(states: TrainState, source: jax.Array) -> TrainState:
     )
 
 
+class PBTProgram(NamedTuple):
+    """The pieces of a PBT run, pure functions to jit:
+
+    - start(seeds [P], hparams leaves [P], key) -> carry (states, hparams, key): members start like
+      `a2c-jax train --seed s` (key PRNGKey(seed));
+    - generation(carry, g) -> (carry, (fitness [P], hparams trained with [P], source [P], diverged [P])):
+      `interval` updates of every member, then exploit (copy a fitter member's weights) and explore
+      (perturb the copied hyperparameters); the last generation copies nothing;
+    - finish(carry, seeds [P]) -> greedy final return [P], as `a2c-jax train` evaluates.
+
+    `make_pbt` scans them into one program; `a2c-jax pbt` runs them a generation at a time through the
+    host loop, so a stopped run continues from its last generation.
+    """
+
+    start: Callable[[jax.Array, HParams, jax.Array], tuple]
+    generation: Callable[[tuple, jax.Array], tuple]
+    finish: Callable[[tuple, jax.Array], jax.Array]
+    generations: int
+
+
+def pbt_program(
+    agent: Agent | A2CConfig,
+    interval: int,
+    names: Sequence[str],
+    fraction: float = 0.25,
+    eval_episodes: int = 32,
+    layout: Layout | None = None,
+) -> PBTProgram:
+    """The pieces of PBT for `agent` (see PBTProgram). With a `layout` the members' states stay sharded
+    over its "pop" (and "env") devices; the exploit step's gather crosses devices where it must."""
+    agent = as_agent(agent)
+    run_chunk = make_run_chunk(agent, interval)
+    total = agent.config.num_updates
+    generations = -(-total // interval)
+
+    def start(seeds: jax.Array, hparams: HParams, key: jax.Array) -> tuple:
+        hparams = hparams.as_arrays()
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)
+        states = constrain_population(jax.vmap(lambda k, h: init_state(agent, h, k))(keys, hparams), layout)
+        return states, hparams, key
+
+    def generation(carry: tuple, g: jax.Array) -> tuple:
+        states, hps, key = carry
+        members = jnp.arange(jax.tree.leaves(hps)[0].shape[0])
+        n = jnp.minimum(interval, total - g * interval)
+        states, metrics = jax.vmap(run_chunk, in_axes=(0, 0, None))(states, hps, n)
+        # a member whose training diverged is the least fit, whatever its episodes returned
+        bad = jax.vmap(diverged)(states, metrics)
+        fit = jnp.where(bad, -jnp.inf, fitness_of(metrics.episode_return, metrics.episodes))
+        key, sel_key, pert_key = jax.random.split(key, 3)
+        source = jnp.where(g == generations - 1, members, select_sources(sel_key, fit, fraction))
+        replaced = source != members
+        new_states = constrain_population(exploit(states, source), layout)
+        new_hps = perturb(pert_key, jax.tree.map(lambda x: x[source], hps), names, replaced)
+        return (new_states, new_hps, key), (fit, hps, source, bad)
+
+    def finish(carry: tuple, seeds: jax.Array) -> jax.Array:
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)
+        final = jax.vmap(lambda s, k: evaluate_final(agent, s, k, eval_episodes))(carry[0], keys)
+        return final.returns.mean(axis=-1)
+
+    return PBTProgram(start, generation, finish, generations)
+
+
 def make_pbt(
     agent: Agent | A2CConfig,
     interval: int,
@@ -93,42 +157,16 @@ def make_pbt(
     eval_episodes: int = 32,
     layout: Layout | None = None,
 ) -> Callable[[jax.Array, HParams, jax.Array], PBTResult]:
-    """pbt(seeds [P] int, hparams leaves [P], key) -> PBTResult, one compiled program when jitted.
-
-    Members start like `a2c-jax train --seed s` (key PRNGKey(seed)); `key` drives selection and
-    perturbation. With a `layout` the members' states stay sharded over its "pop" (and "env")
-    devices; the exploit step's gather across members crosses devices where it must.
-    """
-    agent = as_agent(agent)
-    run_chunk = make_run_chunk(agent, interval)
-    total = agent.config.num_updates
-    generations = -(-total // interval)
+    """pbt(seeds [P] int, hparams leaves [P], key) -> PBTResult, one compiled program when jitted: the
+    pieces of `pbt_program` with the generations scanned. `key` drives selection and perturbation."""
+    program = pbt_program(agent, interval, names, fraction, eval_episodes, layout)
 
     def pbt(seeds: jax.Array, hparams: HParams, key: jax.Array) -> PBTResult:
-        hparams = hparams.as_arrays()
-        keys = jax.vmap(jax.random.PRNGKey)(seeds)
-        states = constrain_population(jax.vmap(lambda k, h: init_state(agent, h, k))(keys, hparams), layout)
-
-        def generation(carry: tuple, g: jax.Array) -> tuple:
-            states, hps, key = carry
-            n = jnp.minimum(interval, total - g * interval)
-            states, metrics = jax.vmap(run_chunk, in_axes=(0, 0, None))(states, hps, n)
-            # a member whose training diverged is the least fit, whatever its episodes returned
-            bad = jax.vmap(diverged)(states, metrics)
-            fit = jnp.where(bad, -jnp.inf, fitness_of(metrics.episode_return, metrics.episodes))
-            key, sel_key, pert_key = jax.random.split(key, 3)
-            last = g == generations - 1
-            source = jnp.where(last, jnp.arange(seeds.shape[0]), select_sources(sel_key, fit, fraction))
-            replaced = source != jnp.arange(seeds.shape[0])
-            new_states = constrain_population(exploit(states, source), layout)
-            new_hps = perturb(pert_key, jax.tree.map(lambda x: x[source], hps), names, replaced)
-            return (new_states, new_hps, key), (fit, hps, source, bad)
-
-        (states, _, _), (fit, schedule, source, bad) = jax.lax.scan(  # type: ignore[var-annotated]
-            generation, (states, hparams, key), jnp.arange(generations)
+        carry = program.start(seeds, hparams, key)
+        carry, (fit, schedule, source, bad) = jax.lax.scan(  # type: ignore[var-annotated]
+            program.generation, carry, jnp.arange(program.generations)
         )
-        final = jax.vmap(lambda s, k: evaluate_final(agent, s, k, eval_episodes))(states, keys)
-        return PBTResult(final.returns.mean(axis=-1), fit, schedule, source, bad[-1])
+        return PBTResult(program.finish(carry, seeds), fit, schedule, source, bad[-1])
 
     return pbt
 
