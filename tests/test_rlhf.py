@@ -569,3 +569,21 @@ def test_every_field_of_a_stage_changes_its_cache_key(tmp_path):
             moved = stage_path(tmp_path, stage, stage_key(other, stage)) != key
             later = name in A2C_ONLY or (stage == "reference" and name in REWARD_MODEL_ONLY)
             assert moved != later, (stage, name)
+
+
+def test_one_diverging_beta_keeps_the_others(sweep_run, capsys):
+    """rlhf-sweep where one beta's policy diverges (a KL coefficient of 1e30 overflows its rewards): that
+    beta is reported as diverged with its update, the other beta trains to its result, exit 0."""
+    import json
+
+    root, _ = sweep_run
+    out = root / "one-diverges"
+    argv = ["rlhf-sweep", "--betas", "0.02,1e30", "--out", str(out), *STAGES, "--updates", "4", "--log-points", "2",
+            "--quiet"]  # fmt: skip
+    status, stdout, err = run_cli(argv, capsys)
+    assert status == 0, err
+    assert any("beta=1e+30 diverged at update" in line for line in err), err
+    members = json.loads((out / "summary.json").read_text())["members"]
+    assert members[0]["diverged_at"] is None and members[1]["diverged_at"] >= 1
+    assert np.isfinite(members[0]["final"]["gold"]) and "beta 1e+30: diverged at update" in stdout
+    assert {line["beta"] for line in lines(out) if line["update"] > 0} == {0.02}

@@ -83,6 +83,9 @@ def rlhf_command(args: RLHFArgs) -> int:
         f"{rm['held_out_gold_accuracy']:.3f} against the gold ordering"
     )
     for member in summary["members"]:
+        if member.get("diverged_at") is not None:
+            print(f"beta {member['beta']:g}: diverged at update {member['diverged_at']} (no result)")
+            continue
         ref, final = member["reference"], member["final"]
         print(
             f"beta {member['beta']:g}: gold reward {ref['gold']:.3f} -> {final['gold']:.3f}, reward-model score "

@@ -158,6 +158,7 @@ def run_rlhf(
         stages_done = time.perf_counter()
         a2c = A2CStage(lm, config, frozen, betas, eval_key)
         state, before, after, a2c_seconds = a2c.run(out, a2c_key, resume, quiet, stop_requested, hint)
+        reports["diverged_at"] = a2c.diverged_at
     seconds = {"reference_and_reward_model": stages_done - started, "a2c": a2c_seconds,
                "total": time.perf_counter() - started}  # fmt: skip
     return write_outputs(out, config, betas, reports, state, before, after, seconds)
@@ -216,6 +217,8 @@ class A2CStage:
         self, lm: LanguageModel, config: RLHFConfig, frozen: Frozen, betas: tuple[float, ...], eval_key: jax.Array
     ) -> None:
         self.lm, self.config, self.frozen, self.betas, self.eval_key = lm, config, frozen, betas, eval_key
+        self.diverged_at: dict[int, int] = {}
+        """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
         spec = config.spec
         self.eval_prompts = sample_prompts(eval_key, config.eval_prompts, spec)
         sampler = make_sampler(lm, config.kv_cache)
@@ -255,6 +258,9 @@ class A2CStage:
             state, meta, _ = restore_checkpoint(ckpt_dir, state, warn=warn)
             done = int(meta["update"])
             metrics.truncate_after(done)
+            recorded = {i: max((r["update"] for r in metrics.read() if r["beta"] == b), default=0)
+                        for i, b in enumerate(betas)}  # fmt: skip
+            self.diverged_at = {i: u + 1 for i, u in recorded.items() if u < done}
         else:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             metrics.path.unlink(missing_ok=True)
@@ -280,12 +286,22 @@ class A2CStage:
         with count_bar(config.updates, "A2C", not quiet) as advance:
 
             def record(new: StageState, chunk_metrics: dict[str, Any], before_n: int, n: int) -> int | None:
-                bad = first_nonfinite_row(chunk_metrics, n)
-                if bad is not None:
-                    return bad
+                # a beta whose policy diverges stops being recorded; the others go on (all diverged: stop)
+                newly: dict[int, int] = {}
+                for i in range(len(betas)):
+                    bad = first_nonfinite_row({k: np.asarray(v)[i] for k, v in chunk_metrics.items()}, n)
+                    if bad is not None and i not in self.diverged_at:
+                        newly[i] = before_n + bad + 1
+                if len(self.diverged_at) + len(newly) == len(betas):  # every policy diverged: the run has
+                    return first_nonfinite_row(chunk_metrics, n)
+                for i, update in newly.items():
+                    self.diverged_at[i] = update
+                    warn(f"beta={betas[i]:g} diverged at update {update}; the other betas go on")
                 means = {k: np.asarray(v)[:, :n].mean(axis=1) for k, v in chunk_metrics.items()}
                 last = self.summaries(new.params)[1]
                 for i, beta in enumerate(betas):
+                    if i in self.diverged_at:
+                        continue
                     line = {"update": before_n + n, "beta": beta, **{k: float(v[i]) for k, v in means.items()}}
                     metrics.append(line | {f"eval_{k}": v for k, v in last[i].items()})
                 advance(before_n + n)
@@ -316,9 +332,10 @@ def write_outputs(
     prompt_len = config.spec.prompt_len
     first = [summarize_samples(b, prompt_len) for b in before]
     last = [summarize_samples(a, prompt_len) for a in after]
+    diverged_at = reports.pop("diverged_at", {})
     members = [
         {"beta": beta, "reference": first[i], "final": last[i], "gold_gain": last[i]["gold"] - first[i]["gold"],
-         "final_beta": float(state.beta[i])}
+         "final_beta": float(state.beta[i]), "diverged_at": diverged_at.get(i)}
         for i, beta in enumerate(betas)
     ]  # fmt: skip
     summary = {
