@@ -819,3 +819,21 @@ def test_an_interrupted_pbt_run_resumes_to_the_uninterrupted_result(tmp_path):
         rows = [[{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((d / name).open())]
                 for d in (tmp_path / "full", part)]  # fmt: skip
         assert rows[0] == rows[1], name
+
+
+def test_resume_on_a_read_only_file_system_is_bad_input_like_a_fresh_run(finished, tmp_path, capsys):
+    """`train --resume` of a run on a read-only file system is exit 2 naming it, as a fresh run there is
+    (it was exit 1); a read-only tmpfs is mounted for the test."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not allowed here")
+    try:
+        shutil.copytree(finished, mount / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True, capture_output=True)
+        assert main(["train", "--resume", str(mount / "run"), "--total-timesteps", "768", "--quiet"]) == 2
+        assert "cannot be written (Read-only file system)" in one_line(capsys.readouterr().err)
+        assert main(["train", *RUN, "--run-dir", str(mount / "fresh")]) == 2
+        assert "cannot be written (Read-only file system)" in one_line(capsys.readouterr().err)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

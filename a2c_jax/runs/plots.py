@@ -82,9 +82,9 @@ def render_gif(env_id: str, states: Sequence[Any], rewards: Sequence[float], pat
     tmp = path.with_name(f".{path.name}.tmp.gif")
     try:
         Visualizer(env, env_params, list(states), np.cumsum(rewards)).animate(str(tmp))
-    except OSError:  # a write fault (full disk, permissions), not the renderer's
+    except OSError as err:  # a write fault (full disk, permissions), not the renderer's: name the file
         tmp.unlink(missing_ok=True)
-        raise
+        raise OSError(err.errno, err.strerror, str(path)) from None
     except Exception as err:  # gymnax raises assorted errors for envs it cannot draw
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"gif: gymnax cannot render env_id={env_id!r} ({type(err).__name__}: {err})") from None
