@@ -7,8 +7,9 @@ program on a small batch that loop dominates: XLA runs each iteration as about 1
 them copies of the loop's state, and an A2C update draws keys and samples several times per step.
 `lower_threefry_unrolled_on_cpu` registers the same 20 rounds written out instead: the same bits
 (tested against Random123's known answers and a NumPy transcription), a few fused kernels per call,
-1.3-1.6x the env steps per second at 8 CartPole envs on 2 cores; the training chunk compiles no
-slower, a program with many draws (the initialisation) about 0.5 s slower. Nothing applies it on
+more env steps per second at small batches (the A/B figures: benchmarks/results/cpu-ab.json); the
+training chunk compiles no slower, a program with many draws (the initialisation) a little slower.
+Nothing applies it on
 import: `a2c_jax.runs.process.configure_process()` does, as the CLI's first step (set
 A2C_JAX_ROLLED_THREEFRY=1 to keep JAX's lowering); other platforms are untouched. A JAX without the
 two public hooks used here (`jax.extend.random.threefry2x32_p`, `jax.interpreters.mlir.register_lowering`)

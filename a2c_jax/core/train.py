@@ -115,10 +115,10 @@ def init_state(agent: Agent, hparams: HParams, key: jax.Array) -> TrainState:
 def run_once_options() -> dict[str, Any]:
     """XLA compiler options for the programs a process runs once (initialisation, final evaluation).
 
-    On a CPU: LLVM's optimisation level 0, which halves their compile (2 cores: the initialisation
-    3.3 -> 1.7 s, the evaluation 2.0 -> 1.0 s) while they still run in milliseconds. Their results
-    agree with the optimised build to float32 rounding (3e-7 in the initial parameters), not bit for
-    bit. The training chunk keeps full optimisation (level 0 runs it 3x slower). No options elsewhere.
+    On a CPU: LLVM's optimisation level 0, which about halves their compile while they still run in
+    milliseconds (start-up figures: benchmarks/results/cpu-startup.json). Their results agree with the
+    optimised build to float32 rounding, not bit for bit. The training chunk keeps full optimisation
+    (level 0 runs it several times slower). No options elsewhere.
     """
     return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
 
