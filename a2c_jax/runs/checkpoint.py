@@ -189,25 +189,8 @@ def latest_step(directory: Path) -> int | None:
     return steps[0] if steps else None
 
 
-def stored_shapes(step_dir: Path) -> list[tuple[int, ...]] | None:
-    """The sorted shapes of the arrays a checkpoint holds, read from orbax's state/_METADATA (no array
-    is read); None when that file is not in the form this reads (then orbax alone decides)."""
-    try:
-        tree = json.loads((step_dir / "state" / "_METADATA").read_text())["tree_metadata"]
-        values = [leaf["value_metadata"] for leaf in tree.values()]
-        return sorted(tuple(int(d) for d in v["write_shape"]) for v in values if not v.get("skip_deserialize"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def _restore_step(directory: Path, step: int, abstract: Any) -> tuple[Any, dict[str, Any]]:
     verify_digest(directory / str(step))
-    stored = stored_shapes(directory / str(step))
-    wanted = sorted(tuple(int(d) for d in x.shape) for x in jax.tree.leaves(abstract))
-    if stored is not None and stored != wanted:
-        # refused before orbax starts a restore: a failed one leaves its threads posting to a closed
-        # event loop, each printing a traceback after the command's own error
-        raise ValueError("its arrays have other shapes than this configuration's (hidden sizes, envs or steps differ)")
     with _manager(directory) as mngr:
         restored = mngr.restore(step, args=_restore_args(abstract))
     meta = restored["meta"]
