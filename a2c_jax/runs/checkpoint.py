@@ -189,8 +189,26 @@ def latest_step(directory: Path) -> int | None:
     return steps[0] if steps else None
 
 
+def stored_shapes(step_dir: Path) -> list[tuple[int, ...]] | None:
+    """The sorted global shapes of the arrays checkpoint `step_dir` holds, from orbax's own metadata API
+    (no array is read); None when orbax cannot say (then the restore alone decides)."""
+    try:
+        with _orbax().StandardCheckpointer() as reader:
+            tree = reader.metadata((step_dir / "state").absolute()).item_metadata
+        leaves = jax.tree.leaves(tree, is_leaf=lambda x: hasattr(x, "shape"))
+        return sorted(tuple(int(d) for d in leaf.shape) for leaf in leaves)
+    except Exception:  # any form orbax cannot describe: leave the decision to the restore
+        return None
+
+
 def _restore_step(directory: Path, step: int, abstract: Any) -> tuple[Any, dict[str, Any]]:
     verify_digest(directory / str(step))
+    stored = stored_shapes(directory / str(step))
+    wanted = sorted(tuple(int(d) for d in x.shape) for x in jax.tree.leaves(abstract))
+    if stored is not None and stored != wanted:
+        # refused before orbax starts a restore: a failed restore leaves orbax's threads posting to an
+        # event loop it has closed, each printing a traceback after the command's own error line
+        raise ValueError("its arrays have other shapes than this configuration's (hidden sizes, envs or steps differ)")
     with _manager(directory) as mngr:
         restored = mngr.restore(step, args=_restore_args(abstract))
     meta = restored["meta"]
