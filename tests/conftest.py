@@ -1,10 +1,17 @@
-"""Shared fixtures: one small config whose compiled programs every test module reuses."""
+"""Shared fixtures and helpers: one small config whose compiled programs every test module reuses, the
+command's path, the small-run flags and a wait for a subprocess to reach a moment. Test modules import
+the helpers with `from conftest import CLI, SMALL_FLAGS, wait_for`."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +29,28 @@ if _CACHE is not None:
 
 # 4 envs x 8 steps, 12 updates: compiles in seconds, shared by the train, checkpoint and CLI tests.
 SMALL = A2CConfig(env_id="CartPole-v1", num_envs=4, num_steps=8, total_timesteps=4 * 8 * 12)
+
+
+# the console script of this environment, and the flags of a run that compiles in seconds (12 updates)
+CLI = [str(Path(sys.executable).with_name("a2c-jax"))]
+SMALL_FLAGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
+
+
+def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen | None = None, seconds: float = 120.0) -> None:
+    """Poll `predicate` until it holds; fail the test, with the process's last output, when `proc` ends
+    first (it is killed when the time runs out)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        ended = proc is not None and proc.poll() is not None
+        if ended or time.monotonic() > deadline:
+            text = ""
+            if proc is not None:
+                if not ended:
+                    proc.kill()
+                out, err = proc.communicate(timeout=30)
+                text = (err or "") + (out or "")
+            pytest.fail(f"the moment never came (exit {proc.returncode if proc else None}): {text[-2000:]}")
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

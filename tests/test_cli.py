@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import CLI, SMALL_FLAGS
 from gymnax.environments import environment, spaces
 from gymnax.registration import register, registered_envs
 
@@ -21,13 +22,12 @@ from a2c_jax.core.train import build_agent
 from a2c_jax.runs.checkpoint import restore_checkpoint
 
 # --preset sb3 with these sizes is exactly the shared SMALL config, compiled once per session.
-SMALL_ARGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
+SMALL_ARGS = SMALL_FLAGS
 RUN_ARGS = [*SMALL_ARGS, "--quiet", "--eval-episodes", "4", "--log-points", "12"]
 SUMMARY_KEYS = {
     "env_id", "env_steps", "wall_seconds", "compile_seconds", "steps_per_second",
     "eval_return_mean", "eval_return_std", "eval_episodes",
 }  # fmt: skip
-CLI = [str(Path(sys.executable).with_name("a2c-jax"))]
 
 
 def final_params(run_dir: Path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import CLI
 
 import a2c_jax.runs.runner as runner
 from a2c_jax.cli import main, one_device_per_core
@@ -23,7 +24,6 @@ from a2c_jax.core.train import build_agent
 from a2c_jax.runs.checkpoint import checkpoint_steps, restore_checkpoint
 
 HERE = Path(__file__).parent
-CLI = [str(Path(sys.executable).with_name("a2c-jax"))]
 TIMEOUT = 300
 TRAIN = ["--preset", "sb3", "--num-envs", "8", "--num-steps", "8", "--quiet", "--eval-episodes", "2"]
 

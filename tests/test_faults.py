@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CLI, SMALL_FLAGS, wait_for
 
 import a2c_jax.runs.checkpoint as checkpoint
 from a2c_jax.cli import main
 from a2c_jax.runs.checkpoint import checkpoint_steps
 
-SMALL = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
+SMALL = SMALL_FLAGS
 RUN = [*SMALL, "--quiet", "--eval-episodes", "4", "--log-points", "12"]
-CLI = [str(Path(sys.executable).with_name("a2c-jax"))]
 TIMEOUT = 120
 
 
@@ -439,16 +439,6 @@ def test_full_disk_while_checkpointing(small_disk, finished, tmp_path, monkeypat
 
 def spawn(argv: list[str]) -> subprocess.Popen:
     return subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, proc: subprocess.Popen, seconds: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            _, err = proc.communicate(timeout=30)
-            pytest.fail(f"the moment never came (exit {proc.returncode}): {err[-2000:]}")
-        time.sleep(0.01)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:

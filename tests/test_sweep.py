@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import SMALL_FLAGS
 from scipy import stats as scipy_stats
 
 from a2c_jax.cli import SweepArgs, main, resolve_train_args
@@ -19,8 +20,6 @@ from a2c_jax.core.evaluate import evaluate
 from a2c_jax.core.train import build_agent, init_state, make_train
 from a2c_jax.population import space, sweep
 from a2c_jax.population.pbt import exploit, make_pbt, perturb, select_sources
-
-SMALL_FLAGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
 
 
 @pytest.mark.parametrize(

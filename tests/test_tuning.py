@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (optuna is imported after the skip that says the tune extra is missing)
 """Optuna studies (`a2c-jax sweep --sampler`): TPE against random on a synthetic objective through
 the same round loop, trial values equal to training alone, several workers on one study (SQLite and,
 when a server can be started, PostgreSQL), a killed worker's trials retried, interrupt and --resume,
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -19,8 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
+
+optuna = pytest.importorskip("optuna", reason="the tune extra (optuna) is not installed")
 from optuna.trial import TrialState
 
 from a2c_jax.cli import main
@@ -29,9 +32,9 @@ from a2c_jax.population.study import make_sampler, optimize, quiet_optuna, ranki
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _study_worker import SPACE, objective, synthetic_evaluator
+from conftest import SMALL_FLAGS, wait_for
 
 WORKER = str(Path(__file__).parent / "_study_worker.py")
-SMALL_FLAGS = ["--preset", "sb3", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "384"]
 TIMEOUT = 240
 quiet_optuna()
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -226,17 +229,6 @@ def test_in_memory_storage_is_refused(url, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
-def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            text = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"worker exited early ({proc.returncode}): {text}")
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.2)
-
-
 def _default_sigint() -> None:
     """A test run in the background (`cmd &` in a script) inherits SIGINT ignored, and Python then
     installs no KeyboardInterrupt handler: the workers get the default back, as a terminal gives."""
@@ -304,7 +296,7 @@ def test_two_workers_share_a_journal_file(tmp_path):
 def test_a_killed_workers_trials_are_retried_not_counted(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     with started(worker(storage, 6, 3, sleep=120)) as (slow,):
-        wait_for(lambda: sum(t.state == TrialState.RUNNING for t in polled_states(storage)) == 3, TIMEOUT, slow)
+        wait_for(lambda: sum(t.state == TrialState.RUNNING for t in polled_states(storage)) == 3, slow, TIMEOUT)
         time.sleep(1.0)  # the third trial's first heartbeat follows its ask (a worker killed in between: see ask)
         os.killpg(slow.pid, signal.SIGKILL)
     killed = {t.number: t.params for t in states(storage)}
@@ -332,7 +324,7 @@ def test_interrupted_cli_study_requeues_and_resumes(sig, tmp_path):
             "--out", str(out)]  # fmt: skip
     storage = f"sqlite:///{(out / 'study.db').absolute()}"
     with started(argv) as (proc,):
-        wait_for(lambda: (out / "search.json").exists() and len(polled_states(storage)) == 2, TIMEOUT, proc)
+        wait_for(lambda: (out / "search.json").exists() and len(polled_states(storage)) == 2, proc, TIMEOUT)
         proc.send_signal(sig)
         text = proc.communicate(timeout=TIMEOUT)[0]
     if proc.returncode == 0:
@@ -404,7 +396,13 @@ BAD = [
     (["--sampler", "tpe", "--trials", "4", "--range", "lr=0:1e-2"], "lr=0.0 is invalid: must be > 0"),
     (["--sampler", "tpe", "--trials", "4", "--storage", "nonsense"], "storage='nonsense' is invalid"),
     (["--sampler", "tpe", "--trials", "4", "--storage", "foodb://x/y"], "storage='foodb://x/y' is invalid"),
-    (["--sampler", "tpe", "--trials", "4", "--storage", "postgresql://a2c@127.0.0.1:1/x"], "is unreachable"),
+    pytest.param(
+        ["--sampler", "tpe", "--trials", "4", "--storage", "postgresql://a2c@127.0.0.1:1/x"],
+        "is unreachable",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("psycopg") is None, reason="the postgres extra (psycopg) is not installed"
+        ),
+    ),
     (["--sampler", "tpe", "--trials", "4", "--storage", "journal:/nonexistent/dir/j.log"], "does not exist"),
 ]
 
