@@ -108,7 +108,7 @@ def rlhf_loss(
 
 
 def adaptive_beta(beta: jax.Array, kl: jax.Array, target: float, horizon: float, batch_size: int) -> jax.Array:
-    """The adaptive KL controller of Ziegler et al. (2019): beta *= 1 + clip(KL / target - 1, -0.2,
-    0.2) * batch_size / horizon, so the mean sequence KL drifts toward `target`."""
+    """The adaptive KL controller of Ziegler et al. (2019): `beta <- beta (1 + clip(KL / target - 1, -0.2,
+    0.2) batch_size / horizon)`, so the mean sequence KL drifts toward `target`. All scalars."""
     error = jnp.clip(kl / target - 1.0, -0.2, 0.2)
     return beta * (1.0 + error * batch_size / horizon)
