@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 
+import a2c_jax
 from a2c_jax.config import (
     A2CConfig,
     ConfigError,
@@ -73,7 +74,7 @@ def run_record(config: A2CConfig, hparams: HParams, settings: RunSettings) -> di
         "config": dataclasses.asdict(config),
         "hparams": hparams.to_dict(),
         "settings": dataclasses.asdict(settings),
-        "versions": {"jax": jax.__version__, "python": platform.python_version()},
+        "versions": {"a2c_jax": a2c_jax.__version__, "jax": jax.__version__, "python": platform.python_version()},
     }
 
 
