@@ -244,6 +244,8 @@ POPULATION_BAD = {
     ),
     "eval episodes 0": (["sweep", "--grid", "lr=1e-3", "--eval-episodes", "0"], "eval_episodes=0 is invalid"),
     "bad grid value": (["sweep", "--grid", "shared_torso=maybe"], "shared_torso='maybe' is invalid"),
+    "objective quantile 1": (["sweep", "--grid", "lr=1e-3", "--objective", "quantile:1"], "objective='quantile:1'"),
+    "objective median": (["sweep", "--grid", "lr=1e-3", "--objective", "median"], "must be iqm, mean or quantile:Q"),
 }
 
 

@@ -180,9 +180,9 @@ def read_csv(path):
 def test_sweep_command_outputs(tmp_path, capsys):
     out = tmp_path / "sw"
     argv = ["sweep", *SMALL_FLAGS, "--grid", "lr=1e-3,3e-3", "--seeds", "2", "--eval-episodes", "4"]
-    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    assert main([*argv, "--objective", "quantile:0.25", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "IQM over 2 seeds" in printed and "best.json" in printed
+    assert "quantile:0.25 over 2 seeds" in printed and "best.json" in printed
     rows = read_csv(out / "results.csv")
     assert len(rows) == 4 and {"lr", "gamma", "seed", "final_return", "env_steps", "seconds"} <= set(rows[0])
     assert sorted(float(r["lr"]) for r in rows) == [1e-3, 1e-3, 3e-3, 3e-3]
@@ -192,6 +192,10 @@ def test_sweep_command_outputs(tmp_path, capsys):
     best = json.loads((out / "best.json").read_text())
     ranking = read_csv(out / "ranking.csv")
     assert best["lr"] == pytest.approx(float(ranking[0]["lr"]))
+    for row in ranking:  # the score is the objective's statistic of that setting's seeds in results.csv
+        seeds = sorted(float(r["final_return"]) for r in rows if r["lr"] == row["lr"])
+        assert float(row["score"]) == pytest.approx(seeds[0] + 0.25 * (seeds[1] - seeds[0]))
+    assert [float(r["score"]) for r in ranking] == sorted((float(r["score"]) for r in ranking), reverse=True)
     config, hparams, _ = resolve_train_args(SweepArgs(config=out / "best.json"))
     assert (config.num_envs, float(hparams.lr)) == (4, best["lr"])
 
@@ -249,9 +253,48 @@ def test_one_results_table_ranks_every_kind_of_population():
     stats = seed_statistics(np.array([1.0, 2.0, 3.0, 100.0]), np.array([False, False, True, False]))
     assert stats["iqm"] == pytest.approx(2.5) and stats["diverged"] == 1 and stats["seeds"] == 4
     assert stats["ci_low"] <= stats["iqm"] <= stats["ci_high"]
-    rows = [{"setting": 0, "iqm": 5.0, "diverged": 0}, {"setting": 1, "iqm": 9.0, "diverged": 1},
-            {"setting": 2, "iqm": 7.0, "diverged": 0}, {"setting": 3, "iqm": 7.0, "diverged": 0}]  # fmt: skip
+    assert stats["score"] == stats["iqm"]  # the default objective
+    rows = [{"setting": 0, "score": 5.0, "diverged": 0}, {"setting": 1, "score": 9.0, "diverged": 1},
+            {"setting": 2, "score": 7.0, "diverged": 0}, {"setting": 3, "score": 7.0, "diverged": 0}]  # fmt: skip
     ranked = rank(rows, "setting")
     assert [(r["rank"], r["setting"]) for r in ranked] == [(1, 2), (2, 3), (3, 0), (4, 1)]
     assert best(ranked)["setting"] == 2
-    assert best(rank([{"setting": 0, "iqm": 1.0, "diverged": 2}], "setting")) is None
+    assert best(rank([{"setting": 0, "score": 1.0, "diverged": 2}], "setting")) is None
+
+
+@pytest.mark.parametrize(
+    ("objective", "expected"),
+    [
+        ("iqm", (2.0 + 3.0 + 4.0 + 5.0) / 4),  # 8 seeds: the middle four after sorting
+        ("mean", (-50.0 + 1 + 2 + 3 + 4 + 5 + 6 + 100) / 8),
+        ("quantile:0.5", 3.5),  # the median of an even count: halfway between the 4th and 5th
+        ("quantile:0.1", -50.0 + 0.7 * (1.0 - -50.0)),  # position 0.1 * 7 = 0.7 between the 1st and 2nd
+    ],
+)
+def test_objectives_are_the_statistic_they_name(objective, expected):
+    """--objective: each statistic over seeds against its textbook definition on hand-sorted returns
+    (linear interpolation between order statistics for a quantile), its bootstrap interval around it,
+    and a ranking that changes with it: a setting that fails one seed in eight wins on the IQM and loses
+    on the worst decile."""
+    from a2c_jax.population.results import rank, seed_statistics
+
+    returns = np.array([4.0, 100.0, -50.0, 2.0, 6.0, 1.0, 5.0, 3.0])
+    stats = seed_statistics(returns, np.zeros(8, bool), objective)
+    assert stats["score"] == pytest.approx(expected)
+    assert stats["ci_low"] <= stats["score"] <= stats["ci_high"]
+    steady = np.full(8, 400.0)
+    brittle = np.array([500.0] * 7 + [100.0])
+    order = {}
+    for name in ("iqm", "quantile:0.1"):
+        rows = [{"setting": i, **seed_statistics(r, np.zeros(8, bool), name)} for i, r in enumerate((steady, brittle))]
+        order[name] = [r["setting"] for r in rank(rows, "setting")]
+    assert order == {"iqm": [1, 0], "quantile:0.1": [0, 1]}
+
+
+@pytest.mark.parametrize("text", ["median", "quantile:0", "quantile:1", "quantile:x", "quantile:", "IQM"])
+def test_an_unknown_objective_is_refused_naming_what_is_allowed(text):
+    from a2c_jax.config import ConfigError
+    from a2c_jax.population.results import check_objective
+
+    with pytest.raises(ConfigError, match=r"objective=.* is invalid: must be iqm, mean or quantile:Q"):
+        check_objective(text)

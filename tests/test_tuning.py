@@ -113,10 +113,12 @@ def read_csv(path):
 
 @pytest.fixture(scope="module")
 def cli_study(tmp_path_factory):
-    """A real study through the CLI: TPE, 4 trials in rounds of 2 x 2 seeds on the small CartPole config."""
+    """A real study through the CLI: TPE, 4 trials in rounds of 2 x 2 seeds on the small CartPole config,
+    maximising the mean over seeds."""
     out = tmp_path_factory.mktemp("study") / "s"
     argv = ["sweep", *SMALL_FLAGS, "--sampler", "tpe", "--trials", "4", "--batch", "2", "--seeds", "2",
-            "--range", "lr=1e-4:3e-3:log", "--grid", "ent_coef=0,0.01", "--eval-episodes", "4"]  # fmt: skip
+            "--range", "lr=1e-4:3e-3:log", "--grid", "ent_coef=0,0.01", "--eval-episodes", "4",
+            "--objective", "mean"]  # fmt: skip
     assert main([*argv, "--out", str(out), "--quiet"]) == 0
     return out
 
@@ -129,7 +131,11 @@ def test_cli_study_outputs(cli_study):
     ranking = read_csv(out / "ranking.csv")
     assert len(ranking) == 4 and len(read_csv(out / "results.csv")) == 8
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}")
-    assert sorted(t.value for t in study.trials) == sorted(float(r["iqm"]) for r in ranking)
+    assert sorted(t.value for t in study.trials) == sorted(float(r["score"]) for r in ranking)
+    members = read_csv(out / "results.csv")
+    for t in study.trials:  # each trial's value is the mean of its seeds' returns (--objective mean)
+        returns = [float(r["final_return"]) for r in members if r["trial"] == str(t.number)]
+        assert len(returns) == 2 and t.value == pytest.approx(sum(returns) / 2)
     curves = np.load(out / "curves.npz")
     assert curves["returns"].shape[0] == 4 and np.nanmax(curves["env_steps"]) == 384
     best = json.loads((out / "best.json").read_text())
@@ -167,6 +173,10 @@ def test_resume_extends_the_study(cli_study, tmp_path):
         (["--sample-seed", "3"], "--sample-seed cannot be given with another value"),
         (["--log", "tensorboard"], "--log cannot be given with another value"),
         (["--heartbeat", "5"], "--heartbeat cannot be given with another value"),
+        (
+            ["--objective", "quantile:0.1"],
+            "--objective cannot be given with another value (the study's: objective='mean'",
+        ),
     ],
 )
 def test_resume_refuses_flags_it_would_ignore(flags, message, cli_study, capsys):

@@ -181,9 +181,12 @@ class _PopulationArgs(_ClusterOptions):
 class _SweepOptions(_PopulationArgs):
     max_population: int | None = None
     """most members per compiled chunk (default: as many as fit in memory)"""
+    objective: str = "iqm"
+    """the statistic over seeds that ranks settings (and that a study maximises): 'iqm', 'mean' or
+    'quantile:Q' (0 < Q < 1; quantile:0.1 prefers settings whose worst decile of seeds still learns)"""
     sampler: Literal["tpe", "cmaes", "gp", "random", "grid"] | None = None
     """Bayesian search with Optuna (extra 'tune'): each round asks --batch trials, trains them x --seeds as one
-    population and tells each trial its IQM; --grid values are categorical choices, --range names ranges"""
+    population and tells each trial its --objective; --grid values are categorical choices, --range names ranges"""
     trials: int | None = None
     """with --sampler: trials of the study in all, counted across every worker that shares it"""
     batch: int | None = None

@@ -59,18 +59,22 @@ def _population_setup(args: _PopulationArgs, kind: str) -> tuple[Any, list[Any],
     return config, settings, members, out, programs
 
 
-def _print_table(rows: list[dict[str, Any]], names: list[str], title: str, limit: int = 20) -> None:
+def _print_table(rows: list[dict[str, Any]], names: list[str], title: str, objective: str, limit: int = 20) -> None:
+    """The ranking as a table: each row's values, its score under `objective` with the score's 95%
+    interval, then its IQM (when the objective is another statistic), mean, seeds and diverged seeds."""
     from rich.console import Console
     from rich.table import Table
 
+    extra = [] if objective == "iqm" else ["IQM"]
     table = Table(title=title)
-    for col in ["rank", *names, "IQM return", "95% CI", "mean", "seeds", "diverged"]:
+    for col in ["rank", *names, f"{objective} return", "95% CI", *extra, "mean", "seeds", "diverged"]:
         table.add_column(col, justify="right")
     for rank, r in enumerate(rows[:limit], start=1):
         values = [f"{r[n]:.4g}" if isinstance(r[n], float) else str(r[n]) for n in names]
         ci = f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
         bad = f"[red]{r['diverged']}[/red]" if r["diverged"] else "0"
-        table.add_row(str(rank), *values, f"{r['iqm']:.1f}", ci, f"{r['mean']:.1f}", str(r["seeds"]), bad)
+        iqm = [f"{r['iqm']:.1f}"] if extra else []
+        table.add_row(str(rank), *values, f"{r['score']:.1f}", ci, *iqm, f"{r['mean']:.1f}", str(r["seeds"]), bad)
     Console().print(table)
 
 
@@ -84,6 +88,7 @@ SWEEP_OPTIONS = (
     "log",
     "max_population",
     "devices",
+    "objective",
 )
 """The options sweep.json keeps for `sweep --resume` of a grid or random sweep (the base settings go to base.json)."""
 
@@ -135,6 +140,9 @@ def sweep_command(args: Any) -> int:
 
     if args.max_population is not None and args.max_population <= 0:
         raise ConfigError(f"max_population={args.max_population!r} is invalid: must be a positive integer")
+    from a2c_jax.population.results import check_objective
+
+    check_objective(args.objective)
     trackers = parse_trackers(args.log)
     if args.compile_cache:
         enable_compile_cache()
@@ -155,7 +163,7 @@ def sweep_command(args: Any) -> int:
             )  # fmt: skip
         if not is_primary():
             return 0
-        ranked = rank_settings(result)
+        ranked = rank_settings(result, args.objective)
         out.mkdir(parents=True, exist_ok=True)
         rows = member_rows(result)
         best = best_config(result, ranked)
@@ -165,7 +173,8 @@ def sweep_command(args: Any) -> int:
         shutil.rmtree(progress.directory, ignore_errors=True)  # results.npz holds every chunk's outputs now
         log_population(trackers, out, "sweep", rows, result.curve_steps, {"episode_return": result.curves})
         plot_sweep(ranked, names, out / "sweep.png", f"A2C sweep on {config.env_id}")
-        _print_table(ranked, names, f"{config.env_id}: final greedy return, IQM over {args.seeds} seeds")
+        title = f"{config.env_id}: final greedy return, {args.objective} over {args.seeds} seeds"
+        _print_table(ranked, names, title, args.objective)
         print(
             f"{len(members)} members in {result.wall_seconds:.1f}s ({result.groups} compiled program(s), compile "
             f"{result.compile_seconds:.1f}s{f', split over {result.devices} devices' if result.devices > 1 else ''})"
@@ -184,7 +193,7 @@ def sweep_command(args: Any) -> int:
 
 STUDY_MAY_CHANGE = ("trials", "batch", "quiet")
 STUDY_OPTIONS = ("grid", "ranges", "seeds", "sample_seed", "eval_episodes", "log", "max_population", "devices",
-                 "sampler", "trials", "batch", "heartbeat")  # fmt: skip
+                 "sampler", "trials", "batch", "heartbeat", "objective")  # fmt: skip
 """The options search.json keeps for --resume (the base settings go to base.json)."""
 DEFAULT_BATCH = 8
 
@@ -232,7 +241,7 @@ def _resumed_study_args(args: Any) -> Any:
     options = _check_saved_options(dict(saved["options"]), type(args)(), path)
     # options with a default of their own: one given with another value than the study's is refused, not ignored
     defaults = type(args)()
-    kept = ("seeds", "sample_seed", "eval_episodes", "log", "heartbeat", "max_population", "devices")
+    kept = ("seeds", "sample_seed", "eval_episodes", "log", "heartbeat", "max_population", "devices", "objective")
     given = [n for n in kept if getattr(args, n) != getattr(defaults, n)]
     differ = [n for n in given if n in options and getattr(args, n) != options[n]]
     if differ:
@@ -269,6 +278,9 @@ def _study_args(args: Any) -> tuple[Any, int]:
             "--num-processes / --distributed"
         )
     check_seed("sample_seed", args.sample_seed)
+    from a2c_jax.population.results import check_objective
+
+    check_objective(args.objective)
     return args, batch
 
 
@@ -338,7 +350,7 @@ def study_command(args: Any) -> int:
         raise ConfigError(f"out={str(out)!r} already exists and is not empty: choose another directory")
     check_output_dir(out, "out", create=False)
     base = flat_settings(config, hparams)
-    signature = study_signature(space, base, args.seeds, args.eval_episodes, args.heartbeat)
+    signature = study_signature(space, base, args.seeds, args.eval_episodes, args.heartbeat, args.objective)
     study, url, name = _open_worker_study(args, out, space, signature)
     options = {k: getattr(args, k) for k in STUDY_OPTIONS} | {"batch": batch}
     write_json_atomic(out / "base.json", base)
@@ -354,10 +366,11 @@ def study_command(args: Any) -> int:
     with count_bar(args.trials, "trials", not args.quiet) as advance, signals_raise():  # requeue on SIGINT/SIGTERM
         progress = lambda done, _total: advance(done)
         worker = f"{socket.gethostname()}:{os.getpid()}"
-        ran = optimize(study, space, args.trials, batch, evaluate, args.heartbeat, worker, progress)
+        ran = optimize(study, space, args.trials, batch, evaluate, args.heartbeat, worker, progress, args.objective)
     ranked, best = write_outputs(study, space, out, config, hparams, trackers)
     if ranked:
-        _print_table(ranked, space.names, f"study {name!r}: final greedy return, IQM over {args.seeds} seeds")
+        title = f"study {name!r}: final greedy return, {args.objective} over {args.seeds} seeds"
+        _print_table(ranked, space.names, title, args.objective)
     print(
         f"{ran} trials trained here in {time.perf_counter() - start:.1f}s; the study holds {len(ranked)} results"
         + (f"; best setting -> {out / 'best.json'}" if best is not None else "")

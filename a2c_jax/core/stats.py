@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,10 +35,13 @@ def iqm(x: np.ndarray) -> float:
     return float(iqm_rows(np.asarray(x)[None])[0])
 
 
-def bootstrap_ci(x: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the IQM over the entries of x [S] (seeds): n resamples of S
-    seeds with replacement, drawn and reduced at once."""
+def bootstrap_ci(
+    x: np.ndarray, n: int = 2000, seed: int = 0, statistic: Callable[[np.ndarray], np.ndarray] = iqm_rows
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of a statistic (by default the IQM) over the entries of x [S]
+    (seeds): n resamples of S seeds with replacement, drawn at once and reduced row by row by
+    `statistic` ([n, S] -> [n])."""
     rng = np.random.default_rng(seed)
     x = np.asarray(x, np.float64)
-    stats = iqm_rows(x[rng.integers(0, len(x), (n, len(x)))])
+    stats = statistic(x[rng.integers(0, len(x), (n, len(x)))])
     return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))

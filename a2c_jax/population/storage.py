@@ -155,6 +155,8 @@ def open_study(
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(f"study_name={name!r} exists and minimises: a sweep maximises the return, use another name")
     saved = study.user_attrs.get(STUDY_ATTR)
+    if saved is not None:
+        saved = {"objective": "iqm", **saved}  # studies of 0.1 maximised the IQM and did not record it
     if saved is None:
         study.set_user_attr(STUDY_ATTR, signature)
     elif saved != signature:

@@ -131,17 +131,18 @@ def counted(trial: optuna.trial.FrozenTrial) -> bool:
     )
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: str) -> None:
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: str, objective: str = "iqm") -> None:
     """Store the outcome as user attributes and the curve as intermediate values, then complete the trial
-    with the IQM over seeds (or fail it, marked `diverged`, when any seed diverged)."""
+    with its score over seeds under `objective` (the IQM by default; or fail it, marked `diverged`, when
+    any seed diverged)."""
     from optuna.trial import TrialState
 
     returns = np.asarray(outcome.returns, np.float64)
-    stats = seed_statistics(returns, np.zeros(returns.shape, bool))
-    value = stats["iqm"]
+    stats = seed_statistics(returns, np.zeros(returns.shape, bool), objective)
+    value = stats["score"]
     attrs = {
         "returns": [float(x) for x in returns], "seeds_diverged": [bool(x) for x in outcome.diverged],
-        **{k: stats[k] for k in ("iqm", "ci_low", "ci_high", "mean")},
+        **{k: stats[k] for k in ("score", "iqm", "ci_low", "ci_high", "mean")},
         "env_steps": int(outcome.env_steps), "seconds": float(outcome.seconds), "worker": worker,
     }  # fmt: skip
     for key, attr in attrs.items():
@@ -184,10 +185,12 @@ def optimize(
     heartbeat_seconds: int = 60,
     worker: str = "",
     on_round: Callable[[int, int], None] = lambda done, total: None,
+    objective: str = "iqm",
 ) -> int:
     """Run rounds until the study counts `trials` trials: fail stale trials of dead workers, ask up to
     `batch` trials, evaluate their settings together, tell each its outcome. When the total is reached
     while other workers' trials still run, wait for them (a dead one's trials come back to be retried).
+    Each trial's value is its score under `objective` (`results.check_objective`).
     Returns how many trials this call evaluated."""
     import optuna
     from optuna.trial import TrialState
@@ -220,7 +223,7 @@ def optimize(
                 finish(study, t, state=TrialState.FAIL)
             raise
         for t, outcome in zip(asked, outcomes, strict=True):
-            tell(study, t, outcome, worker)
+            tell(study, t, outcome, worker, objective)
         evaluated += len(asked)
 
 
@@ -261,13 +264,18 @@ def population_evaluator(
 
 
 def study_signature(
-    space: SearchSpace, base: dict[str, Any], seeds: int, eval_episodes: int, heartbeat_seconds: int
+    space: SearchSpace,
+    base: dict[str, Any],
+    seeds: int,
+    eval_episodes: int,
+    heartbeat_seconds: int,
+    objective: str = "iqm",
 ) -> dict[str, Any]:
     """What every worker of one study must agree on (JSON-able). The heartbeat is part of it: a worker
     fails trials silent for twice its own interval, so one with a shorter interval would fail the live
     trials of a worker that beats less often."""
     return {"search_space": space.to_json(), "base_settings": base, "seeds": seeds, "eval_episodes": eval_episodes,
-            "heartbeat": heartbeat_seconds}  # fmt: skip
+            "heartbeat": heartbeat_seconds, "objective": objective}  # fmt: skip
 
 
 def result_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -278,15 +286,17 @@ def result_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def ranking_rows(study: optuna.Study, space: SearchSpace) -> list[dict[str, Any]]:
-    """One row per result trial: its values, IQM with 95% CI over seeds, mean, seeds, diverged seeds,
-    env steps and seconds; best first, diverged trials after every clean one (as `sweep.rank_settings`)."""
+    """One row per result trial: its values, score (the study's objective) with 95% CI over seeds, IQM,
+    mean, seeds, diverged seeds, env steps and seconds; best first, diverged trials after every clean
+    one (as `sweep.rank_settings`)."""
     rows = []
     for t in result_trials(study):
         a = t.user_attrs
         rows.append(
-            {"trial": t.number, **{n: decode_choice(n, t.params[n]) for n in space.names}, "iqm": a["iqm"],
-             "ci_low": a["ci_low"], "ci_high": a["ci_high"], "mean": a["mean"], "seeds": len(a["returns"]),
-             "diverged": int(a.get("diverged", 0)), "env_steps": a["env_steps"], "seconds": a["seconds"],
+            {"trial": t.number, **{n: decode_choice(n, t.params[n]) for n in space.names},
+             "score": a.get("score", a["iqm"]), "iqm": a["iqm"], "ci_low": a["ci_low"], "ci_high": a["ci_high"],
+             "mean": a["mean"], "seeds": len(a["returns"]), "diverged": int(a.get("diverged", 0)),
+             "env_steps": a["env_steps"], "seconds": a["seconds"],
              "worker": a.get("worker", "")}
         )  # fmt: skip
     return rank(rows, "trial")

@@ -403,13 +403,15 @@ def run_sweep(
     )
 
 
-def rank_settings(result: SweepResult) -> list[dict[str, Any]]:
-    """One row per setting: its values, IQM and 95% bootstrap interval across seeds, and how many of
-    its seeds diverged; best first, every setting with a diverged seed after every clean one."""
+def rank_settings(result: SweepResult, objective: str = "iqm") -> list[dict[str, Any]]:
+    """One row per setting: its values, its score under `objective` (`results.check_objective`: the IQM
+    by default) with a 95% bootstrap interval across seeds, IQM, mean, and how many of its seeds
+    diverged; best first, every setting with a diverged seed after every clean one."""
     rows = []
     for index, setting in enumerate(result.settings):
         mine = np.array([m.setting == index for m in result.members])
-        rows.append({"setting": index, **setting, **seed_statistics(result.final_return[mine], result.diverged[mine])})
+        stats = seed_statistics(result.final_return[mine], result.diverged[mine], objective)
+        rows.append({"setting": index, **setting, **stats})
     return rank(rows, "setting")
 
 
