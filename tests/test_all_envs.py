@@ -12,6 +12,9 @@ from a2c_jax.config import A2CConfig, ConfigError, HParams
 from a2c_jax.core.train import make_train
 from a2c_jax.envs import make_env
 
+# the whole module is in the full suite only: trains every gymnax environment
+pytestmark = pytest.mark.slow
+
 # MNISTBandit downloads MNIST when it is built: offline it must fail with a clear error (online it trains).
 NEEDS_DOWNLOAD = {"MNISTBandit-bsuite"}
 BUILTIN = [e for e in gymnax.registered_envs if not e.endswith("-test")]

@@ -32,6 +32,7 @@ def test_brax_ids_and_errors():
         make_env("brax:hopper@bullet")
 
 
+@pytest.mark.slow
 def test_brax_time_limit_truncates_and_the_env_end_terminates():
     """Two pendulums: env 0 held still, env 1 pushed over. At the step where env 1 falls, both are put
     one step before the 1,000-step limit: env 0 is truncated (bootstrap), env 1 terminated (its own end
@@ -58,6 +59,7 @@ def test_brax_time_limit_truncates_and_the_env_end_terminates():
     assert abs(float(out.final_obs[1, 1])) > 0.2 >= abs(float(after.inner.obs[1, 1]))  # reached vs fresh pole angle
 
 
+@pytest.mark.slow
 def test_brax_trains_a_few_updates():
     config, hparams = preset("default", PENDULUM)
     config = dataclasses.replace(config, num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3).validate()

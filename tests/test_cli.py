@@ -195,6 +195,7 @@ def test_config_file_then_flags_override(tmp_path):
     assert hparams.gamma == HParams().gamma
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_in_subprocess(tmp_path):
     run_dir = tmp_path / "sub"
     proc = subprocess.run(

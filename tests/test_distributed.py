@@ -23,6 +23,9 @@ from a2c_jax.cli import main, one_device_per_core
 from a2c_jax.core.train import build_agent
 from a2c_jax.runs.checkpoint import checkpoint_steps, restore_checkpoint
 
+# the whole module is in the full suite only: multi-device and multi-process runs in subprocesses
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).parent
 TIMEOUT = 300
 TRAIN = ["--preset", "sb3", "--num-envs", "8", "--num-steps", "8", "--quiet", "--eval-episodes", "2"]

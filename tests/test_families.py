@@ -27,6 +27,7 @@ def test_craftax_ids_and_errors():
         make_env("craftax:Craftax-Pixels-v1")
 
 
+@pytest.mark.slow
 def test_craftax_time_limit_truncates_and_death_terminates():
     """A state one step before the time limit truncates (bootstrap) and resets; a player with no
     health left terminates."""
@@ -43,6 +44,7 @@ def test_craftax_time_limit_truncates_and_death_terminates():
     assert info.episode_length.tolist() == [1, 1]
 
 
+@pytest.mark.slow
 def test_craftax_trains_a_few_updates():
     config, hparams = preset("sb3", CLASSIC)
     config = dataclasses.replace(config, num_envs=4, num_steps=8, total_timesteps=4 * 8 * 3).validate()

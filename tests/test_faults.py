@@ -276,6 +276,7 @@ def test_resume_finished_run_says_so_and_changes_nothing(finished, tmp_path, cap
     assert (run / "summary.json").read_text() == summary
 
 
+@pytest.mark.slow
 def test_resume_diverged_run_reports_divergence_again(tmp_path, capsys):
     run = tmp_path / "diverged"
     assert main(["train", *RUN, "--run-dir", str(run), "--lr", "1e38"]) == 1
@@ -286,6 +287,7 @@ def test_resume_diverged_run_reports_divergence_again(tmp_path, capsys):
     assert checkpoint_steps(run / "checkpoints") == [0] and not (run / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_longer_total_on_resume_continues_a_constant_schedule(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path / "run")
     assert main(["train", "--resume", str(run), "--total-timesteps", "512", "--quiet"]) == 0
@@ -332,6 +334,7 @@ def test_every_checkpoint_corrupt_is_one_line_exit_2(finished, tmp_path, capsys)
     assert "no checkpoint in" in line and "checkpoint 12 (ValueError: file 'meta/metadata' is damaged)" in line
 
 
+@pytest.mark.slow
 def test_run_that_never_checkpointed_restarts_in_place(finished, tmp_path, capsys):
     run = tmp_path / "never"
     run.mkdir()
@@ -360,6 +363,7 @@ def current_umask() -> int:
     return mask
 
 
+@pytest.mark.slow
 def test_diverged_sweep_members_are_flagged_and_never_best(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["sweep", *SMALL, "--grid", "lr=1e-3,1e38", "--seeds", "2", "--eval-episodes", "2"]
@@ -375,6 +379,7 @@ def test_diverged_sweep_members_are_flagged_and_never_best(tmp_path, capsys):
     assert results.count("True") == 2
 
 
+@pytest.mark.slow
 def test_sweep_where_every_setting_diverges_writes_no_best(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["sweep", *SMALL, "--grid", "lr=1e38", "--seeds", "1", "--eval-episodes", "2"]
@@ -408,6 +413,7 @@ def small_disk(tmp_path, finished):
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_full_disk_while_checkpointing(small_disk, finished, tmp_path, monkeypatch, capsys):
     if small_disk is None:
         # no tmpfs here: the same fault injected into orbax's writer (ENOSPC after two checkpoints)
@@ -478,6 +484,7 @@ SIGNAL_CASES = {
 
 
 @pytest.mark.parametrize("case", SIGNAL_CASES)
+@pytest.mark.slow
 def test_signals_leave_a_resumable_run(case, tmp_path):
     signum, moment, status = SIGNAL_CASES[case]
     run = tmp_path / "run"
@@ -581,6 +588,7 @@ def test_a_killed_writers_lock_is_taken_over(tmp_path, capsys):
 
 @pytest.mark.parametrize("delay", [0.2, 0.6, 1.2])
 @pytest.mark.parametrize("command", ["train", "resume", "eval"])
+@pytest.mark.slow
 def test_a_signal_in_the_first_seconds_is_one_line_and_130_or_143(command, delay, finished, tmp_path):
     """Ctrl-C (or SIGTERM) while the process is still importing JAX, starting XLA or compiling: exit
     130 / 143 with a last line that says interrupted, never a traceback, a crash or an exit 0."""
@@ -647,6 +655,7 @@ def test_eval_gif_without_pygame_fails_before_evaluating(finished, tmp_path, mon
     assert "gif needs pygame" in one_line(captured.err) and "return" not in captured.out
 
 
+@pytest.mark.slow
 def test_a_finished_run_piped_to_head_is_quiet_and_succeeds(tmp_path):
     """`a2c-jax train | head -c 10`: the reader goes early; the run still finishes (exit 0) and says
     nothing about a broken pipe."""
@@ -664,6 +673,7 @@ def test_traceback_variable_zero_means_off(monkeypatch, tmp_path, capsys):
     assert "internal error: RuntimeError: boom" in one_line(capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGINT to a grid sweep between population chunks: exit 130, the finished chunks kept; `sweep
     --resume OUT` trains only the rest and ends with the results of a sweep never interrupted."""
@@ -707,6 +717,7 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     ],
     ids=["cuda-missing", "xla-unknown-flag", "xla-garbage", "wandb-mode", "wandb-online-no-key"],
 )  # fmt: skip
+@pytest.mark.slow
 def test_a_bad_environment_variable_is_one_line_naming_it(env, message, tmp_path):
     """Environment variables JAX, XLA or W&B would choke on (an internal assertion, a C++ fatal line and a
     flag dump, a validation traceback, a minute and a half of login retries) are exit 2, one line naming
@@ -738,6 +749,7 @@ def test_a_checkpoint_that_no_longer_fits_its_config_is_one_line(finished, tmp_p
     assert not list((run / "checkpoints").glob("*tmp*"))
 
 
+@pytest.mark.slow
 def test_no_stray_lines_on_stderr(tmp_path, monkeypatch, capsys):
     """A compilation cache that cannot be written is one warning line (then no cache); W&B under
     --quiet prints nothing of its own."""
@@ -754,6 +766,7 @@ def test_no_stray_lines_on_stderr(tmp_path, monkeypatch, capsys):
     assert any((tmp_path / "w" / "wandb").glob("offline-run-*"))
 
 
+@pytest.mark.slow
 def test_a_run_directory_removed_mid_run_is_not_recreated(tmp_path):
     """`rm -rf RUN_DIR` while training: exit 1 naming what went, and the run does not go on (it was
     silently re-created without its config.json and finished with exit 0). A checkpoint being written at
@@ -774,6 +787,7 @@ def test_a_run_directory_removed_mid_run_is_not_recreated(tmp_path):
     assert not (run / "config.json").exists() and not (run / "summary.json").exists()  # the run did not go on
 
 
+@pytest.mark.slow
 def test_stdout_on_a_full_device_drops_output_and_the_run_finishes(tmp_path):
     with open("/dev/full", "w") as full:
         proc = subprocess.run([*CLI, "train", *RUN, "--run-dir", str(tmp_path / "r")], stdout=full,
@@ -794,6 +808,7 @@ def test_metrics_that_cannot_be_appended_name_the_file(tmp_path):
     assert caught.value.filename == "/dev/full" and caught.value.strerror == "No space left on device"
 
 
+@pytest.mark.slow
 def test_an_interrupted_pbt_run_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGINT to `a2c-jax pbt` after a generation: exit 130 with a checkpoint; `pbt --resume OUT` ends with
     the results and schedule of the run never interrupted."""

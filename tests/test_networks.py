@@ -68,6 +68,7 @@ def test_vmapped_initialisation_gives_distinct_orthogonal_members():
     assert not np.allclose(kernels[0], kernels[1])
 
 
+@pytest.mark.slow
 def test_cnn_torso_shapes_and_training_on_minatar():
     from a2c_jax.config import HParams
     from a2c_jax.core.train import make_train

@@ -126,6 +126,7 @@ def greedy_return(network: str, hidden_sizes: tuple[int, ...]) -> float:
     return float(np.mean(result.returns))
 
 
+@pytest.mark.slow
 def test_memory_task_is_solved_by_gru_but_not_by_mlp():
     """MemoryChain: a memoryless policy sees the same last observation whatever the context, so its
     greedy return is 0 in expectation (about +-0.05 over 400 episodes); the GRU remembers."""

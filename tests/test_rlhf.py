@@ -187,6 +187,7 @@ def test_check_model_names_the_mismatch(tiny):
         check_model(model, params, TaskSpec(prompt_digits=3, response_len=16))  # context 10 holds 10
 
 
+@pytest.mark.slow
 def test_a2c_gradient_equals_ppo_clip_gradient_at_old_params(tiny):
     """At theta = theta_old the ratio is 1, clipping is inactive, and the PPO-clip surrogate's gradient
     is E[A grad log pi]: the A2C policy gradient. (Value and entropy terms are shared and set to 0.)"""
@@ -336,6 +337,7 @@ def sweep_run(tmp_path_factory):
     return root, json.loads((root / "sweep" / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_rlhf_end_to_end_beats_the_reference_and_beta_limits_kl(sweep_run):
     root, summary = sweep_run
     low, high = summary["members"]
@@ -354,6 +356,7 @@ def test_rlhf_end_to_end_beats_the_reference_and_beta_limits_kl(sweep_run):
     assert len(lines) == 2 * (1 + 5)  # update 0 and five log points, per beta
 
 
+@pytest.mark.slow
 def test_rlhf_second_run_reuses_the_stages(sweep_run, capsys):
     root, summary = sweep_run
     out = root / "again"
@@ -388,6 +391,7 @@ def lines(path):
     return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_rlhf_interrupted_and_resumed_equals_uninterrupted(whole_run):
     """SIGINT to a running `a2c-jax rlhf` inside its A2C stage: exit 130 with a checkpoint and the
     command that continues it; `--resume` then ends with the records and results of the run that was
@@ -421,6 +425,7 @@ def test_rlhf_resume_refuses_other_settings_and_missing_runs(whole_run, tmp_path
     assert status == 2 and "holds no config.json: nothing to resume" in err[0], err
 
 
+@pytest.mark.slow
 def test_rlhf_divergence_is_reported_as_divergence(sweep_run, capsys):
     """A learning rate that overflows the policy: exit 1, one line naming divergence and the update,
     and the last good state checkpointed (not an internal error)."""
@@ -571,6 +576,7 @@ def test_every_field_of_a_stage_changes_its_cache_key(tmp_path):
             assert moved != later, (stage, name)
 
 
+@pytest.mark.slow
 def test_one_diverging_beta_keeps_the_others(sweep_run, capsys):
     """rlhf-sweep where one beta's policy diverges (a KL coefficient of 1e30 overflows its rewards): that
     beta is reported as diverged with its update, the other beta trains to its result, exit 0."""

@@ -91,6 +91,7 @@ def alone(train, agent, hparams, seed, episodes=4):
     return float(result.returns.mean()), np.asarray(metrics.episode_return), np.asarray(metrics.episodes)
 
 
+@pytest.mark.slow
 def test_each_member_equals_training_it_alone(lr_members):
     _, members = lr_members
     result = sweep.run_group(members, 4, None, lambda n: None)
@@ -104,6 +105,7 @@ def test_each_member_equals_training_it_alone(lr_members):
     assert len({float(r) for r in result.final_return}) > 1
 
 
+@pytest.mark.slow
 def test_chunked_population_equals_one_program(lr_members):
     _, members = lr_members
     whole = sweep.run_group(members, 4, None, lambda n: None)
@@ -113,6 +115,7 @@ def test_chunked_population_equals_one_program(lr_members):
     np.testing.assert_allclose(chunked.final_return, whole.final_return)
 
 
+@pytest.mark.slow
 def test_static_settings_split_into_groups(small_config):
     settings = space.expand_settings(space.parse_grid(["num_steps=4,8"]), {}, 0)
     members = sweep.make_members(small_config, HParams(), settings, [0])
@@ -212,6 +215,7 @@ def test_sweep_and_pbt_take_every_train_flag():
         assert float(hparams.ent_coef) == 0.02
 
 
+@pytest.mark.slow
 def test_pbt_command_outputs(tmp_path):
     out = tmp_path / "pbt"
     argv = ["pbt", *SMALL_FLAGS, "--grid", "lr=1e-4,3e-4,1e-3,3e-3", "--seeds", "1", "--interval", "4"]

@@ -69,6 +69,7 @@ def assert_mirrors_metrics(run_dir: Path) -> dict[str, dict[int, float]]:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboardX") is None, reason="the tensorboard extra is not installed")
+@pytest.mark.slow
 def test_tensorboard_mirrors_metrics_and_survives_resume(tmp_path):
     import shutil
 
@@ -179,6 +180,7 @@ WANDB_MISSING = importlib.util.find_spec("wandb") is None
 
 
 @pytest.mark.skipif(WANDB_MISSING, reason="the wandb extra is not installed")
+@pytest.mark.slow
 def test_wandb_offline_run_mirrors_metrics(tmp_path):
     run_dir = tmp_path / "run"
     run_cli(["train", *SMALL_ARGS, "--total-timesteps", "384", "--log-points", "12", "--run-dir", str(run_dir),
@@ -201,6 +203,7 @@ def test_wandb_offline_run_mirrors_metrics(tmp_path):
 
 
 @pytest.mark.skipif(WANDB_MISSING, reason="the wandb extra is not installed")
+@pytest.mark.slow
 def test_wandb_sweep_run_holds_the_members_table_and_curves(tmp_path):
     import csv
 

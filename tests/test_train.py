@@ -207,7 +207,8 @@ def test_presets():
 
 def test_env_families_get_their_default_preset():
     """`brax:` and `craftax:` ids take their family's default (whatever the env name); gymnax ids and
-    unknown namespaces keep CartPole's; sb3 stays SB3's for every family."""
+    unknown namespaces get the generic default (CartPole's with SB3's lr and GAE lambda); sb3 stays SB3's
+    for every family."""
     cfg, hp = preset("default", "brax:ant@spring")
     assert (cfg.num_envs, cfg.num_steps, cfg.optimizer, cfg.normalize_observation, hp.lr) == (
         32,
@@ -218,7 +219,10 @@ def test_env_families_get_their_default_preset():
     )
     cfg, hp = preset("default", "craftax:Craftax-Symbolic-v1")
     assert (cfg.hidden_sizes, cfg.num_steps, hp.gae_lambda, hp.ent_coef) == ((512, 512, 512), 16, 0.8, 0.01)
-    cartpole = preset("default", "CartPole-v1")
-    assert preset("default", "mine:corridor")[0].num_envs == cartpole[0].num_envs
+    cartpole, generic = preset("default", "CartPole-v1"), preset("default", "mine:corridor")
+    assert (generic[0].num_envs, generic[0].lr_schedule) == (cartpole[0].num_envs, cartpole[0].lr_schedule)
+    assert (float(cartpole[1].lr), float(cartpole[1].gae_lambda)) == (1e-3, 0.8)  # CartPole's own, for robustness
+    assert (float(generic[1].lr), float(generic[1].gae_lambda)) == (7e-4, 1.0)  # SB3's for the rest
+    assert preset("default", "Acrobot-v1")[1] == generic[1]
     assert preset("default", "gymnax:Pendulum-v1")[0].num_envs == 16
     assert preset("sb3", "brax:hopper")[0].optimizer == "rmsprop"

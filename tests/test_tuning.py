@@ -295,6 +295,7 @@ def check_two_workers(storage: str) -> None:
         assert t.value == pytest.approx(objective(t.params))
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_sqlite_study(tmp_path):
     check_two_workers(f"sqlite:///{tmp_path / 'study.db'}")
 
@@ -303,6 +304,7 @@ def test_two_workers_share_a_journal_file(tmp_path):
     check_two_workers(f"journal:{tmp_path / 'study.log'}")
 
 
+@pytest.mark.slow
 def test_a_killed_workers_trials_are_retried_not_counted(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     with started(worker(storage, 6, 3, sleep=120)) as (slow,):
@@ -322,6 +324,7 @@ def test_a_killed_workers_trials_are_retried_not_counted(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.slow
 def test_interrupted_cli_study_requeues_and_resumes(sig, tmp_path):
     """A study worker stopped by SIGINT or SIGTERM fails its running trials and requeues their settings
     (exit 130 / 143); --resume trains them."""
@@ -389,6 +392,7 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgres_study(postgres_url):
     check_two_workers(postgres_url)
 
