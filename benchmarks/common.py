@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,11 +44,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def provenance() -> dict[str, Any]:
+    """The commit the benchmark ran at (with '+dirty' when the tree had uncommitted changes) and its exact
+    command line, so a row can be re-run."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=RESULTS.parent).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD").strip() or None
+    if commit and git("status", "--porcelain", "--untracked-files=no").strip():
+        commit += "+dirty"
+    command = ["python", "-m", f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]
+    return {"commit": commit, "command": " ".join(command)}
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """Write RESULTS/name.json with the machine description added."""
+    """Write RESULTS/name.json with the machine description and the run's provenance added."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    path.write_text(json.dumps({"machine": machine(), **provenance(), **payload}, indent=2) + "\n")
     return path
 
 
