@@ -309,7 +309,7 @@ def test_a_killed_workers_trials_are_retried_not_counted(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     with started(worker(storage, 6, 3, sleep=120)) as (slow,):
         wait_for(lambda: sum(t.state == TrialState.RUNNING for t in polled_states(storage)) == 3, slow, TIMEOUT)
-        time.sleep(1.0)  # the third trial's first heartbeat follows its ask (a worker killed in between: see ask)
+        time.sleep(3.0)  # the third trial's first heartbeat follows its ask (a worker killed in between: see ask)
         os.killpg(slow.pid, signal.SIGKILL)
     killed = {t.number: t.params for t in states(storage)}
     with started(worker(storage, 6, 3)) as (fresh,):
@@ -337,7 +337,10 @@ def test_interrupted_cli_study_requeues_and_resumes(sig, tmp_path):
             "--out", str(out)]  # fmt: skip
     storage = f"sqlite:///{(out / 'study.db').absolute()}"
     with started(argv) as (proc,):
-        wait_for(lambda: (out / "search.json").exists() and len(polled_states(storage)) == 2, proc, TIMEOUT)
+        # both trials asked and their settings suggested (a signal between the two is a trial with no
+        # setting: it is requeued empty and the resumed study samples it afresh)
+        wait_for(lambda: (out / "search.json").exists() and sum(bool(t.params) for t in polled_states(storage)) == 2,
+                 proc, TIMEOUT)  # fmt: skip
         proc.send_signal(sig)
         text = proc.communicate(timeout=TIMEOUT)[0]
     if proc.returncode == 0:
