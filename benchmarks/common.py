@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -40,8 +41,45 @@ def machine() -> dict[str, Any]:
         "jax_backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,
+        "gpu_driver": gpu_driver() if jax.default_backend() == "gpu" else None,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax_matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
+        "torch_matmul_precision": torch_precision(),
         "date": time.strftime("%Y-%m-%d"),
+        **versions(),
     }
+
+
+LIBRARIES = ("jaxlib", "flax", "optax", "chex", "gymnax", "torch", "stable-baselines3", "gymnasium", "brax", "craftax")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the libraries a benchmark may use (without importing them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in LIBRARIES:
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def torch_precision() -> str | None:
+    """PyTorch's float32 matmul precision when this process has imported it ('highest' is IEEE)."""
+    torch = sys.modules.get("torch")
+    return str(torch.get_float32_matmul_precision()) if torch is not None else None
+
+
+def gpu_driver() -> str | None:
+    """The NVIDIA driver version, from nvidia-smi."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def provenance() -> dict[str, Any]:

@@ -5,7 +5,10 @@ themselves and never copied by hand. Each file becomes a section with its machin
 that made it where the file records one, its scalar fields, and one table per list or mapping of
 records. Long series (learning curves, per-update metrics, samples) are summarised, not printed.
 
-    python docs/gen_results.py            # writes docs/benchmarks/results.md
+It also writes the README's table against PyTorch (between its two markers) from
+`benchmarks/results/cpu-throughput-vs-torch.json`.
+
+    python docs/gen_results.py            # writes docs/benchmarks/results.md and the README's table
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def section(path: Path) -> list[str]:
             continue
         if is_records(value):
             tables.append((key, table(value)))
+            tables += nested_tables(key, value)
         elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             tables.append((key, table([{"name": k, **v} for k, v in value.items()], first="name")))
         elif isinstance(value, dict) and value and all(is_records(v) for v in value.values()):
@@ -119,6 +123,68 @@ def section(path: Path) -> list[str]:
         if lines:
             out += [f"**{key}**", "", *lines, ""]
     return out
+
+
+def nested_tables(key: str, records: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Records whose fields hold mappings of records (a row of contenders, say): one more table per
+    record and field, titled by the record's first scalar field."""
+    out = []
+    for rec in records:
+        label = next((f"{k} {cell(v)}" for k, v in rec.items() if isinstance(v, bool | int | float | str)), "")
+        for field, value in rec.items():
+            if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+                out.append((f"{key}, {label}: {field}", table([{"name": k, **v} for k, v in value.items()], "name")))
+            elif isinstance(value, dict) and value:
+                out.append((f"{key}, {label}: {field}", table([{"field": k, "value": v} for k, v in value.items()])))
+    return out
+
+
+HEADLINE = "cpu-throughput-vs-torch"
+BEGIN, END = f"<!-- generated from benchmarks/results/{HEADLINE}.json -->", "<!-- end of generated table -->"
+
+
+def headline(results: Path = RESULTS) -> str:
+    """The README's table against PyTorch, made from `benchmarks/results/cpu-throughput-vs-torch.json`:
+    per env count, each side's median env steps/s and a2c_jax's best over the fastest PyTorch variant
+    and over SB3's best thread count."""
+    data = json.loads((results / f"{HEADLINE}.json").read_text())
+    m = data["machine"]
+    lines = [
+        BEGIN,
+        f"Median training env steps/s of {data['repeats']} interleaved repeats on {m['cpu']} ({m['cores']} cores), "
+        f"jax {m['jax']}, torch {m.get('torch', '?')}, {m['date']}, float32 matmuls, commit "
+        f"`{str(data.get('commit'))[:10]}`; `{data.get('command')}` "
+        f"(`benchmarks/results/{HEADLINE}.json`, ranges in the docs):",
+        "",
+        "| envs | a2c_jax | a2c_jax, both cores | fastest PyTorch (variant, threads) | SB3 A2C | vs PyTorch | vs SB3 |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [headline_row(row) for row in data["rows"]]
+    return "\n".join([*lines, END])
+
+
+def headline_row(row: dict[str, Any]) -> str:
+    """One env count of the README's table (`-` where a contender did not run at that size)."""
+    c, r = row["contenders"], row["ratios"]
+
+    def rate(name: str | None) -> str:
+        return number(round(c[name]["median"])) if name and "median" in c.get(name, {}) else "-"
+
+    sb3_runs = [n for n in c if n.startswith("sb3_") and "median" in c[n]]
+    sb3 = max(sb3_runs, key=lambda n: c[n]["median"], default=None)
+    fastest = r.get("fastest_torch")
+    torch_cell = f"{rate(fastest)} ({str(fastest).removeprefix('torch_')})" if fastest else "-"
+    keys = ("a2c_jax_any_devices_over_fastest_torch", "a2c_jax_any_devices_over_sb3")
+    ratio = [f"{r[k]:.1f}x" if k in r else "-" for k in keys]
+    cells = [number(row["num_envs"]), rate("a2c_jax"), rate("a2c_jax_all_cores"), torch_cell, rate(sb3), *ratio]
+    return "| " + " | ".join(cells) + " |"
+
+
+def update_readme(readme: Path = ROOT / "README.md") -> None:
+    """Replace the README's generated table with `headline()`."""
+    text = readme.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + headline() + text[end:])
 
 
 def render(results: Path = RESULTS) -> str:
@@ -141,6 +207,7 @@ def render(results: Path = RESULTS) -> str:
 def main() -> None:
     PAGE.parent.mkdir(parents=True, exist_ok=True)
     PAGE.write_text(render())
+    update_readme()
 
 
 if __name__ == "__main__":

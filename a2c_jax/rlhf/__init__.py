@@ -2,8 +2,9 @@
 penalty to a frozen reference, from the core's GAE, distributions, A2C objective and optax chain.
 
 Modules: task (vocabulary, prompts, gold reward), model (the `LanguageModel` protocol and a causal
-transformer), sampling (scan-based sampling, full recompute or KV cache), objective (per-token
-rewards, token GAE, KL estimators, the loss), train (the compiled stages), run (the host side of
+transformer), pretrained (Hugging Face GPT-2 and Llama checkpoints as flax modules, loaded and
+exported), sampling (scan-based sampling, full recompute or KV cache), objective (per-token rewards,
+token GAE, KL estimators, the loss), train (the compiled stages), run (the host side of
 `a2c-jax rlhf`). Public names load on first use, like the package's own.
 """
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from a2c_jax.rlhf.config import RLHFConfig
     from a2c_jax.rlhf.model import CausalTransformer, LanguageModel
     from a2c_jax.rlhf.objective import kl_estimates, rlhf_loss, token_advantages, token_rewards
+    from a2c_jax.rlhf.pretrained import ModelConfig, Pretrained, PretrainedLM, load_pretrained, save_pretrained
     from a2c_jax.rlhf.run import run_rlhf
     from a2c_jax.rlhf.sampling import make_sampler, sample, sample_cached
     from a2c_jax.rlhf.train import a2c_step
@@ -29,6 +31,11 @@ _LAZY: dict[str, str] = {
     "rlhf_loss": "a2c_jax.rlhf.objective",
     "token_advantages": "a2c_jax.rlhf.objective",
     "token_rewards": "a2c_jax.rlhf.objective",
+    "ModelConfig": "a2c_jax.rlhf.pretrained",
+    "Pretrained": "a2c_jax.rlhf.pretrained",
+    "PretrainedLM": "a2c_jax.rlhf.pretrained",
+    "load_pretrained": "a2c_jax.rlhf.pretrained",
+    "save_pretrained": "a2c_jax.rlhf.pretrained",
     "run_rlhf": "a2c_jax.rlhf.run",
     "make_sampler": "a2c_jax.rlhf.sampling",
     "sample": "a2c_jax.rlhf.sampling",
@@ -39,14 +46,19 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "CausalTransformer",
     "LanguageModel",
+    "ModelConfig",
+    "Pretrained",
+    "PretrainedLM",
     "RLHFConfig",
     "a2c_step",
     "kl_estimates",
+    "load_pretrained",
     "make_sampler",
     "rlhf_loss",
     "run_rlhf",
     "sample",
     "sample_cached",
+    "save_pretrained",
     "token_advantages",
     "token_rewards",
 ]

@@ -1,0 +1,225 @@
+"""Hugging Face models in JAX (a2c_jax.rlhf.pretrained) against `transformers`' own PyTorch code on the
+same randomly initialised checkpoints, built and saved here (nothing is downloaded): a byte-level BPE
+tokenizer trained with `tokenizers`, 2-layer GPT-2 and Llama models (Llama with grouped-query attention)
+written with `save_pretrained`."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("safetensors")
+
+from a2c_jax.config import ConfigError  # noqa: E402
+from a2c_jax.rlhf.pretrained import build, load_pretrained, save_pretrained  # noqa: E402
+
+TEXTS = [f"the {w} number {i} is {i * 7 % 13} and then {w}s follow." for i in range(200) for w in ("cat", "dog")]
+PROMPTS = ["the cat number 3", "a dog", "the dog number 12 is 2 and"]
+
+
+def make_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(TEXTS, trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", padding_side="left"
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """{family: directory} of random GPT-2 and Llama models with the tokenizer, as save_pretrained writes."""
+    tokenizer = make_tokenizer()
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    configs = {
+        "gpt2": transformers.GPT2Config(
+            vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=4, initializer_range=0.2, **ids
+        ),
+        "llama": transformers.LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, initializer_range=0.2,
+            rms_norm_eps=1e-6, **ids,
+        ),
+    }  # fmt: skip
+    out = {}
+    for family, config in configs.items():
+        torch.manual_seed(0)
+        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+        if family == "llama":  # RMSNorm weights start at 1: move them so the norm's weight is checked
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if "norm" in name:
+                        p.add_(0.3 * torch.randn_like(p))
+        path = tmp_path_factory.mktemp(family)
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        out[family] = path
+    return out
+
+
+def torch_model(path, cls=None):
+    cls = cls or transformers.AutoModelForCausalLM
+    return cls.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
+
+
+def left_padded(tokenizer):
+    """Token ids [B, L], key mask [B, L] and positions [B, L] (0 at each row's first real token)."""
+    batch = tokenizer(PROMPTS, padding=True, return_tensors="np")
+    mask = batch["attention_mask"].astype(bool)
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    return batch["input_ids"].astype(np.int32), mask, positions.astype(np.int32)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_logits_match_transformers_on_a_left_padded_batch(checkpoints, family):
+    loaded = load_pretrained(checkpoints[family])
+    tokens, mask, positions = left_padded(loaded.tokenizer)
+    assert mask.sum(1).min() < mask.shape[1]  # the batch really is padded
+    logits, values = jax.jit(loaded.module.apply)({"params": loaded.params}, tokens, positions, mask)
+    with torch.no_grad():
+        reference = torch_model(checkpoints[family])(
+            input_ids=torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long),
+            position_ids=torch.tensor(positions, dtype=torch.long),
+        ).logits.numpy()  # fmt: skip
+    ours = np.asarray(logits)
+    assert np.abs(reference).max() > 1.0  # weights large enough that a wrong layer shows
+    assert np.abs(ours[mask] - reference[mask]).max() < 1e-4
+    assert np.all(np.asarray(values) == 0.0)  # a fresh scalar head is zero
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_padding_does_not_change_a_prompts_logits(checkpoints, family):
+    loaded = load_pretrained(checkpoints[family], tokenizer=True)
+    tokens, mask, positions = left_padded(loaded.tokenizer)
+    apply = jax.jit(loaded.module.apply)
+    padded, _ = apply({"params": loaded.params}, tokens, positions, mask)
+    row = int(np.argmin(mask.sum(1)))  # the shortest prompt, the most padding
+    alone = tokens[row : row + 1][:, mask[row]]
+    unpadded, _ = apply({"params": loaded.params}, alone)
+    assert np.abs(np.asarray(padded)[row][mask[row]] - np.asarray(unpadded)[0]).max() < 1e-5
+
+
+def greedy(module, params, prompts: np.ndarray, new_tokens: int) -> np.ndarray:
+    """Greedy continuation with the KV cache: the prompt in one call, then one token per call."""
+    decoder = module.clone(decode=True)
+    batch, length = prompts.shape
+    buffer = jnp.zeros((batch, length + new_tokens), jnp.int32)
+    cache = jax.tree.map(jnp.zeros_like, jax.eval_shape(decoder.init, jax.random.PRNGKey(0), buffer)["cache"])
+
+    @jax.jit
+    def run(params, cache, prompts):
+        (logits, _), mutated = decoder.apply({"params": params, "cache": cache}, prompts, mutable=["cache"])
+        first = jnp.argmax(logits[:, -1], -1).astype(jnp.int32)
+
+        def step(carry, _):
+            cache, token = carry
+            (logits, _), mutated = decoder.apply({"params": params, "cache": cache}, token[:, None], mutable=["cache"])
+            nxt = jnp.argmax(logits[:, 0], -1).astype(jnp.int32)
+            return (mutated["cache"], nxt), token
+
+        _, tokens = jax.lax.scan(step, (mutated["cache"], first), None, length=new_tokens)
+        return tokens.T
+
+    return np.asarray(run(params, cache, jnp.asarray(prompts)))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_kv_cache_greedy_decoding_equals_transformers_generate(checkpoints, family):
+    loaded = load_pretrained(checkpoints[family])
+    prompts = np.asarray(loaded.tokenizer(["the cat number", "the dog number"])["input_ids"], np.int32)
+    assert prompts.shape[0] == 2 and len(set(map(len, prompts))) == 1
+    ours = greedy(loaded.module, loaded.params, prompts, 8)
+    model = torch_model(checkpoints[family])
+    with torch.no_grad():
+        theirs = model.generate(
+            torch.tensor(prompts, dtype=torch.long), max_new_tokens=8, do_sample=False,
+            attention_mask=torch.ones(prompts.shape, dtype=torch.long), pad_token_id=loaded.tokenizer.pad_token_id,
+        ).numpy()[:, prompts.shape[1] :]  # fmt: skip
+    eos = loaded.tokenizer.eos_token_id
+    for mine, row in zip(ours, theirs, strict=True):  # generate stops a row at its EOS (then pads)
+        stop = int(np.argmax(row == eos)) + 1 if np.any(row == eos) else len(row)
+        np.testing.assert_array_equal(mine[:stop], row[:stop])
+    # and the cache gives the logits of a full recompute
+    full, _ = loaded.module.apply({"params": loaded.params}, np.concatenate([prompts, ours[:, :-1]], axis=1))
+    np.testing.assert_array_equal(np.argmax(np.asarray(full)[:, prompts.shape[1] - 1 :], -1), ours)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_export_is_a_directory_transformers_loads_with_the_same_logits(checkpoints, family, tmp_path):
+    loaded = load_pretrained(checkpoints[family])
+    params = jax.tree.map(lambda x: x * 1.01, loaded.params)  # "trained": not the original weights
+    params["scalar_head"] = {"kernel": jnp.full((loaded.config.width, 1), 0.1), "bias": jnp.full((1,), 0.5)}
+    out = save_pretrained(tmp_path / "export", loaded.module, params, loaded.tokenizer)
+    tokens = np.asarray(loaded.tokenizer(["the dog number 12 is 2"])["input_ids"], np.int32)
+    ours, values = loaded.module.apply({"params": params}, tokens)
+    with torch.no_grad():
+        theirs = torch_model(out)(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
+    assert np.abs(np.asarray(ours) - theirs).max() < 1e-4
+    again = load_pretrained(out)
+    assert again.tokenizer.eos_token_id == loaded.tokenizer.eos_token_id
+    _, values_again = again.module.apply({"params": again.params}, tokens)
+    assert np.abs(np.asarray(values_again) - np.asarray(values)).max() == 0.0  # the value head came back
+    assert not list(tmp_path.glob(".export.*"))  # no staging directory left
+
+
+def test_a_reward_models_score_head_becomes_the_scalar_head(checkpoints, tmp_path):
+    """GPT2ForSequenceClassification (one label) saved by transformers: our value at each row's last token
+    equals its reward."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoints["gpt2"])
+    config = transformers.AutoConfig.from_pretrained(checkpoints["gpt2"], num_labels=1)
+    torch.manual_seed(1)
+    rm = transformers.GPT2ForSequenceClassification(config).eval()
+    rm.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    loaded = load_pretrained(tmp_path / "rm")
+    tokens, mask, positions = left_padded(loaded.tokenizer)
+    _, values = loaded.module.apply({"params": loaded.params}, tokens, positions, mask)
+    with torch.no_grad():
+        reward = rm(
+            input_ids=torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long),
+            position_ids=torch.tensor(positions, dtype=torch.long),
+        ).logits[:, 0].numpy()  # fmt: skip
+    assert np.abs(reward).max() > 0.1
+    assert np.abs(np.asarray(values)[:, -1] - reward).max() < 1e-4
+
+
+def test_bad_model_directories_are_one_clear_line(checkpoints, tmp_path):
+    with pytest.raises(ConfigError, match=r"no config\.json"):
+        load_pretrained(tmp_path)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ConfigError, match=r"model_type='bert' is not supported \(allowed: 'gpt2'"):
+        load_pretrained(odd)
+    fields = json.loads((checkpoints["gpt2"] / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps(fields))
+    with pytest.raises(ConfigError, match=r"has no model\.safetensors"):
+        load_pretrained(odd)
+    (odd / "config.json").write_text(json.dumps({**fields, "n_layer": 3}))
+    (odd / "model.safetensors").symlink_to(checkpoints["gpt2"] / "model.safetensors")
+    with pytest.raises(ConfigError, match=r"has no tensor 'h\.2\.ln_1\.weight'"):
+        load_pretrained(odd, tokenizer=False)
+
+
+def test_the_module_runs_without_a_checkpoint(checkpoints):
+    """`build` of a config alone gives a module that initialises (random weights) like any LanguageModel."""
+    loaded = load_pretrained(checkpoints["llama"], tokenizer=False)
+    module = build(loaded.config)
+    variables = module.init(jax.random.PRNGKey(0), jnp.zeros((2, 5), jnp.int32))
+    logits, values = module.apply(variables, jnp.ones((2, 5), jnp.int32))
+    assert logits.shape == (2, 5, loaded.config.vocab_size) and values.shape == (2, 5)
+    with pytest.raises(ValueError, match="exceeds the model's context of 64 tokens"):
+        module.apply(variables, jnp.ones((1, 65), jnp.int32))
