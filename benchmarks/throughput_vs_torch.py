@@ -31,7 +31,7 @@ from a2c_jax.cli import cpu_device_per_core
 from benchmarks.common import write_result
 from benchmarks.throughput import prepare_a2c_jax, sized
 from benchmarks.timing import Contender, Run, time_interleaved
-from benchmarks.torch_a2c import NativeTrainer, train_gymnasium
+from benchmarks.torch_a2c import NativeTrainer, rollout, train_gymnasium
 
 N_STEPS = 5
 
@@ -114,6 +114,15 @@ def ratios(stats: dict[str, dict]) -> dict[str, object]:
     return out
 
 
+def variants_agree(variants: list[str], num_envs: int = 8) -> dict[str, float]:
+    """|loss of each variant - the eager loss| on one rollout, from the same initial weights: the
+    compiled loop computes what the eager one does."""
+    eager = NativeTrainer(num_envs, N_STEPS, "cpu", "eager")
+    _, _, batch = rollout(eager.model, eager.state, eager.steps, N_STEPS)
+    reference = eager.loss_on(batch)
+    return {v: abs(NativeTrainer(num_envs, N_STEPS, "cpu", v).loss_on(batch) - reference) for v in variants}
+
+
 def set_precision(precision: str) -> None:
     """Matmul precision on both sides: 'float32' (IEEE) or 'tensorfloat32' (TF32 where a GPU has it)."""
     jax.config.update("jax_default_matmul_precision", precision)
@@ -133,6 +142,8 @@ def main() -> None:
     cpu_device_per_core()  # XLA reads it when its backend starts: one device runs as before, `--devices all` splits
     set_precision(args.precision)
     cores = jax.local_device_count() if jax.default_backend() == "cpu" else 1
+    agree = variants_agree(args.variants)
+    print(f"loss of each PyTorch variant against eager's on one rollout: {agree}", flush=True)
     rows = []
     start = time.perf_counter()
     for n in args.envs:
@@ -143,7 +154,8 @@ def main() -> None:
         path = write_result(
             args.name,
             {"benchmark": "throughput_vs_torch", "env_id": "CartPole-v1", "n_steps": N_STEPS, "repeats": args.repeats,
-             "seconds_per_repeat": args.seconds, "precision": args.precision, "cpu_devices": cores, "rows": rows},
+             "seconds_per_repeat": args.seconds, "precision": args.precision, "cpu_devices": cores,
+             "torch_variants_loss_diff": agree, "rows": rows},
         )  # fmt: skip
     print(f"wrote {path} in {time.perf_counter() - start:.0f}s")
 
