@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -82,9 +83,11 @@ def gpu_driver() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
+@functools.cache
 def provenance() -> dict[str, Any]:
     """The commit the benchmark ran at (with '+dirty' when the tree had uncommitted changes) and its exact
-    command line, so a row can be re-run."""
+    command line, so a row can be re-run. Taken once, when this module is imported (the benchmark's
+    start): a file written later in a long run still names the code it ran."""
 
     def git(*args: str) -> str:
         try:
@@ -97,6 +100,19 @@ def provenance() -> dict[str, Any]:
         commit += "+dirty"
     command = ["python", "-m", f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]
     return {"commit": commit, "command": " ".join(command)}
+
+
+def set_precision(precision: str) -> None:
+    """Matmul precision on both sides: 'float32' (IEEE) or 'tensorfloat32' (TF32 where a GPU has it),
+    for JAX and, when it is installed, PyTorch."""
+    import jax
+
+    jax.config.update("jax_default_matmul_precision", precision)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_float32_matmul_precision("highest" if precision == "float32" else "high")
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
@@ -112,3 +128,6 @@ def earlier_rows(name: str) -> Any:
     a time keep the other rows of their file."""
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text())["rows"] if path.exists() else None
+
+
+provenance()  # at the start of the run

@@ -44,20 +44,25 @@ section() {  # section LIMIT_SECONDS TITLE COMMAND...: run one measurement under
 
 if [[ "$small" == 1 ]]; then
   suite=(--envs 8 64 --population 2 4 --population-steps 2000 --torch-envs 8 64 --minatar-seeds 2
-    --minatar-steps 640 --seconds 0.5)
+    --minatar-steps 640 --seconds 0.2 --repeats 2)
   rlhf=(--batches 16 --seconds 0.5 --no-compile)
   craftax=(--envs 8 --seconds 0.5)
   brax=(--env-ids brax:inverted_pendulum@spring --envs 4 --seconds 0.5)
 else
-  suite=(--seconds 2)
+  suite=(--seconds 1 --repeats 5)
   torch_device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
   # PyTorch eager only: torch.compile of each batch size would take the run's minutes.
   rlhf=(--batches 64 256 --seconds 2 --no-compile --torch-device "$torch_device")
   craftax=(--envs 4096 --seconds 2)
   brax=(--env-ids brax:ant brax:hopper --envs 4096 --seconds 2)
 fi
+# float32 matmuls on both sides (the parity-grade rows), then TF32 on both (JAX's GPU default)
 section 75 "a2c_jax throughput vs n_envs" python3 -m benchmarks.gpu_suite --only throughput "${suite[@]}" --name "$name"
-section 40 "PyTorch A2C vs n_envs" python3 -m benchmarks.gpu_suite --only torch "${suite[@]}" --name "$name"
+# PyTorch eager (no host syncs), torch.compile (reduce-overhead: CUDA graphs) and one captured CUDA graph,
+# interleaved with a2c_jax at each size
+section 90 "PyTorch A2C vs n_envs" python3 -m benchmarks.gpu_suite --only torch "${suite[@]}" --name "$name"
+section 60 "a2c_jax throughput, TF32" python3 -m benchmarks.gpu_suite --only throughput "${suite[@]}" \
+  --precision tensorfloat32 --name "$name-tf32"
 section 45 "populations" python3 -m benchmarks.gpu_suite --only population "${suite[@]}" --name "$name"
 # RLHF: generated tokens/s and A2C-RLHF updates/s against the same loop in PyTorch on the GPU.
 section 80 "RLHF throughput" python3 -m benchmarks.rlhf_throughput "${rlhf[@]}" --name "$name-rlhf-throughput"

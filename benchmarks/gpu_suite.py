@@ -14,7 +14,7 @@ import dataclasses
 
 from a2c_jax.config import preset
 from a2c_jax.core.train import make_train
-from benchmarks.common import write_result
+from benchmarks.common import set_precision, write_result
 from benchmarks.returns_table import ROWS, describe, run_row
 from benchmarks.sweep_population import time_population
 from benchmarks.throughput import measure
@@ -26,7 +26,7 @@ def throughput(args: argparse.Namespace) -> None:
     """a2c_jax steps/s against n_envs (CartPole, SB3's settings); the file is rewritten after each row."""
     rows = []
     for n in args.envs:
-        rows.append(measure(n, args.seconds))
+        rows.append(measure(n, args.seconds, repeats=args.repeats) | {"precision": args.precision})
         print(f"a2c_jax n_envs {n}: {rows[-1]['steps_per_second']:,.0f} steps/s", flush=True)
         path = write_result(f"{args.name}-throughput", {"benchmark": "throughput", "rows": rows})
     print(f"wrote {path}")
@@ -58,22 +58,33 @@ def minatar(args: argparse.Namespace) -> None:
 
 
 def torch_native(args: argparse.Namespace) -> None:
-    """The same A2C in plain PyTorch (on CUDA when there is one) against n_envs."""
+    """The same A2C in plain PyTorch (on CUDA when there is one) against n_envs, every variant
+    (`benchmarks.torch_a2c.NativeTrainer`: eager without host syncs, torch.compile with CUDA graphs,
+    the whole iteration captured as one CUDA graph) built once, warmed up and timed in interleaved
+    repeats beside a2c_jax at the same size; a variant that fails here is recorded with its error."""
     try:
         import torch
 
-        from benchmarks.throughput_vs_torch import timed_rate
-        from benchmarks.torch_a2c import train_torch_native
+        from benchmarks.throughput import prepare_a2c_jax, sized
+        from benchmarks.timing import Contender, time_interleaved
+        from benchmarks.torch_a2c import NativeTrainer
     except ImportError as err:
         print(f"torch baseline skipped: {err}")
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    variants = ["eager", "compile", "cuda_graph"] if device == "cuda" else ["eager"]
     trows = []
     for n in args.torch_envs:
-        rate = timed_rate(lambda s, n=n: train_torch_native(n, 5, s, device), n * 5, args.seconds)
-        trows.append({"num_envs": n, "steps_per_second": rate, "device": device})
-        print(f"torch-native {device} n_envs {n}: {rate:,.0f} steps/s", flush=True)
-        payload = {"benchmark": "torch_native", "torch": torch.__version__, "rows": trows}
+        config, hparams = sized(n, 5)
+        contenders = [Contender("a2c_jax", lambda c=config, h=hparams: prepare_a2c_jax(c, h), n * 5)]
+        contenders += [
+            Contender(f"torch_{v}", lambda v=v, n=n: NativeTrainer(n, 5, device, v).run, n * 5, info={"variant": v})
+            for v in variants
+        ]
+        print(f"{n} envs:", flush=True)
+        stats = time_interleaved(contenders, args.seconds, args.repeats)
+        trows.append({"num_envs": n, "device": device, "contenders": stats})
+        payload = {"benchmark": "torch_native", "precision": args.precision, "rows": trows}
         path = write_result(f"{args.name}-torch-native", payload)
     print(f"wrote {path}")
 
@@ -84,12 +95,16 @@ def main() -> None:
     parser.add_argument("--population", type=int, nargs="*", default=[64, 256, 1024, 4096])
     parser.add_argument("--population-steps", type=int, default=100_000, help="env steps per member")
     parser.add_argument("--torch-envs", type=int, nargs="*", default=[1024, 16384, 131072, 1048576])
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per timed repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", choices=["float32", "tensorfloat32"], default="float32",
+                        help="matmul precision on both sides (JAX's default on recent GPUs is TF32)")  # fmt: skip
     parser.add_argument("--minatar-seeds", type=int, default=5)
     parser.add_argument("--minatar-steps", type=int, default=0, help="env steps per seed; 0: the preset's")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--name", default="gpu")
     args = parser.parse_args()
+    set_precision(args.precision)
     sections = {"throughput": throughput, "population": population, "minatar": minatar, "torch": torch_native}
     for name in args.only:
         sections[name](args)

@@ -25,10 +25,9 @@ import time
 from collections.abc import Callable
 
 import jax
-import torch
 
 from a2c_jax.cli import cpu_device_per_core
-from benchmarks.common import write_result
+from benchmarks.common import set_precision, write_result
 from benchmarks.throughput import prepare_a2c_jax, sized
 from benchmarks.timing import Contender, Run, time_interleaved
 from benchmarks.torch_a2c import NativeTrainer, rollout, train_gymnasium
@@ -121,12 +120,6 @@ def variants_agree(variants: list[str], num_envs: int = 8) -> dict[str, float]:
     _, _, batch = rollout(eager.model, eager.state, eager.steps, N_STEPS)
     reference = eager.loss_on(batch)
     return {v: abs(NativeTrainer(num_envs, N_STEPS, "cpu", v).loss_on(batch) - reference) for v in variants}
-
-
-def set_precision(precision: str) -> None:
-    """Matmul precision on both sides: 'float32' (IEEE) or 'tensorfloat32' (TF32 where a GPU has it)."""
-    jax.config.update("jax_default_matmul_precision", precision)
-    torch.set_float32_matmul_precision("highest" if precision == "float32" else "high")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,10 @@ def number(x: float) -> str:
         return f"{x:,}"
     if not math.isfinite(x):
         return str(x)
-    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
-        return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if x != 0 and abs(x) < 1e-3:
+        return f"{x:.4g}"
     return f"{x:.4g}"
 
 
@@ -149,18 +152,29 @@ def headline(results: Path = RESULTS) -> str:
     and over SB3's best thread count."""
     data = json.loads((results / f"{HEADLINE}.json").read_text())
     m = data["machine"]
+    intro = (
+        f"Median training env steps/s of {data['repeats']} interleaved repeats on {m['cpu']} ({m['cores']} cores), "
+        f"jax {m['jax']}, torch {m.get('torch', '?')}, {m['date']}, {data.get('precision', 'default')} matmuls, "
+        f"commit `{str(data.get('commit'))[:10]}`; `{data.get('command')}` "
+        f"(`benchmarks/results/{HEADLINE}.json`; the ranges are on the results page):"
+    )
     lines = [
         BEGIN,
-        f"Median training env steps/s of {data['repeats']} interleaved repeats on {m['cpu']} ({m['cores']} cores), "
-        f"jax {m['jax']}, torch {m.get('torch', '?')}, {m['date']}, float32 matmuls, commit "
-        f"`{str(data.get('commit'))[:10]}`; `{data.get('command')}` "
-        f"(`benchmarks/results/{HEADLINE}.json`, ranges in the docs):",
+        *textwrap.wrap(intro, 104, break_on_hyphens=False),
         "",
         "| envs | a2c_jax | a2c_jax, both cores | fastest PyTorch (variant, threads) | SB3 A2C | vs PyTorch | vs SB3 |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += [headline_row(row) for row in data["rows"]]
     return "\n".join([*lines, END])
+
+
+def variant_label(name: str) -> str:
+    """'torch_compile_2t' -> 'torch.compile, 2 threads'; 'torch_eager_1t' -> 'eager, 1 thread'."""
+    _, variant, threads = name.split("_")
+    count = int(threads.removesuffix("t"))
+    kind = {"compile": "torch.compile", "eager": "eager", "gymnasium": "gymnasium envs"}.get(variant, variant)
+    return f"{kind}, {count} thread{'s' if count > 1 else ''}"
 
 
 def headline_row(row: dict[str, Any]) -> str:
@@ -173,7 +187,7 @@ def headline_row(row: dict[str, Any]) -> str:
     sb3_runs = [n for n in c if n.startswith("sb3_") and "median" in c[n]]
     sb3 = max(sb3_runs, key=lambda n: c[n]["median"], default=None)
     fastest = r.get("fastest_torch")
-    torch_cell = f"{rate(fastest)} ({str(fastest).removeprefix('torch_')})" if fastest else "-"
+    torch_cell = f"{rate(fastest)} ({variant_label(fastest)})" if fastest else "-"
     keys = ("a2c_jax_any_devices_over_fastest_torch", "a2c_jax_any_devices_over_sb3")
     ratio = [f"{r[k]:.1f}x" if k in r else "-" for k in keys]
     cells = [number(row["num_envs"]), rate("a2c_jax"), rate("a2c_jax_all_cores"), torch_cell, rate(sb3), *ratio]

@@ -5,6 +5,7 @@ generated from every results file, each with its machine and date."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -83,3 +84,21 @@ def test_the_results_page_is_generated_from_every_results_file():
     sections = page.split("\n## ")[1:]
     assert len(sections) == len(files)
     assert all("**Machine:**" in s and "**date:**" in s for s in sections)
+
+
+def test_the_readmes_table_against_pytorch_is_generated_from_its_results_file():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import gen_results
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    text = (ROOT / "README.md").read_text()
+    table = gen_results.headline()
+    assert table in text, "README.md's table is stale: run `python docs/gen_results.py`"
+    data = json.loads((ROOT / "benchmarks" / "results" / f"{gen_results.HEADLINE}.json").read_text())
+    assert data["repeats"] >= 5 and data["commit"] and data["command"]
+    for row in data["rows"]:  # each figure is the median of the file's repeats, with its range beside it
+        for stats in row["contenders"].values():
+            if "median" in stats:
+                assert len(stats["repeats"]) == data["repeats"] and stats["min"] <= stats["median"] <= stats["max"]
+        assert f"| {row['num_envs']:,} | {round(row['contenders']['a2c_jax']['median']):,} |" in table
