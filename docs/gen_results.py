@@ -113,6 +113,7 @@ def section(path: Path) -> list[str]:
             tables += nested_tables(key, value)
         elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             tables.append((key, table([{"name": k, **v} for k, v in value.items()], first="name")))
+            tables += [(f"{key}, {k}: {f}", table(r)) for k, v in value.items() for f, r in v.items() if is_records(r)]
         elif isinstance(value, dict) and value and all(is_records(v) for v in value.values()):
             rows = [{"name": k, "repeat": i + 1, **r} for k, v in value.items() for i, r in enumerate(v)]
             tables.append((key, table(rows, first="name")))

@@ -26,6 +26,7 @@ from a2c_jax.rlhf.train import (
     a2c_step,
     check_model,
     init_stage,
+    judge,
     make_model,
     scan_chunk,
     sequence_score,
@@ -180,6 +181,44 @@ def test_sampled_log_prob_equals_recomputed(tiny, kv_cache):
         np.testing.assert_array_equal(np.asarray(full.tokens), tokens)
 
 
+def test_temperature_is_the_same_when_sampling_and_when_scoring(tiny):
+    """At T = 0.5 the first response token is drawn from softmax(logits / T) (NumPy, BOS and PAD ruled
+    out), the recorded log-probability is that distribution's, and the policy scored against itself as
+    reference has KL exactly 0; reading the reference at T = 1 instead would not (the mismatch behind
+    negative KL reports)."""
+    config, model, params = tiny
+    spec, temperature, n = config.spec, 0.5, 4096
+    prompt = sample_prompts(jax.random.PRNGKey(3), 1, spec)
+    prompts = jnp.repeat(prompt, n, axis=0)
+    out = jax.jit(make_sampler(model, True, temperature), static_argnums=3)(
+        params, prompts, jax.random.PRNGKey(4), spec.response_len
+    )
+    raw, _ = model.apply(params, prompt)
+    z = np.asarray(raw[0, spec.prompt_len - 1], np.float64) / temperature
+    z[[BOS, PAD]] = -np.inf
+    expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    first = np.asarray(out.tokens[:, spec.prompt_len])
+    counts = np.bincount(first, minlength=VOCAB_SIZE) / n
+    assert 0.5 * np.abs(counts - expected).sum() < 0.04  # total variation, sampling noise ~0.02
+    at_one = np.exp(z * temperature - (z * temperature).max())
+    assert 0.5 * np.abs(counts - at_one / at_one.sum()).sum() > 0.08  # and not the T = 1 distribution
+    np.testing.assert_allclose(np.asarray(out.log_prob[:, 0]), np.log(expected[first]), atol=2e-5)
+    frozen = Frozen(params, params)
+    logits, values = response_outputs(model, params, out.tokens, spec.prompt_len, temperature)
+    judged = judge(model, frozen, out, prompts, spec, logits, values, temperature)
+    assert np.all(np.asarray(judged["k1"]) == 0.0) and np.all(np.asarray(judged["k3"]) == 0.0)
+    mismatched = judge(model, frozen, out, prompts, spec, logits, values, 1.0)  # reference read at T = 1
+    assert np.abs(np.asarray(mismatched["k1"])).mean() > 0.1
+
+
+def test_kl_target_needs_a_starting_beta():
+    with pytest.raises(ConfigError, match=r"beta=0 is invalid with kl_target=0\.1"):
+        RLHFConfig(beta=0.0, kl_target=0.1).validate()
+    RLHFConfig(beta=0.0).validate()  # a fixed beta of 0 (no penalty) stays allowed
+    with pytest.raises(ConfigError, match=r"temperature=0(\.0)? is invalid"):
+        RLHFConfig(temperature=0.0).validate()
+
+
 def test_check_model_names_the_mismatch(tiny):
     config, model, params = tiny
     check_model(model, params, config.spec)
@@ -283,6 +322,9 @@ BAD_INPUT = [
     (["rlhf-sweep", "--betas", "0.1,-1"], "beta=-1.0 is invalid"),
     (["rlhf-sweep", "--betas", ","], "betas=',' is invalid"),
     (["rlhf-sweep", "--betas", "0.1,0.2,0.1"], "betas=0.1,0.2,0.1 is invalid: 0.1 is given twice"),
+    (["rlhf", "--beta", "0", "--kl-target", "0.1"], "beta=0 is invalid with kl_target=0.1"),
+    (["rlhf-sweep", "--kl-target", "0.1"], "betas='0.0,0.02,0.1,0.5' is invalid with kl_target=0.1"),
+    (["rlhf", "--temperature", "0"], "temperature=0.0 is invalid"),
     (["rlhf", "--width", "65536"], "width=65536 needs about"),
     (["rlhf", "--batch", "100000000"], "batch=100000000 needs about"),
     (["rlhf", "--rm-pairs", "1000000000"], "rm_pairs=1000000000 needs about"),

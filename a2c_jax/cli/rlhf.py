@@ -58,6 +58,12 @@ def rlhf_command(args: RLHFArgs) -> int:
     config = RLHFConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLHFConfig)})
     betas = parse_betas(args.betas) if isinstance(args, RLHFSweepArgs) else None
     config.validate()
+    if betas is not None and config.kl_target > 0 and 0.0 in betas:
+        raise ConfigError(
+            f"betas={','.join(map(str, betas))!r} is invalid with kl_target={config.kl_target}: the adaptive "
+            "controller multiplies each beta, so a beta of 0 would stay 0; give betas > 0, or kl_target=0 for "
+            "fixed betas"
+        )
     out = args.out
     if args.resume is not None:
         config, saved_betas, out = resumed_rlhf(args, config)

@@ -54,6 +54,9 @@ class RLHFConfig:
         whiten: standardise advantages over the valid tokens of a batch.
         kl_target: target sequence KL of the adaptive controller (0 = fixed beta).
         kl_horizon: horizon (in sequences) of the adaptive controller.
+        temperature: sampling temperature of the policy's responses (training and evaluation); the
+            log-probabilities of the loss and of the KL penalty, the reference's included, are taken
+            at the same temperature, so the policy at the reference scores KL 0 at any temperature.
         kv_cache: sample with a KV cache when the model has a decode mode (False: recompute the whole
             sequence at every position; same samples, slower).
         eval_prompts: held-out prompts scored at each log point.
@@ -86,6 +89,7 @@ class RLHFConfig:
     whiten: bool = True
     kl_target: float = 0.0
     kl_horizon: float = 10000.0
+    temperature: float = 1.0
     kv_cache: bool = True
     eval_prompts: int = 256
     log_points: int = 20
@@ -123,10 +127,15 @@ class RLHFConfig:
             )
         if self.width % self.heads:
             raise ConfigError(f"heads={self.heads} is invalid: must divide width={self.width}")
-        for name in ("ref_lr", "rm_lr", "lr", "max_grad_norm", "kl_horizon"):
+        for name in ("ref_lr", "rm_lr", "lr", "max_grad_norm", "kl_horizon", "temperature"):
             check_number(name, getattr(self, name), 0.0, low_open=True)
         for name in ("beta", "vf_coef", "ent_coef", "kl_target"):
             check_number(name, getattr(self, name), 0.0)
+        if self.kl_target > 0 and self.beta == 0:
+            raise ConfigError(
+                f"beta=0 is invalid with kl_target={self.kl_target}: the adaptive controller multiplies beta, so "
+                "it would stay 0; give beta > 0 as the starting coefficient, or kl_target=0 for a fixed beta"
+            )
         check_number("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_number("gamma", self.gamma, 0.0, 1.0, low_open=True)
         return self
@@ -145,7 +154,7 @@ class RLHFConfig:
 
 
 A2C_ONLY = ("updates", "batch", "lr", "beta", "gamma", "gae_lambda", "vf_coef", "ent_coef", "whiten", "kl_target",
-            "kl_horizon", "eval_prompts", "log_points")  # fmt: skip
+            "kl_horizon", "temperature", "eval_prompts", "log_points")  # fmt: skip
 """Fields that only the A2C stage and the evaluation read: in no cached stage's key."""
 REWARD_MODEL_ONLY = ("rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache")
 """Fields that the reward model reads and the reference does not (kv_cache: how its pairs are sampled)."""

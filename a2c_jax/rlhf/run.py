@@ -221,10 +221,11 @@ class A2CStage:
         """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
         spec = config.spec
         self.eval_prompts = sample_prompts(eval_key, config.eval_prompts, spec)
-        sampler = make_sampler(lm, config.kv_cache)
+        sampler, temperature = make_sampler(lm, config.kv_cache, config.temperature), config.temperature
         self._evaluate = jax.jit(
             jax.vmap(
-                lambda p, f, k: score_samples(lm, p, f, self.eval_prompts, k, spec, sampler), in_axes=(0, None, None)
+                lambda p, f, k: score_samples(lm, p, f, self.eval_prompts, k, spec, sampler, temperature),
+                in_axes=(0, None, None),
             )
         )
 

@@ -4,8 +4,9 @@
 recompute: any `LanguageModel` works); `sample_cached` runs a model with a decode mode one token at a
 time against a KV cache, 5-6x faster here (benchmarks/rlhf_throughput.py), with the same tokens and
 log-probabilities for the same keys. `make_sampler` picks. BOS and PAD are never valid response
-tokens, so their logits are masked before sampling and before every log-probability, keeping both
-consistent.
+tokens, so their logits are masked before sampling and before every log-probability, and a sampling
+temperature T divides the logits in the same one place (`response_logits`), so the log-probabilities
+that enter the KL penalty and the loss are those of the distribution the tokens were drawn from.
 """
 
 from __future__ import annotations
@@ -30,23 +31,32 @@ class Samples(NamedTuple):
     mask: jax.Array
 
 
-def response_logits(logits: jax.Array) -> jax.Array:
-    """Logits [..., V] with BOS and PAD ruled out (they never occur inside a response)."""
+def response_logits(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """Logits [..., V] of the response distribution: divided by the sampling temperature, with BOS and
+    PAD ruled out (they never occur inside a response). T = 1 leaves the logits as they are."""
     ids = jnp.arange(logits.shape[-1])
-    return jnp.where((ids == BOS) | (ids == PAD), -1e9, logits)
+    return jnp.where((ids == BOS) | (ids == PAD), -1e9, logits / temperature)
 
 
 def response_outputs(
-    model: LanguageModel, params: Params, tokens: jax.Array, prompt_len: int
+    model: LanguageModel, params: Params, tokens: jax.Array, prompt_len: int, temperature: float = 1.0
 ) -> tuple[jax.Array, jax.Array]:
     """One forward pass over full sequences [B, L]: the logits that chose each response token
-    [B, R, V] (BOS/PAD masked) and the values of the states before them [B, R], R = L - prompt_len."""
+    [B, R, V] (at `temperature`, BOS/PAD masked) and the values of the states before them [B, R],
+    R = L - prompt_len."""
     logits, values = model.apply(params, tokens)
-    return response_logits(logits[:, prompt_len - 1 : -1]), values[:, prompt_len - 1 : -1]
+    return response_logits(logits[:, prompt_len - 1 : -1], temperature), values[:, prompt_len - 1 : -1]
 
 
-def sample(model: LanguageModel, params: Params, prompts: jax.Array, key: jax.Array, response_len: int) -> Samples:
-    """Sample one response per prompt [B, P] (ancestral sampling at temperature 1).
+def sample(
+    model: LanguageModel,
+    params: Params,
+    prompts: jax.Array,
+    key: jax.Array,
+    response_len: int,
+    temperature: float = 1.0,
+) -> Samples:
+    """Sample one response per prompt [B, P] (ancestral sampling at `temperature`).
 
     Tokens after the first EOS are PAD; a response without EOS stops at `response_len` tokens.
     """
@@ -59,7 +69,8 @@ def sample(model: LanguageModel, params: Params, prompts: jax.Array, key: jax.Ar
         tokens, done = carry
         t, step_key = inputs
         logits, _ = model.apply(params, tokens)
-        logits = response_logits(jax.lax.dynamic_index_in_dim(logits, prompt_len + t - 1, axis=1, keepdims=False))
+        logits = jax.lax.dynamic_index_in_dim(logits, prompt_len + t - 1, axis=1, keepdims=False)
+        logits = response_logits(logits, temperature)
         token = categorical_sample(step_key, logits)
         valid = ~done
         log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
@@ -79,7 +90,12 @@ def last_valid(values: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def sample_cached(
-    decoder: LanguageModel, params: Params, prompts: jax.Array, key: jax.Array, response_len: int
+    decoder: LanguageModel,
+    params: Params,
+    prompts: jax.Array,
+    key: jax.Array,
+    response_len: int,
+    temperature: float = 1.0,
 ) -> Samples:
     """`sample` with a KV cache: `decoder` is the model in decode mode (one token per call, e.g.
     `CausalTransformer(..., decode=True)`), run over the L - 1 positions once each instead of the
@@ -92,7 +108,7 @@ def sample_cached(
 
     def feed(cache: Params, token: jax.Array) -> tuple[Params, jax.Array]:
         (logits, _), mutated = decoder.apply({**variables, "cache": cache}, token[:, None], mutable=["cache"])
-        return mutated["cache"], response_logits(logits[:, 0])
+        return mutated["cache"], response_logits(logits[:, 0], temperature)
 
     cache, _ = jax.lax.scan(lambda c, tok: (feed(c, tok)[0], None), cache, prompts[:, :-1].T)
 
@@ -115,10 +131,11 @@ def sample_cached(
 Sampler = Callable[[Params, jax.Array, jax.Array, int], Samples]
 
 
-def make_sampler(model: LanguageModel, kv_cache: bool = True) -> Sampler:
-    """`sampler(params, prompts, key, response_len) -> Samples` for `model`: KV-cached when asked and
-    the model has a decode mode (a `decode` field, as `CausalTransformer`), else full recompute."""
+def make_sampler(model: LanguageModel, kv_cache: bool = True, temperature: float = 1.0) -> Sampler:
+    """`sampler(params, prompts, key, response_len) -> Samples` for `model` at `temperature`: KV-cached
+    when asked and the model has a decode mode (a `decode` field, as `CausalTransformer`), else full
+    recompute."""
     if kv_cache and "decode" in getattr(model, "__dataclass_fields__", {}):
         decoder = model.clone(decode=True)  # type: ignore[attr-defined]
-        return lambda params, prompts, key, length: sample_cached(decoder, params, prompts, key, length)
-    return lambda params, prompts, key, length: sample(model, params, prompts, key, length)
+        return lambda params, prompts, key, length: sample_cached(decoder, params, prompts, key, length, temperature)
+    return lambda params, prompts, key, length: sample(model, params, prompts, key, length, temperature)

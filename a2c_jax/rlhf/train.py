@@ -193,15 +193,17 @@ def judge(
     spec: TaskSpec,
     logits: jax.Array,
     values: jax.Array,
+    temperature: float = 1.0,
 ) -> dict[str, jax.Array]:
     """Measure sampled responses against the frozen models, given the policy's outputs on them
-    (logits [B, R, V], values [B, R] from `response_outputs`).
+    (logits [B, R, V], values [B, R] from `response_outputs` at `temperature`; the reference is read
+    at the same temperature, so the KL compares the two distributions the tokens could come from).
 
     Returns per-sequence arrays [B] (score, gold, k1, k3, length, eos, entropy per token) and the
     per-token arrays the A2C update needs ([B, R]: log_prob, ref_log_prob, values, mask; tokens [B, L]).
     """
     actions, mask = samples.tokens[:, spec.prompt_len :], samples.mask
-    ref_logits, _ = response_outputs(model, frozen.ref_params, samples.tokens, spec.prompt_len)
+    ref_logits, _ = response_outputs(model, frozen.ref_params, samples.tokens, spec.prompt_len, temperature)
     log_prob = categorical_log_prob(logits, actions)
     ref_log_prob = categorical_log_prob(ref_logits, actions)
     k1, k3 = kl_estimates(log_prob, ref_log_prob, mask)
@@ -231,11 +233,13 @@ def score_samples(
     key: jax.Array,
     spec: TaskSpec,
     sampler: Sampler | None = None,
+    temperature: float = 1.0,
 ) -> dict[str, jax.Array]:
-    """Sample responses to prompts [B, P] from `params` and `judge` them (see there)."""
-    samples = (sampler or make_sampler(model))(params, prompts, key, spec.response_len)
-    logits, values = response_outputs(model, params, samples.tokens, spec.prompt_len)
-    return judge(model, frozen, samples, prompts, spec, logits, values)
+    """Sample responses to prompts [B, P] from `params` at `temperature` and `judge` them (see there);
+    a given `sampler` must sample at that temperature."""
+    samples = (sampler or make_sampler(model, temperature=temperature))(params, prompts, key, spec.response_len)
+    logits, values = response_outputs(model, params, samples.tokens, spec.prompt_len, temperature)
+    return judge(model, frozen, samples, prompts, spec, logits, values, temperature)
 
 
 SEQUENCE_METRICS = ("score", "gold", "k1", "k3", "length", "eos", "entropy")
@@ -245,7 +249,7 @@ def a2c_step(model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: 
     """One A2C-RLHF update: sample a batch, shape per-token rewards, token GAE, one gradient step.
     `hparams` leaves may be traced (a population of settings); beta lives in the state."""
     spec, tx = config.spec, make_optimizer("adam", hparams, hparams.lr)
-    sampler = make_sampler(model, config.kv_cache)
+    sampler, temperature = make_sampler(model, config.kv_cache, config.temperature), config.temperature
 
     def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
         key, prompt_key, sample_key = jax.random.split(state.key, 3)
@@ -253,9 +257,9 @@ def a2c_step(model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: 
         samples = sampler(state.params, prompts, sample_key, spec.response_len)
         # one forward pass of the policy serves the advantages (values) and the gradient (its VJP)
         (logits, values), pullback = jax.vjp(
-            lambda p: response_outputs(model, p, samples.tokens, spec.prompt_len), state.params
+            lambda p: response_outputs(model, p, samples.tokens, spec.prompt_len, temperature), state.params
         )
-        out = judge(model, frozen, samples, prompts, spec, logits, values)
+        out = judge(model, frozen, samples, prompts, spec, logits, values, temperature)
         rewards = token_rewards(out["score"], out["log_prob"], out["ref_log_prob"], out["mask"], state.beta)
         advantage, target = token_advantages(rewards, out["values"], out["mask"], hparams.gamma, hparams.gae_lambda)
         batch = TokenBatch(out["tokens"], advantage, target, out["mask"])
