@@ -223,3 +223,78 @@ def test_the_module_runs_without_a_checkpoint(checkpoints):
     assert logits.shape == (2, 5, loaded.config.vocab_size) and values.shape == (2, 5)
     with pytest.raises(ValueError, match="exceeds the model's context of 64 tokens"):
         module.apply(variables, jnp.ones((1, 65), jnp.int32))
+
+
+def write_prompts(path, texts):
+    path.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
+    return path
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_sampling_left_padded_prompts_records_transformers_log_probs(checkpoints, family, tmp_path):
+    """Prompts of different lengths from a JSONL file, left-padded; sampled with the KV cache and with
+    full recompute (same key: same tokens); each recorded log-probability equals `transformers`' own
+    log-softmax on the finished sequences (attention mask and positions from the padding), the banned
+    tokens ruled out."""
+    from a2c_jax.rlhf.data import load_prompts
+    from a2c_jax.rlhf.pretrained import vocab_of
+    from a2c_jax.rlhf.sampling import make_sampler
+
+    loaded = load_pretrained(checkpoints[family])
+    prompts = load_prompts(write_prompts(tmp_path / "p.jsonl", PROMPTS), loaded.tokenizer, 16)
+    assert prompts.mask.sum(1).min() < prompts.mask.shape[1]
+    vocab = vocab_of(loaded.tokenizer)
+    variables = {"params": loaded.params}
+    outs = {
+        kv: jax.jit(make_sampler(loaded.module, kv, 1.0, vocab), static_argnums=3)(
+            variables, prompts.tokens, jax.random.PRNGKey(5), 10, prompts.mask
+        )
+        for kv in (True, False)
+    }
+    np.testing.assert_array_equal(np.asarray(outs[True].tokens), np.asarray(outs[False].tokens))
+    out = outs[True]
+    tokens, mask = np.asarray(out.tokens), np.asarray(out.mask)
+    p = prompts.tokens.shape[1]
+    np.testing.assert_array_equal(tokens[:, :p], prompts.tokens)
+    assert np.all(tokens[:, p:][~mask] == vocab.pad)
+    attention = np.concatenate([prompts.mask, np.ones_like(tokens[:, p:], bool)], axis=1)
+    positions = np.maximum(np.cumsum(attention, axis=1) - 1, 0)
+    with torch.no_grad():
+        logits = torch_model(checkpoints[family])(
+            input_ids=torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(attention, dtype=torch.long),
+            position_ids=torch.tensor(positions, dtype=torch.long),
+        ).logits[:, p - 1 : -1]  # fmt: skip
+    logits[..., list(vocab.banned)] = -float("inf")
+    reference = torch.log_softmax(logits, -1).gather(-1, torch.tensor(tokens[:, p:], dtype=torch.long)[..., None])
+    reference = reference[..., 0].numpy()
+    assert mask.sum() > 10
+    for kv, sampled in outs.items():
+        np.testing.assert_allclose(np.asarray(sampled.log_prob)[mask], reference[mask], atol=1e-4, err_msg=str(kv))
+
+
+def test_prompt_files_and_vocabularies_fail_with_one_clear_line(checkpoints, tmp_path):
+    from a2c_jax.rlhf.data import load_prompts
+    from a2c_jax.rlhf.pretrained import vocab_of
+
+    tokenizer = load_pretrained(checkpoints["gpt2"]).tokenizer
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a dog"}\n{"text": "no prompt here"}\n')
+    with pytest.raises(ConfigError, match=r"bad\.jsonl:2: no 'prompt' string"):
+        load_prompts(bad, tokenizer, 16)
+    bad.write_text('{"prompt": "a dog"}\nnot json\n')
+    with pytest.raises(ConfigError, match=r"bad\.jsonl:2: not a JSON object"):
+        load_prompts(bad, tokenizer, 16)
+    bad.write_text("\n\n")
+    with pytest.raises(ConfigError, match="holds no records"):
+        load_prompts(bad, tokenizer, 16)
+    with pytest.raises(ConfigError, match=r"prompt 1 has \d+ tokens; at most 2 fit"):
+        load_prompts(write_prompts(bad, ["the dog number 12 is 2 and"]), tokenizer, 2)
+    vocab = vocab_of(tokenizer)
+    assert (vocab.eos, vocab.pad) == (tokenizer.eos_token_id, tokenizer.pad_token_id)
+    assert set(vocab.banned) == {tokenizer.bos_token_id, tokenizer.pad_token_id}
+    tokenizer.pad_token = None  # as GPT-2's own tokenizer: PAD falls back to EOS, which stays sampleable
+    vocab = vocab_of(tokenizer)
+    assert vocab.pad == vocab.eos and vocab.eos not in vocab.banned
+    tokenizer.eos_token = None
+    with pytest.raises(ConfigError, match="tokenizer has no eos_token"):
+        vocab_of(tokenizer)

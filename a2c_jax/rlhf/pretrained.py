@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.config import ConfigError
+from a2c_jax.rlhf.sampling import Vocab
 
 Params = Any
 NEG = -1e9  # added to masked attention scores (finite: a row with nothing to attend to stays finite)
@@ -487,3 +488,15 @@ def save_pretrained(path: Path | str, module: PretrainedLM, params: dict[str, An
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def vocab_of(tokenizer: Any) -> Vocab:
+    """The special tokens of a `transformers` tokenizer for sampling: EOS ends a response; PAD (EOS
+    when the tokenizer has none, as GPT-2's) fills after it; BOS and a PAD distinct from EOS are never
+    sampled. ConfigError for a tokenizer without an EOS token."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ConfigError("tokenizer has no eos_token: a response could never end (set eos_token when saving it)")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    banned = tuple(sorted({t for t in (tokenizer.bos_token_id, pad) if t is not None and t != eos}))
+    return Vocab(int(eos), int(pad), banned)

@@ -3,16 +3,24 @@
 `sample` re-runs the model over the whole fixed-length buffer [B, L] at every response position (full
 recompute: any `LanguageModel` works); `sample_cached` runs a model with a decode mode one token at a
 time against a KV cache, 5-6x faster here (benchmarks/rlhf_throughput.py), with the same tokens and
-log-probabilities for the same keys. `make_sampler` picks. BOS and PAD are never valid response
-tokens, so their logits are masked before sampling and before every log-probability, and a sampling
-temperature T divides the logits in the same one place (`response_logits`), so the log-probabilities
-that enter the KL penalty and the loss are those of the distribution the tokens were drawn from.
+log-probabilities for the same keys. `make_sampler` picks. The special tokens come from a `Vocab`
+(the digits task's by default; `a2c_jax.rlhf.pretrained.vocab_of(tokenizer)` for a real tokenizer):
+its banned tokens (BOS, PAD) are never valid response tokens, so their logits are masked before
+sampling and before every log-probability, and a sampling temperature T divides the logits in the same
+one place (`response_logits`), so the log-probabilities that enter the KL penalty and the loss are
+those of the distribution the tokens were drawn from.
+
+Prompts of different lengths are left-padded to one length P and come with `prompt_mask` [B, P] (True
+on real tokens); the model then receives positions that start at 0 on each row's first real token and
+a key mask, as `a2c_jax.rlhf.pretrained` models take them, so a padded prompt is continued exactly as
+the unpadded one would be.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +28,20 @@ import jax.numpy as jnp
 from a2c_jax.core.distributions import categorical_log_prob, categorical_sample
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.task import BOS, EOS, PAD
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+    """The special tokens sampling needs: `eos` ends a response, `pad` fills the buffer after it, and
+    `banned` tokens are never sampled inside a response (BOS, and PAD when it is not also EOS)."""
+
+    eos: int
+    pad: int
+    banned: tuple[int, ...]
+
+
+DIGITS = Vocab(EOS, PAD, (BOS, PAD))
+"""The digits task's vocabulary (`a2c_jax.rlhf.task`)."""
 
 
 class Samples(NamedTuple):
@@ -31,21 +53,47 @@ class Samples(NamedTuple):
     mask: jax.Array
 
 
-def response_logits(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """Logits [..., V] of the response distribution: divided by the sampling temperature, with BOS and
-    PAD ruled out (they never occur inside a response). T = 1 leaves the logits as they are."""
+def response_logits(logits: jax.Array, temperature: float = 1.0, banned: tuple[int, ...] = DIGITS.banned) -> jax.Array:
+    """Logits [..., V] of the response distribution: divided by the sampling temperature, with the
+    `banned` tokens ruled out (they never occur inside a response). T = 1 leaves the logits as they are."""
     ids = jnp.arange(logits.shape[-1])
-    return jnp.where((ids == BOS) | (ids == PAD), -1e9, logits / temperature)
+    ruled_out = jnp.isin(ids, jnp.asarray(banned, ids.dtype))
+    return jnp.where(ruled_out, -1e9, logits / temperature)
+
+
+def padded_inputs(prompt_mask: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
+    """For left-padded prompts (mask [B, P]) in a buffer of `length` >= P tokens: (positions int32
+    [B, length], counting from 0 at each row's first real token; key mask bool [B, length], True on
+    the real prompt tokens and on every response position)."""
+    batch, prompt_len = prompt_mask.shape
+    mask = jnp.concatenate([prompt_mask.astype(bool), jnp.ones((batch, length - prompt_len), bool)], axis=1)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
+    return positions, mask
+
+
+def lm_apply(model: LanguageModel, params: Params, tokens: jax.Array, prompt_mask: jax.Array | None = None) -> Any:
+    """`model.apply(params, tokens)`; with left-padded prompts (`prompt_mask` [B, P]) the positions and
+    key mask of `padded_inputs` are passed too (the model must take them, as `PretrainedLM` does)."""
+    if prompt_mask is None:
+        return model.apply(params, tokens)
+    positions, mask = padded_inputs(prompt_mask, tokens.shape[1])
+    return model.apply(params, tokens, positions, mask)
 
 
 def response_outputs(
-    model: LanguageModel, params: Params, tokens: jax.Array, prompt_len: int, temperature: float = 1.0
+    model: LanguageModel,
+    params: Params,
+    tokens: jax.Array,
+    prompt_len: int,
+    temperature: float = 1.0,
+    vocab: Vocab = DIGITS,
+    prompt_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """One forward pass over full sequences [B, L]: the logits that chose each response token
-    [B, R, V] (at `temperature`, BOS/PAD masked) and the values of the states before them [B, R],
-    R = L - prompt_len."""
-    logits, values = model.apply(params, tokens)
-    return response_logits(logits[:, prompt_len - 1 : -1], temperature), values[:, prompt_len - 1 : -1]
+    [B, R, V] (at `temperature`, banned tokens masked) and the values of the states before them
+    [B, R], R = L - prompt_len. `prompt_mask` [B, prompt_len] for left-padded prompts."""
+    logits, values = lm_apply(model, params, tokens, prompt_mask)
+    return response_logits(logits[:, prompt_len - 1 : -1], temperature, vocab.banned), values[:, prompt_len - 1 : -1]
 
 
 def sample(
@@ -55,28 +103,31 @@ def sample(
     key: jax.Array,
     response_len: int,
     temperature: float = 1.0,
+    vocab: Vocab = DIGITS,
+    prompt_mask: jax.Array | None = None,
 ) -> Samples:
-    """Sample one response per prompt [B, P] (ancestral sampling at `temperature`).
+    """Sample one response per prompt [B, P] (ancestral sampling at `temperature`; `prompt_mask`
+    [B, P] for left-padded prompts).
 
     Tokens after the first EOS are PAD; a response without EOS stops at `response_len` tokens.
     """
     batch, prompt_len = prompts.shape
-    tokens = jnp.concatenate([prompts, jnp.full((batch, response_len), PAD, jnp.int32)], axis=1)
+    tokens = jnp.concatenate([prompts, jnp.full((batch, response_len), vocab.pad, jnp.int32)], axis=1)
 
     def step(
         carry: tuple[jax.Array, jax.Array], inputs: tuple[jax.Array, jax.Array]
     ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
         tokens, done = carry
         t, step_key = inputs
-        logits, _ = model.apply(params, tokens)
+        logits, _ = lm_apply(model, params, tokens, prompt_mask)
         logits = jax.lax.dynamic_index_in_dim(logits, prompt_len + t - 1, axis=1, keepdims=False)
-        logits = response_logits(logits, temperature)
+        logits = response_logits(logits, temperature, vocab.banned)
         token = categorical_sample(step_key, logits)
         valid = ~done
         log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
-        token = jnp.where(valid, token, PAD)
+        token = jnp.where(valid, token, vocab.pad)
         tokens = jax.lax.dynamic_update_slice_in_dim(tokens, token[:, None], prompt_len + t, axis=1)
-        return (tokens, done | (token == EOS)), (log_prob, valid)
+        return (tokens, done | (token == vocab.eos)), (log_prob, valid)
 
     steps = (jnp.arange(response_len), jax.random.split(key, response_len))
     (tokens, _), (log_prob, valid) = jax.lax.scan(step, (tokens, jnp.zeros(batch, bool)), steps)
@@ -96,46 +147,72 @@ def sample_cached(
     key: jax.Array,
     response_len: int,
     temperature: float = 1.0,
+    vocab: Vocab = DIGITS,
+    prompt_mask: jax.Array | None = None,
 ) -> Samples:
     """`sample` with a KV cache: `decoder` is the model in decode mode (one token per call, e.g.
     `CausalTransformer(..., decode=True)`), run over the L - 1 positions once each instead of the
     whole buffer at every response position. Same keys, same tokens and log-probabilities as `sample`
-    (up to float rounding)."""
+    (up to float rounding). With `prompt_mask` each call also gets its tokens' positions and the key
+    mask of the whole buffer."""
     batch, prompt_len = prompts.shape
-    full = jnp.zeros((batch, prompt_len + response_len), jnp.int32)
+    length = prompt_len + response_len
+    full = jnp.zeros((batch, length), jnp.int32)
     cache = jax.tree.map(jnp.zeros_like, jax.eval_shape(decoder.init, key, full)["cache"])
     variables = {k: v for k, v in params.items() if k != "cache"}
+    positions, key_mask = padded_inputs(prompt_mask, length) if prompt_mask is not None else (None, None)
 
-    def feed(cache: Params, token: jax.Array) -> tuple[Params, jax.Array]:
-        (logits, _), mutated = decoder.apply({**variables, "cache": cache}, token[:, None], mutable=["cache"])
-        return mutated["cache"], response_logits(logits[:, 0], temperature)
+    def feed(cache: Params, token: jax.Array, position: jax.Array) -> tuple[Params, jax.Array]:
+        args = (token[:, None],) if key_mask is None else (token[:, None], position[:, None], key_mask)
+        (logits, _), mutated = decoder.apply({**variables, "cache": cache}, *args, mutable=["cache"])
+        return mutated["cache"], response_logits(logits[:, 0], temperature, vocab.banned)
 
-    cache, _ = jax.lax.scan(lambda c, tok: (feed(c, tok)[0], None), cache, prompts[:, :-1].T)
+    # the position of buffer index i (only read with a prompt mask)
+    index_position = positions if positions is not None else jnp.broadcast_to(jnp.arange(length), (batch, length))
+    feeds = (prompts[:, :-1].T, index_position[:, : prompt_len - 1].T)
+    cache, _ = jax.lax.scan(lambda c, x: (feed(c, *x)[0], None), cache, feeds)
 
     def step(
-        carry: tuple[Params, jax.Array, jax.Array], step_key: jax.Array
+        carry: tuple[Params, jax.Array, jax.Array], inputs: tuple[jax.Array, jax.Array]
     ) -> tuple[tuple[Params, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]:
         cache, previous, done = carry
-        cache, logits = feed(cache, previous)
+        step_key, position = inputs
+        cache, logits = feed(cache, previous, position)
         token = categorical_sample(step_key, logits)
         valid = ~done
         log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
-        token = jnp.where(valid, token, PAD)
-        return (cache, token, done | (token == EOS)), (token, log_prob, valid)
+        token = jnp.where(valid, token, vocab.pad)
+        return (cache, token, done | (token == vocab.eos)), (token, log_prob, valid)
 
     start = (cache, prompts[:, -1], jnp.zeros(batch, bool))
-    _, (response, log_prob, valid) = jax.lax.scan(step, start, jax.random.split(key, response_len))
+    steps = (jax.random.split(key, response_len), index_position[:, prompt_len - 1 : -1].T)
+    _, (response, log_prob, valid) = jax.lax.scan(step, start, steps)
     return Samples(jnp.concatenate([prompts, response.T], axis=1), log_prob.T, valid.T)
 
 
-Sampler = Callable[[Params, jax.Array, jax.Array, int], Samples]
+Sampler = Callable[..., Samples]
+"""`sampler(params, prompts, key, response_len, prompt_mask=None) -> Samples`."""
 
 
-def make_sampler(model: LanguageModel, kv_cache: bool = True, temperature: float = 1.0) -> Sampler:
-    """`sampler(params, prompts, key, response_len) -> Samples` for `model` at `temperature`: KV-cached
-    when asked and the model has a decode mode (a `decode` field, as `CausalTransformer`), else full
-    recompute."""
+def make_sampler(
+    model: LanguageModel, kv_cache: bool = True, temperature: float = 1.0, vocab: Vocab = DIGITS
+) -> Sampler:
+    """`sampler(params, prompts, key, response_len, prompt_mask=None) -> Samples` for `model` at
+    `temperature` with `vocab`'s special tokens: KV-cached when asked and the model has a decode mode
+    (a `decode` field, as `CausalTransformer` and `PretrainedLM`), else full recompute."""
     if kv_cache and "decode" in getattr(model, "__dataclass_fields__", {}):
         decoder = model.clone(decode=True)  # type: ignore[attr-defined]
-        return lambda params, prompts, key, length: sample_cached(decoder, params, prompts, key, length, temperature)
-    return lambda params, prompts, key, length: sample(model, params, prompts, key, length, temperature)
+
+        def cached(
+            params: Params, prompts: jax.Array, key: jax.Array, length: int, prompt_mask: jax.Array | None = None
+        ) -> Samples:
+            return sample_cached(decoder, params, prompts, key, length, temperature, vocab, prompt_mask)
+
+        return cached
+
+    def full(
+        params: Params, prompts: jax.Array, key: jax.Array, length: int, prompt_mask: jax.Array | None = None
+    ) -> Samples:
+        return sample(model, params, prompts, key, length, temperature, vocab, prompt_mask)
+
+    return full
