@@ -298,3 +298,61 @@ def test_prompt_files_and_vocabularies_fail_with_one_clear_line(checkpoints, tmp
     tokenizer.eos_token = None
     with pytest.raises(ConfigError, match="tokenizer has no eos_token"):
         vocab_of(tokenizer)
+
+
+def test_a2c_updates_on_an_imported_model_with_text_prompts(checkpoints, tmp_path):
+    """A2C on a loaded GPT-2 with left-padded JSONL prompts, a reward model loaded from a
+    sequence-classification directory: the reward model's score of each sample equals `transformers`'
+    own on the same sequences, the first update sees KL 0 (policy = reference), responses end at the
+    tokenizer's EOS, and 40 updates raise the reward model's score."""
+    from a2c_jax.core.optim import make_optimizer
+    from a2c_jax.rlhf.config import RLHFConfig
+    from a2c_jax.rlhf.data import load_prompts
+    from a2c_jax.rlhf.pretrained import vocab_of
+    from a2c_jax.rlhf.sampling import make_sampler, response_outputs
+    from a2c_jax.rlhf.train import Frozen, a2c_step, from_prompts, init_stage, judge, scan_chunk
+
+    policy = load_pretrained(checkpoints["gpt2"])
+    config = transformers.AutoConfig.from_pretrained(checkpoints["gpt2"], num_labels=1)
+    torch.manual_seed(2)
+    rm_torch = transformers.GPT2ForSequenceClassification(config).eval()
+    with torch.no_grad():
+        rm_torch.score.weight.mul_(20.0)  # a reward with a spread worth climbing
+    rm_torch.save_pretrained(tmp_path / "rm")
+    rm = load_pretrained(tmp_path / "rm", tokenizer=False)
+    vocab = vocab_of(policy.tokenizer)
+    prompts = load_prompts(write_prompts(tmp_path / "p.jsonl", PROMPTS * 3), policy.tokenizer, 16)
+    task = from_prompts(prompts.tokens, prompts.mask, vocab, 6)
+    frozen = Frozen({"params": policy.params}, {"params": rm.params})
+    rlhf = RLHFConfig(batch=16, response_len=6, lr=3e-3, beta=0.02, ent_coef=0.0)
+
+    # one batch judged by hand against transformers
+    samples = make_sampler(policy.module, True, 1.0, vocab)(
+        {"params": policy.params}, prompts.tokens, jax.random.PRNGKey(0), 6, prompts.mask
+    )
+    logits, values = response_outputs(policy.module, {"params": policy.params}, samples.tokens, task.prompt_len,
+                                      1.0, vocab, prompts.mask)  # fmt: skip
+    out = judge(policy.module, frozen, samples, prompts.tokens, task, logits, values, 1.0, prompts.mask)
+    tokens, mask = np.asarray(samples.tokens), np.asarray(samples.mask)
+    attention = np.concatenate([prompts.mask, np.ones_like(mask)], axis=1)
+    last = task.prompt_len + mask.sum(1) - 1  # each row's last valid response token
+    with torch.no_grad():
+        hidden = rm_torch.transformer(
+            input_ids=torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(attention, dtype=torch.long),
+            position_ids=torch.tensor(np.maximum(np.cumsum(attention, 1) - 1, 0), dtype=torch.long),
+        ).last_hidden_state  # fmt: skip
+        reference = rm_torch.score(hidden[np.arange(len(tokens)), last])[:, 0].numpy()
+    np.testing.assert_allclose(np.asarray(out["score"]), reference, atol=1e-4)
+    assert np.all(np.asarray(out["k1"]) == 0.0)
+    ended = np.asarray(out["eos"]) > 0
+    responses = tokens[:, task.prompt_len :]
+    assert all(responses[i][mask[i]][-1] == vocab.eos for i in np.flatnonzero(ended))
+
+    hparams = rlhf.hparams()
+    state = init_stage({"params": policy.params}, make_optimizer("adam", hparams, hparams.lr), jax.random.PRNGKey(1),
+                       rlhf.beta)  # fmt: skip
+    run = jax.jit(scan_chunk(a2c_step(policy.module, rlhf, frozen, hparams, task), 40))
+    _, metrics = run(state)
+    score, k1 = np.asarray(metrics["score"]), np.asarray(metrics["k1"])
+    assert np.all(np.isfinite(score)) and k1[0] == 0.0
+    assert score[-10:].mean() > score[:10].mean() + 5.0, score  # 17 -> 29 here

@@ -25,6 +25,7 @@ from a2c_jax.rlhf.train import (
     Frozen,
     a2c_step,
     check_model,
+    digits,
     init_stage,
     judge,
     make_model,
@@ -205,9 +206,9 @@ def test_temperature_is_the_same_when_sampling_and_when_scoring(tiny):
     np.testing.assert_allclose(np.asarray(out.log_prob[:, 0]), np.log(expected[first]), atol=2e-5)
     frozen = Frozen(params, params)
     logits, values = response_outputs(model, params, out.tokens, spec.prompt_len, temperature)
-    judged = judge(model, frozen, out, prompts, spec, logits, values, temperature)
+    judged = judge(model, frozen, out, prompts, digits(spec), logits, values, temperature)
     assert np.all(np.asarray(judged["k1"]) == 0.0) and np.all(np.asarray(judged["k3"]) == 0.0)
-    mismatched = judge(model, frozen, out, prompts, spec, logits, values, 1.0)  # reference read at T = 1
+    mismatched = judge(model, frozen, out, prompts, digits(spec), logits, values, 1.0)  # reference read at T = 1
     assert np.abs(np.asarray(mismatched["k1"])).mean() > 0.1
 
 

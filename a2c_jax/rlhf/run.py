@@ -33,6 +33,7 @@ from a2c_jax.rlhf.train import (
     RLHFConfig,
     StageState,
     a2c_step,
+    digits,
     fori_chunk,
     init_stage,
     make_model,
@@ -224,7 +225,7 @@ class A2CStage:
         sampler, temperature = make_sampler(lm, config.kv_cache, config.temperature), config.temperature
         self._evaluate = jax.jit(
             jax.vmap(
-                lambda p, f, k: score_samples(lm, p, f, self.eval_prompts, k, spec, sampler, temperature),
+                lambda p, f, k: score_samples(lm, p, f, self.eval_prompts, k, digits(spec), sampler, temperature),
                 in_axes=(0, None, None),
             )
         )

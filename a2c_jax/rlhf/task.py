@@ -31,11 +31,12 @@ def sample_prompts(key: jax.Array, batch: int, spec: TaskSpec) -> jax.Array:
     return jnp.concatenate([jnp.full((batch, 1), BOS, jnp.int32), digits], axis=1)
 
 
-def response_mask(response: jax.Array) -> jax.Array:
-    """Valid tokens of responses [B, R]: everything up to and including the first EOS (bool [B, R])."""
-    is_eos = (response == EOS).astype(jnp.int32)
+def response_mask(response: jax.Array, eos: int = EOS, pad: int = PAD) -> jax.Array:
+    """Valid tokens of responses [B, R]: everything up to and including the first EOS, PAD excluded
+    (unless PAD is EOS, as with GPT-2's tokenizer) (bool [B, R])."""
+    is_eos = (response == eos).astype(jnp.int32)
     eos_before = jnp.cumsum(is_eos, axis=1) - is_eos
-    return (eos_before == 0) & (response != PAD)
+    return (eos_before == 0) & ((response != pad) if pad != eos else True)
 
 
 def gold_reward(prompts: jax.Array, responses: jax.Array) -> jax.Array:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,17 @@ from a2c_jax.rlhf.objective import (
     token_objective,
     token_rewards,
 )
-from a2c_jax.rlhf.sampling import Sampler, Samples, last_valid, make_sampler, response_outputs
-from a2c_jax.rlhf.task import EOS, VOCAB_SIZE, TaskSpec, gold_reward, reference_corpus, response_mask, sample_prompts
+from a2c_jax.rlhf.sampling import (
+    DIGITS,
+    Sampler,
+    Samples,
+    Vocab,
+    last_valid,
+    lm_apply,
+    make_sampler,
+    response_outputs,
+)
+from a2c_jax.rlhf.task import VOCAB_SIZE, TaskSpec, gold_reward, reference_corpus, response_mask, sample_prompts
 
 
 def make_model(config: RLHFConfig) -> CausalTransformer:
@@ -110,10 +119,18 @@ def reference_step(model: LanguageModel, config: RLHFConfig) -> StepFn:
     return step
 
 
-def sequence_score(model: LanguageModel, params: Params, tokens: jax.Array, prompt_len: int) -> jax.Array:
-    """A reward model's score of full sequences [B, L]: its scalar head at the last valid token, [B]."""
-    _, scalar = model.apply(params, tokens)
-    return last_valid(scalar[:, prompt_len:], response_mask(tokens[:, prompt_len:]))
+def sequence_score(
+    model: LanguageModel,
+    params: Params,
+    tokens: jax.Array,
+    prompt_len: int,
+    vocab: Vocab = DIGITS,
+    prompt_mask: jax.Array | None = None,
+) -> jax.Array:
+    """A reward model's score of full sequences [B, L]: its scalar head at the last valid token, [B]
+    (`prompt_mask` [B, prompt_len] for left-padded prompts)."""
+    _, scalar = lm_apply(model, params, tokens, prompt_mask)
+    return last_valid(scalar[:, prompt_len:], response_mask(tokens[:, prompt_len:], vocab.eos, vocab.pad))
 
 
 class Pairs(NamedTuple):
@@ -178,6 +195,40 @@ def pair_accuracy(model: LanguageModel, params: Params, pairs: Pairs, prompt_len
     return {"bt_loss": loss, "label_accuracy": label_accuracy, "gold_accuracy": gold_accuracy}
 
 
+@dataclasses.dataclass(frozen=True)
+class Prompting:
+    """Where A2C's prompts come from and which tokens are special.
+
+    `draw(key, batch) -> (prompts int32 [B, prompt_len], prompt_mask bool [B, prompt_len] or None)`;
+    `gold(prompts, responses) -> [B]`, a ground-truth reward reported beside the reward model's score
+    (None: the score is reported as gold). `digits(spec)` is the built-in task; `from_prompts` a table
+    of tokenized text prompts (`a2c_jax.rlhf.data.load_prompts`) drawn uniformly with replacement.
+    """
+
+    vocab: Vocab
+    prompt_len: int
+    response_len: int
+    draw: Callable[[jax.Array, int], tuple[jax.Array, jax.Array | None]]
+    gold: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+
+
+def digits(spec: TaskSpec) -> Prompting:
+    """The digits task (`a2c_jax.rlhf.task`): random digit prompts, the programmatic gold reward."""
+    return Prompting(DIGITS, spec.prompt_len, spec.response_len, lambda k, b: (sample_prompts(k, b, spec), None),
+                     gold_reward)  # fmt: skip
+
+
+def from_prompts(tokens: Any, mask: Any, vocab: Vocab, response_len: int) -> Prompting:
+    """Left-padded text prompts (tokens int32 [N, P], mask bool [N, P]), drawn uniformly per batch."""
+    table, table_mask = jnp.asarray(tokens, jnp.int32), jnp.asarray(mask, bool)
+
+    def draw(key: jax.Array, batch: int) -> tuple[jax.Array, jax.Array | None]:
+        index = jax.random.randint(key, (batch,), 0, table.shape[0])
+        return table[index], table_mask[index]
+
+    return Prompting(vocab, int(table.shape[1]), response_len, draw)
+
+
 class Frozen(NamedTuple):
     """The frozen models A2C reads: reference (logits) and reward model (scalar head)."""
 
@@ -190,10 +241,11 @@ def judge(
     frozen: Frozen,
     samples: Samples,
     prompts: jax.Array,
-    spec: TaskSpec,
+    task: Prompting,
     logits: jax.Array,
     values: jax.Array,
     temperature: float = 1.0,
+    prompt_mask: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Measure sampled responses against the frozen models, given the policy's outputs on them
     (logits [B, R, V], values [B, R] from `response_outputs` at `temperature`; the reference is read
@@ -202,25 +254,27 @@ def judge(
     Returns per-sequence arrays [B] (score, gold, k1, k3, length, eos, entropy per token) and the
     per-token arrays the A2C update needs ([B, R]: log_prob, ref_log_prob, values, mask; tokens [B, L]).
     """
-    actions, mask = samples.tokens[:, spec.prompt_len :], samples.mask
-    ref_logits, _ = response_outputs(model, frozen.ref_params, samples.tokens, spec.prompt_len, temperature)
+    p, vocab = task.prompt_len, task.vocab
+    actions, mask = samples.tokens[:, p:], samples.mask
+    ref_logits, _ = response_outputs(model, frozen.ref_params, samples.tokens, p, temperature, vocab, prompt_mask)
     log_prob = categorical_log_prob(logits, actions)
     ref_log_prob = categorical_log_prob(ref_logits, actions)
     k1, k3 = kl_estimates(log_prob, ref_log_prob, mask)
     length = jnp.sum(mask, axis=1)
     entropy = jnp.sum(jnp.where(mask, categorical_entropy(logits), 0.0), axis=1) / length
+    score = sequence_score(model, frozen.rm_params, samples.tokens, p, vocab, prompt_mask)
     return {
         "tokens": samples.tokens,
         "log_prob": log_prob,
         "ref_log_prob": ref_log_prob,
         "values": values,
         "mask": mask,
-        "score": sequence_score(model, frozen.rm_params, samples.tokens, spec.prompt_len),
-        "gold": gold_reward(prompts, actions),
+        "score": score,
+        "gold": task.gold(prompts, actions) if task.gold is not None else score,
         "k1": k1,
         "k3": k3,
         "length": length.astype(jnp.float32),
-        "eos": jnp.any(mask & (actions == EOS), axis=1).astype(jnp.float32),
+        "eos": jnp.any(mask & (actions == vocab.eos), axis=1).astype(jnp.float32),
         "entropy": entropy,
     }
 
@@ -231,40 +285,48 @@ def score_samples(
     frozen: Frozen,
     prompts: jax.Array,
     key: jax.Array,
-    spec: TaskSpec,
+    task: Prompting,
     sampler: Sampler | None = None,
     temperature: float = 1.0,
+    prompt_mask: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Sample responses to prompts [B, P] from `params` at `temperature` and `judge` them (see there);
-    a given `sampler` must sample at that temperature."""
-    samples = (sampler or make_sampler(model, temperature=temperature))(params, prompts, key, spec.response_len)
-    logits, values = response_outputs(model, params, samples.tokens, spec.prompt_len, temperature)
-    return judge(model, frozen, samples, prompts, spec, logits, values, temperature)
+    a given `sampler` must sample at that temperature with the task's vocabulary."""
+    sampler = sampler or make_sampler(model, temperature=temperature, vocab=task.vocab)
+    samples = sampler(params, prompts, key, task.response_len, prompt_mask)
+    logits, values = response_outputs(
+        model, params, samples.tokens, task.prompt_len, temperature, task.vocab, prompt_mask
+    )
+    return judge(model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask)
 
 
 SEQUENCE_METRICS = ("score", "gold", "k1", "k3", "length", "eos", "entropy")
 
 
-def a2c_step(model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: HParams) -> StepFn:
-    """One A2C-RLHF update: sample a batch, shape per-token rewards, token GAE, one gradient step.
-    `hparams` leaves may be traced (a population of settings); beta lives in the state."""
-    spec, tx = config.spec, make_optimizer("adam", hparams, hparams.lr)
-    sampler, temperature = make_sampler(model, config.kv_cache, config.temperature), config.temperature
+def a2c_step(
+    model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: HParams, task: Prompting | None = None
+) -> StepFn:
+    """One A2C-RLHF update: draw prompts, sample a batch, shape per-token rewards, token GAE, one
+    gradient step. `hparams` leaves may be traced (a population of settings); beta lives in the state.
+    `task` gives the prompts and the special tokens (default: the digits task of `config`)."""
+    task = task or digits(config.spec)
+    tx, temperature, p = make_optimizer("adam", hparams, hparams.lr), config.temperature, task.prompt_len
+    sampler = make_sampler(model, config.kv_cache, temperature, task.vocab)
 
     def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
         key, prompt_key, sample_key = jax.random.split(state.key, 3)
-        prompts = sample_prompts(prompt_key, config.batch, spec)
-        samples = sampler(state.params, prompts, sample_key, spec.response_len)
+        prompts, prompt_mask = task.draw(prompt_key, config.batch)
+        samples = sampler(state.params, prompts, sample_key, task.response_len, prompt_mask)
         # one forward pass of the policy serves the advantages (values) and the gradient (its VJP)
         (logits, values), pullback = jax.vjp(
-            lambda p: response_outputs(model, p, samples.tokens, spec.prompt_len, temperature), state.params
+            lambda q: response_outputs(model, q, samples.tokens, p, temperature, task.vocab, prompt_mask), state.params
         )
-        out = judge(model, frozen, samples, prompts, spec, logits, values, temperature)
+        out = judge(model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask)
         rewards = token_rewards(out["score"], out["log_prob"], out["ref_log_prob"], out["mask"], state.beta)
         advantage, target = token_advantages(rewards, out["values"], out["mask"], hparams.gamma, hparams.gae_lambda)
         batch = TokenBatch(out["tokens"], advantage, target, out["mask"])
         (_, loss), cotangents = jax.value_and_grad(token_objective, argnums=(0, 1), has_aux=True)(
-            logits, values, batch, spec.prompt_len, hparams.vf_coef, hparams.ent_coef, config.whiten
+            logits, values, batch, p, hparams.vf_coef, hparams.ent_coef, config.whiten
         )
         (grads,) = pullback(cotangents)
         new_state = apply_gradients(state, grads, tx, key)
