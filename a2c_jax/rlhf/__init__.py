@@ -16,12 +16,20 @@ from a2c_jax._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from a2c_jax.rlhf.config import RLHFConfig
+    from a2c_jax.rlhf.data import Prompts, load_prompts
     from a2c_jax.rlhf.model import CausalTransformer, LanguageModel
     from a2c_jax.rlhf.objective import kl_estimates, rlhf_loss, token_advantages, token_rewards
-    from a2c_jax.rlhf.pretrained import ModelConfig, Pretrained, PretrainedLM, load_pretrained, save_pretrained
+    from a2c_jax.rlhf.pretrained import (
+        ModelConfig,
+        Pretrained,
+        PretrainedLM,
+        load_pretrained,
+        save_pretrained,
+        vocab_of,
+    )
     from a2c_jax.rlhf.run import run_rlhf
-    from a2c_jax.rlhf.sampling import make_sampler, sample, sample_cached
-    from a2c_jax.rlhf.train import a2c_step
+    from a2c_jax.rlhf.sampling import Vocab, make_sampler, sample, sample_cached
+    from a2c_jax.rlhf.train import Frozen, Prompting, a2c_step, digits, from_prompts
 
 _LAZY: dict[str, str] = {
     "RLHFConfig": "a2c_jax.rlhf.config",
@@ -41,18 +49,33 @@ _LAZY: dict[str, str] = {
     "sample": "a2c_jax.rlhf.sampling",
     "sample_cached": "a2c_jax.rlhf.sampling",
     "a2c_step": "a2c_jax.rlhf.train",
+    "Frozen": "a2c_jax.rlhf.train",
+    "Prompting": "a2c_jax.rlhf.train",
+    "digits": "a2c_jax.rlhf.train",
+    "from_prompts": "a2c_jax.rlhf.train",
+    "Vocab": "a2c_jax.rlhf.sampling",
+    "Prompts": "a2c_jax.rlhf.data",
+    "load_prompts": "a2c_jax.rlhf.data",
+    "vocab_of": "a2c_jax.rlhf.pretrained",
 }
 
 __all__ = [
     "CausalTransformer",
+    "Frozen",
     "LanguageModel",
     "ModelConfig",
     "Pretrained",
     "PretrainedLM",
+    "Prompting",
+    "Prompts",
     "RLHFConfig",
+    "Vocab",
     "a2c_step",
+    "digits",
+    "from_prompts",
     "kl_estimates",
     "load_pretrained",
+    "load_prompts",
     "make_sampler",
     "rlhf_loss",
     "run_rlhf",
@@ -61,6 +84,7 @@ __all__ = [
     "save_pretrained",
     "token_advantages",
     "token_rewards",
+    "vocab_of",
 ]
 
 
