@@ -592,9 +592,11 @@ def test_rlhf_paths_under_a_file_are_one_line_exit_2(flag, tmp_path, capsys):
 
 
 def _changed(value):
-    """Another value of the same type (bool flipped, numbers moved)."""
+    """Another value of the same type (bool flipped, numbers moved, strings extended)."""
     if isinstance(value, bool):
         return not value
+    if isinstance(value, str):
+        return value + "x"
     return value + 1 if isinstance(value, int) else value * 2 + 0.1
 
 

@@ -239,7 +239,10 @@ class RLHFArgs(RLHFConfig):
     'wandb' (one offline run in OUT/wandb); the metrics against A2C updates, written when the run ends"""
     resume: Path | None = None
     """continue the interrupted run in this directory with its saved settings (from its newest
-    checkpoint; only --quiet, --log, --stage-dir and --compile-cache may be given with it)"""
+    checkpoint; only --quiet, --log, --stage-dir, --compile-cache and --export may be given with it)"""
+    export: Path | None = None
+    """with --model: write each trained policy here as a directory transformers loads (EXPORT/beta_B
+    for several betas)"""
 
 
 @dataclasses.dataclass(frozen=True)

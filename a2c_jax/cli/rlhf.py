@@ -48,7 +48,7 @@ def resumed_rlhf(args: RLHFArgs, given: RLHFConfig) -> tuple[RLHFConfig, tuple[f
     if refused:
         raise ConfigError(
             f"--resume continues a run with its saved settings: {', '.join(map(_flag, refused))} cannot be "
-            "given with it (allowed: --quiet, --log, --stage-dir, --compile-cache)"
+            "given with it (allowed: --quiet, --log, --stage-dir, --compile-cache, --export)"
         )
     return config, betas, out
 
@@ -64,6 +64,8 @@ def rlhf_command(args: RLHFArgs) -> int:
             "controller multiplies each beta, so a beta of 0 would stay 0; give betas > 0, or kl_target=0 for "
             "fixed betas"
         )
+    if args.export is not None and not config.model:
+        raise ConfigError(f"export={str(args.export)!r} needs --model (only an imported model is exported)")
     out = args.out
     if args.resume is not None:
         config, saved_betas, out = resumed_rlhf(args, config)
@@ -82,22 +84,30 @@ def rlhf_command(args: RLHFArgs) -> int:
 
     say = (lambda _: None) if args.quiet else print
     command = "rlhf-sweep" if isinstance(args, RLHFSweepArgs) else "rlhf"
-    summary = run_rlhf(config, out, stage_dir, betas, args.quiet, say, resume=args.resume is not None, command=command)
+    summary = run_rlhf(
+        config, out, stage_dir, betas, args.quiet, say, resume=args.resume is not None, command=command,
+        export=args.export,
+    )  # fmt: skip
     rm = summary["reward_model_stage"]
-    print(
-        f"reward model: held-out pair accuracy {rm['held_out_label_accuracy']:.3f} against the noisy labels, "
-        f"{rm['held_out_gold_accuracy']:.3f} against the gold ordering"
-    )
+    if "held_out_label_accuracy" in rm:
+        print(
+            f"reward model: held-out pair accuracy {rm['held_out_label_accuracy']:.3f} against the noisy labels, "
+            f"{rm['held_out_gold_accuracy']:.3f} against the gold ordering"
+        )
+    else:
+        print(f"reward model: {rm['reward_model']}")
     for member in summary["members"]:
         if member.get("diverged_at") is not None:
             print(f"beta {member['beta']:g}: diverged at update {member['diverged_at']} (no result)")
             continue
         ref, final = member["reference"], member["final"]
+        gold = f"gold reward {ref['gold']:.3f} -> {final['gold']:.3f}, " if "held_out_label_accuracy" in rm else ""
         print(
-            f"beta {member['beta']:g}: gold reward {ref['gold']:.3f} -> {final['gold']:.3f}, reward-model score "
-            f"{ref['score']:.3f} -> {final['score']:.3f}, KL {final['k1']:.2f} nats/sequence, "
-            f"length {final['length']:.1f}"
+            f"beta {member['beta']:g}: {gold}reward-model score {ref['score']:.3f} -> {final['score']:.3f}, "
+            f"KL {final['k1']:.2f} nats/sequence, length {final['length']:.1f}"
         )
+    for path in summary.get("exported", []):
+        print(f"exported the trained policy -> {path}")
     if trackers:
         from a2c_jax.runs.records import MetricsLog
         from a2c_jax.runs.trackers import log_rlhf

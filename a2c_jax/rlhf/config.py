@@ -61,6 +61,12 @@ class RLHFConfig:
             sequence at every position; same samples, slower).
         eval_prompts: held-out prompts scored at each log point.
         log_points: evaluations (and metrics lines) during A2C.
+        model: a Hugging Face model directory (`save_pretrained`: config.json, safetensors, tokenizer;
+            GPT-2 or Llama family): the policy and the frozen reference start from its weights, and
+            no reference or reward model is trained ("" = the built-in digits task).
+        prompts: with `model`, a JSONL file of {"prompt": ...} lines, tokenized by the model's tokenizer.
+        reward_model: with `model`, a directory of the same architecture whose scalar head scores a
+            response (a sequence-classification checkpoint's `score` head, or `value_head.safetensors`).
     """
 
     seed: int = 0
@@ -93,6 +99,9 @@ class RLHFConfig:
     kv_cache: bool = True
     eval_prompts: int = 256
     log_points: int = 20
+    model: str = ""
+    prompts: str = ""
+    reward_model: str = ""
 
     @property
     def spec(self) -> TaskSpec:
@@ -136,6 +145,12 @@ class RLHFConfig:
                 f"beta=0 is invalid with kl_target={self.kl_target}: the adaptive controller multiplies beta, so "
                 "it would stay 0; give beta > 0 as the starting coefficient, or kl_target=0 for a fixed beta"
             )
+        if self.model and not (self.prompts and self.reward_model):
+            missing = "prompts" if not self.prompts else "reward_model"
+            raise ConfigError(f"{missing}='' is invalid with model={self.model!r}: give --{missing.replace('_', '-')}")
+        if not self.model and (self.prompts or self.reward_model):
+            given = "prompts" if self.prompts else "reward_model"
+            raise ConfigError(f"{given}={getattr(self, given)!r} needs --model (the digits task makes its own)")
         check_number("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_number("gamma", self.gamma, 0.0, 1.0, low_open=True)
         return self

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -26,15 +26,17 @@ from a2c_jax.core.optim import make_optimizer
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import make_sampler
 from a2c_jax.rlhf.stages import HELD_OUT_PAIRS, StopFlag, first_nonfinite_row, train_stages, warn
-from a2c_jax.rlhf.task import VOCAB_SIZE, decode, sample_prompts
+from a2c_jax.rlhf.task import VOCAB_SIZE, decode
 from a2c_jax.rlhf.train import (
     SEQUENCE_METRICS,
     Frozen,
+    Prompting,
     RLHFConfig,
     StageState,
     a2c_step,
     digits,
     fori_chunk,
+    from_prompts,
     init_stage,
     make_model,
     score_samples,
@@ -43,6 +45,9 @@ from a2c_jax.runs.checkpoint import CheckpointWriter, latest_step, restore_check
 from a2c_jax.runs.lock import locked
 from a2c_jax.runs.loop import Job, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from a2c_jax.rlhf.pretrained import PretrainedLM
 
 SAMPLE_PROMPTS = 6
 Log = Callable[[str], None]
@@ -76,11 +81,68 @@ def summarize_samples(out: dict[str, np.ndarray], prompt_len: int) -> dict[str, 
     return summary
 
 
-def sample_texts(out: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
+Decoder = Callable[[Any], str]
+"""A sequence's tokens [L] as readable text."""
+
+
+def sample_texts(out: dict[str, np.ndarray], count: int, decoder: Decoder = decode) -> list[dict[str, Any]]:
     return [
-        {"text": decode(out["tokens"][i]), "gold": float(out["gold"][i]), "score": float(out["score"][i])}
+        {"text": decoder(out["tokens"][i]), "gold": float(out["gold"][i]), "score": float(out["score"][i])}
         for i in range(count)
     ]
+
+
+@dataclasses.dataclass
+class Imported:
+    """The models and data of a run on a Hugging Face model (`config.model`)."""
+
+    lm: PretrainedLM
+    frozen: Frozen
+    task: Prompting
+    tokenizer: Any
+    reports: dict[str, Any]
+
+    def decode(self, tokens: np.ndarray) -> str:
+        return str(self.tokenizer.decode([int(t) for t in tokens], skip_special_tokens=True))
+
+
+def import_models(config: RLHFConfig) -> Imported:
+    """Load `config.model` (policy and reference), `config.reward_model` and `config.prompts`; ConfigError
+    (nothing written yet) for a directory, tokenizer or prompt that cannot serve."""
+    from a2c_jax.rlhf.data import load_prompts
+    from a2c_jax.rlhf.pretrained import load_pretrained, vocab_of
+
+    policy = load_pretrained(config.model)
+    rm = load_pretrained(config.reward_model, tokenizer=False)
+    if dataclasses.replace(rm.config, hf=()) != dataclasses.replace(policy.config, hf=()):
+        raise ConfigError(
+            f"reward_model={config.reward_model!r} has another architecture than model={config.model!r}: the "
+            "reward model must share the policy's (a separate value or reward architecture is not supported yet)"
+        )
+    room = policy.config.max_len - config.response_len
+    if room < 1:
+        raise ConfigError(f"response_len={config.response_len} is invalid: the model holds {policy.config.max_len} "
+                          "tokens, prompt included")  # fmt: skip
+    prompts = load_prompts(config.prompts, policy.tokenizer, room)
+    task = from_prompts(prompts.tokens, prompts.mask, vocab_of(policy.tokenizer), config.response_len)
+    reports = {"reference_stage": {"model": config.model, "prompts": len(prompts.texts),
+                                   "prompt_len": task.prompt_len},
+               "reward_model_stage": {"reward_model": config.reward_model}}  # fmt: skip
+    frozen = Frozen({"params": policy.params}, {"params": rm.params})
+    return Imported(policy.module, frozen, task, policy.tokenizer, reports)
+
+
+def export_policies(export: Path, imported: Imported, state: StageState, betas: tuple[float, ...]) -> list[Path]:
+    """Each beta's trained policy as a directory `transformers` loads (EXPORT itself for one beta,
+    EXPORT/beta_B for several)."""
+    from a2c_jax.rlhf.pretrained import save_pretrained
+
+    written = []
+    for i, beta in enumerate(betas):
+        params = jax.tree.map(lambda x, i=i: np.asarray(x[i]), state.params)["params"]
+        target = export if len(betas) == 1 else export / f"beta_{beta:g}"
+        written.append(save_pretrained(target, imported.lm, params, imported.tokenizer))
+    return written
 
 
 def check_out(out: Path, record: dict[str, Any]) -> None:
@@ -134,35 +196,50 @@ def run_rlhf(
     model: LanguageModel | None = None,
     resume: bool = False,
     command: str = "rlhf",
+    export: Path | None = None,
 ) -> dict[str, Any]:
     """The whole chain: reference -> reward model -> A2C for each beta (one vmapped program), every
     stage through the host loop (`runs.loop`): SIGINT/SIGTERM checkpoint and stop (`Interrupted`), a
     non-finite loss stops with the last good state kept (`Diverged`), and `resume=True` continues an
     interrupted run in `out` (`a2c-jax {command} --resume OUT`) to the result of an uninterrupted one.
 
+    With `config.model` the policy and reference come from that Hugging Face directory, the reward
+    model from `config.reward_model` and the prompts from `config.prompts` (no stage is trained);
+    `export` then receives each trained policy as a directory `transformers` loads.
+
     Returns the summary (also written to out/summary.json)."""
     config.validate()
     betas = check_betas(tuple(betas) if betas else (config.beta,))
-    check_rlhf_fits(config, len(betas))
+    imported = import_models(config) if config.model else None
+    if imported is None:
+        check_rlhf_fits(config, len(betas))  # the digits model's estimate; not made for an imported model
     record = {**dataclasses.asdict(config), "betas": list(betas)}
     check_out(out, record)
     if resume and (out / "summary.json").exists() and latest_step(out / "checkpoints") == config.updates:
         log(f"{str(out)!r} has already finished ({config.updates} updates); nothing to do")
         return dict(read_json(out / "summary.json", "summary"))
-    lm: LanguageModel = model or make_model(config)
+    lm: LanguageModel = imported.lm if imported else (model or make_model(config))
+    task, decoder = (imported.task, imported.decode) if imported else (digits(config.spec), decode)
     ref_key, rm_key, a2c_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
     started = time.perf_counter()
     with locked(out, "out"), graceful_stop(warn) as stop_requested:  # one writer per --out
         write_json_atomic(out / "config.json", record)
         hint = f"a2c-jax {command} --resume {out}"
-        frozen, reports = train_stages(lm, config, stage_dir, (ref_key, rm_key), quiet, stop_requested, hint, log)
+        if imported is not None:
+            frozen, reports = imported.frozen, dict(imported.reports)
+        else:
+            frozen, reports = train_stages(lm, config, stage_dir, (ref_key, rm_key), quiet, stop_requested, hint, log)
         stages_done = time.perf_counter()
-        a2c = A2CStage(lm, config, frozen, betas, eval_key)
+        a2c = A2CStage(lm, config, frozen, betas, eval_key, task)
         state, before, after, a2c_seconds = a2c.run(out, a2c_key, resume, quiet, stop_requested, hint)
         reports["diverged_at"] = a2c.diverged_at
     seconds = {"reference_and_reward_model": stages_done - started, "a2c": a2c_seconds,
                "total": time.perf_counter() - started}  # fmt: skip
-    return write_outputs(out, config, betas, reports, state, before, after, seconds)
+    summary = write_outputs(out, config, betas, reports, state, before, after, seconds, task.prompt_len, decoder)
+    if export is not None and imported is not None:
+        summary["exported"] = [str(path) for path in export_policies(export, imported, state, betas)]
+        write_json_atomic(out / "summary.json", summary)
+    return summary
 
 
 def check_betas(betas: tuple[float, ...]) -> tuple[float, ...]:
@@ -215,17 +292,27 @@ class A2CStage:
     log point; metrics.jsonl holds update 0 and one line per log point and beta."""
 
     def __init__(
-        self, lm: LanguageModel, config: RLHFConfig, frozen: Frozen, betas: tuple[float, ...], eval_key: jax.Array
+        self,
+        lm: LanguageModel,
+        config: RLHFConfig,
+        frozen: Frozen,
+        betas: tuple[float, ...],
+        eval_key: jax.Array,
+        task: Prompting,
     ) -> None:
         self.lm, self.config, self.frozen, self.betas, self.eval_key = lm, config, frozen, betas, eval_key
+        self.task = task
         self.diverged_at: dict[int, int] = {}
         """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
-        spec = config.spec
-        self.eval_prompts = sample_prompts(eval_key, config.eval_prompts, spec)
-        sampler, temperature = make_sampler(lm, config.kv_cache, config.temperature), config.temperature
+        # the digits task draws fresh prompts; a prompts file's are drawn from the same file
+        self.eval_prompts, self.eval_mask = task.draw(eval_key, config.eval_prompts)
+        temperature = config.temperature
+        sampler = make_sampler(lm, config.kv_cache, temperature, task.vocab)
         self._evaluate = jax.jit(
             jax.vmap(
-                lambda p, f, k: score_samples(lm, p, f, self.eval_prompts, k, digits(spec), sampler, temperature),
+                lambda p, f, k: score_samples(
+                    lm, p, f, self.eval_prompts, k, task, sampler, temperature, self.eval_mask
+                ),
                 in_axes=(0, None, None),
             )
         )
@@ -237,7 +324,7 @@ class A2CStage:
 
     def summaries(self, params: Params) -> tuple[list[dict[str, np.ndarray]], list[dict[str, float]]]:
         samples = self.evaluate(params)
-        return samples, [summarize_samples(b, self.config.spec.prompt_len) for b in samples]
+        return samples, [summarize_samples(b, self.task.prompt_len) for b in samples]
 
     def initial_state(self, key: jax.Array) -> StageState:
         hparams = self.config.hparams()
@@ -272,7 +359,8 @@ class A2CStage:
         length = chunk_length(config.updates, config.log_points)
         chunk = jax.jit(
             jax.vmap(
-                lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams), length)(s, n), in_axes=(0, None, None)
+                lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams, self.task), length)(s, n),
+                in_axes=(0, None, None),
             )
         )
         writer = CheckpointWriter(ckpt_dir)
@@ -329,9 +417,10 @@ def write_outputs(
     before: list[dict[str, np.ndarray]],
     after: list[dict[str, np.ndarray]],
     seconds: dict[str, float],
+    prompt_len: int,
+    decoder: Decoder = decode,
 ) -> dict[str, Any]:
     """summary.json, samples.json, rlhf.png (and tradeoff.png for several betas); returns the summary."""
-    prompt_len = config.spec.prompt_len
     first = [summarize_samples(b, prompt_len) for b in before]
     last = [summarize_samples(a, prompt_len) for a in after]
     diverged_at = reports.pop("diverged_at", {})
@@ -350,8 +439,8 @@ def write_outputs(
     }
     write_json_atomic(out / "summary.json", summary)
     samples = {
-        "reference": sample_texts(before[0], SAMPLE_PROMPTS),
-        **{f"policy_beta_{beta:g}": sample_texts(after[i], SAMPLE_PROMPTS) for i, beta in enumerate(betas)},
+        "reference": sample_texts(before[0], SAMPLE_PROMPTS, decoder),
+        **{f"policy_beta_{beta:g}": sample_texts(after[i], SAMPLE_PROMPTS, decoder) for i, beta in enumerate(betas)},
     }
     write_json_atomic(out / "samples.json", samples)
     from a2c_jax.runs.plots import plot_rlhf, plot_rlhf_tradeoff
