@@ -21,7 +21,8 @@ from benchmarks.common import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 TIERS = {"full": [], "fast": ["-m", "not slow"]}
-SUMMARY = re.compile(r"=+ (?P<counts>.*?) in (?P<seconds>[0-9.]+)s")
+OUTCOME = r"\d+ (?:passed|failed|error|skipped|deselected)"
+SUMMARY = re.compile(rf"^(?:=+ )?(?P<counts>{OUTCOME}[^\n]*?) in (?P<seconds>[0-9.]+)s", re.M)
 DURATION = re.compile(r"^(?P<seconds>[0-9.]+)s (?P<phase>call|setup|teardown)\s+(?P<test>\S+)", re.M)
 
 

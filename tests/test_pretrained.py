@@ -300,6 +300,7 @@ def test_prompt_files_and_vocabularies_fail_with_one_clear_line(checkpoints, tmp
         vocab_of(tokenizer)
 
 
+@pytest.mark.slow
 def test_a2c_updates_on_an_imported_model_with_text_prompts(checkpoints, tmp_path):
     """A2C on a loaded GPT-2 with left-padded JSONL prompts, a reward model loaded from a
     sequence-classification directory: the reward model's score of each sample equals `transformers`'
