@@ -124,9 +124,20 @@ def test_token_rewards_score_on_last_valid_and_sum():
         expected = -beta * (logp[b] - ref[b]) * mask[b]
         expected[last[b]] += score[b]
         np.testing.assert_allclose(rewards[b], expected, atol=1e-6)
-    k1, _ = kl_estimates(logp, ref, jnp.asarray(mask))
+    k1, k3 = kl_estimates(logp, ref, jnp.asarray(mask))
     np.testing.assert_allclose(rewards.sum(1), score - beta * np.asarray(k1), atol=1e-5)
     assert np.all(rewards[~mask] == 0.0)
+    # k3 per token: (r - 1) - log r with r = pi_ref / pi, from the formula in NumPy
+    rewards3 = np.asarray(token_rewards(score, logp, ref, jnp.asarray(mask), beta, "k3"))
+    for b in range(B):
+        r = np.exp(ref[b].astype(np.float64) - logp[b])
+        expected = -beta * ((r - 1.0) - np.log(r)) * mask[b]
+        expected[last[b]] += score[b]
+        np.testing.assert_allclose(rewards3[b], expected, atol=1e-5)
+    np.testing.assert_allclose(rewards3.sum(1), score - beta * np.asarray(k3), atol=1e-5)
+    assert np.all(rewards3[~mask] == 0.0)
+    at_last = (np.arange(R)[None] == last[:, None]) * score[:, None]
+    assert np.all(rewards3 <= at_last + 1e-6)  # k3 >= 0 on every token: no token is rewarded beyond the score
 
 
 def test_kl_estimators():
@@ -326,6 +337,7 @@ BAD_INPUT = [
     (["rlhf", "--beta", "0", "--kl-target", "0.1"], "beta=0 is invalid with kl_target=0.1"),
     (["rlhf-sweep", "--kl-target", "0.1"], "betas='0.0,0.02,0.1,0.5' is invalid with kl_target=0.1"),
     (["rlhf", "--temperature", "0"], "temperature=0.0 is invalid"),
+    (["rlhf", "--kl-estimator", "k2"], "kl_estimator='k2' is invalid: must be 'k1' or 'k3'"),
     (["rlhf", "--width", "65536"], "width=65536 needs about"),
     (["rlhf", "--batch", "100000000"], "batch=100000000 needs about"),
     (["rlhf", "--rm-pairs", "1000000000"], "rm_pairs=1000000000 needs about"),

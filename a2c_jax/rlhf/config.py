@@ -54,6 +54,9 @@ class RLHFConfig:
         whiten: standardise advantages over the valid tokens of a batch.
         kl_target: target sequence KL of the adaptive controller (0 = fixed beta).
         kl_horizon: horizon (in sequences) of the adaptive controller.
+        kl_estimator: the per-token KL in the reward: "k1" (log pi - log pi_ref, unbiased, can be
+            negative) or "k3" ((r - 1) - log r, r = pi_ref / pi: unbiased for the sequence KL, never
+            negative). The adaptive controller reads the sequence k1 either way.
         temperature: sampling temperature of the policy's responses (training and evaluation); the
             log-probabilities of the loss and of the KL penalty, the reference's included, are taken
             at the same temperature, so the policy at the reference scores KL 0 at any temperature.
@@ -95,6 +98,7 @@ class RLHFConfig:
     whiten: bool = True
     kl_target: float = 0.0
     kl_horizon: float = 10000.0
+    kl_estimator: str = "k1"
     temperature: float = 1.0
     kv_cache: bool = True
     eval_prompts: int = 256
@@ -140,6 +144,8 @@ class RLHFConfig:
             check_number(name, getattr(self, name), 0.0, low_open=True)
         for name in ("beta", "vf_coef", "ent_coef", "kl_target"):
             check_number(name, getattr(self, name), 0.0)
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ConfigError(f"kl_estimator={self.kl_estimator!r} is invalid: must be 'k1' or 'k3'")
         if self.kl_target > 0 and self.beta == 0:
             raise ConfigError(
                 f"beta=0 is invalid with kl_target={self.kl_target}: the adaptive controller multiplies beta, so "
@@ -169,7 +175,7 @@ class RLHFConfig:
 
 
 A2C_ONLY = ("updates", "batch", "lr", "beta", "gamma", "gae_lambda", "vf_coef", "ent_coef", "whiten", "kl_target",
-            "kl_horizon", "temperature", "eval_prompts", "log_points")  # fmt: skip
+            "kl_horizon", "kl_estimator", "temperature", "eval_prompts", "log_points")  # fmt: skip
 """Fields that only the A2C stage and the evaluation read: in no cached stage's key."""
 REWARD_MODEL_ONLY = ("rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache")
 """Fields that the reward model reads and the reference does not (kv_cache: how its pairs are sampled)."""

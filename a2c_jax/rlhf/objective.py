@@ -31,11 +31,25 @@ class TokenBatch(NamedTuple):
 
 
 def token_rewards(
-    score: jax.Array, log_prob: jax.Array, ref_log_prob: jax.Array, mask: jax.Array, beta: jax.Array | float
+    score: jax.Array,
+    log_prob: jax.Array,
+    ref_log_prob: jax.Array,
+    mask: jax.Array,
+    beta: jax.Array | float,
+    estimator: str = "k1",
 ) -> jax.Array:
-    """-beta * (log pi - log pi_ref) on every valid token, plus score [B] on the last valid one; 0 on
-    padding. Summed over a response: score - beta * k1 (its sequence KL estimate)."""
-    kl = jnp.where(mask, log_prob - ref_log_prob, 0.0)
+    """-beta * KL_t on every valid token, plus score [B] on the last valid one; 0 on padding.
+
+    KL_t is "k1", log pi - log pi_ref (summed over a response: score - beta * k1, the sequence
+    estimate), or "k3", (r - 1) - log r with r = pi_ref / pi (never negative; summed: score - beta * k3).
+    """
+    if estimator not in ("k1", "k3"):
+        raise ValueError(f"estimator={estimator!r}: 'k1' or 'k3'")
+    if estimator == "k1":
+        kl = jnp.where(mask, log_prob - ref_log_prob, 0.0)
+    else:
+        log_r = jnp.where(mask, ref_log_prob - log_prob, 0.0)
+        kl = jnp.where(mask, jnp.expm1(log_r) - log_r, 0.0)
     last = jax.nn.one_hot(jnp.sum(mask, axis=1) - 1, mask.shape[1], dtype=kl.dtype) * mask
     return -beta * kl + score[:, None] * last
 

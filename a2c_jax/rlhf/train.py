@@ -322,7 +322,9 @@ def a2c_step(
             lambda q: response_outputs(model, q, samples.tokens, p, temperature, task.vocab, prompt_mask), state.params
         )
         out = judge(model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask)
-        rewards = token_rewards(out["score"], out["log_prob"], out["ref_log_prob"], out["mask"], state.beta)
+        rewards = token_rewards(
+            out["score"], out["log_prob"], out["ref_log_prob"], out["mask"], state.beta, config.kl_estimator
+        )
         advantage, target = token_advantages(rewards, out["values"], out["mask"], hparams.gamma, hparams.gae_lambda)
         batch = TokenBatch(out["tokens"], advantage, target, out["mask"])
         (_, loss), cotangents = jax.value_and_grad(token_objective, argnums=(0, 1), has_aux=True)(
