@@ -223,6 +223,24 @@ def test_temperature_is_the_same_when_sampling_and_when_scoring(tiny):
     assert np.abs(np.asarray(mismatched["k1"])).mean() > 0.1
 
 
+def test_missing_eos_penalty_lowers_only_the_unended_responses(tiny):
+    config, model, params = tiny
+    spec = config.spec
+    prompts = sample_prompts(jax.random.PRNGKey(6), 64, spec)
+    out = make_sampler(model)(params, prompts, jax.random.PRNGKey(7), spec.response_len)
+    logits, values = response_outputs(model, params, out.tokens, spec.prompt_len)
+    frozen = Frozen(params, params)
+    plain = judge(model, frozen, out, prompts, digits(spec), logits, values)
+    penalised = judge(model, frozen, out, prompts, digits(spec), logits, values, missing_eos_penalty=2.5)
+    ended = np.any(np.asarray(out.mask) & (np.asarray(out.tokens[:, spec.prompt_len :]) == EOS), axis=1)
+    assert ended.any() and not ended.all()  # both kinds of response are in the batch
+    np.testing.assert_allclose(
+        np.asarray(plain["score"]) - np.asarray(penalised["score"]), np.where(ended, 0.0, 2.5), atol=1e-6
+    )
+    with pytest.raises(ConfigError, match=r"missing_eos_penalty=-1\.0 is invalid"):
+        RLHFConfig(missing_eos_penalty=-1.0).validate()
+
+
 def test_kl_target_needs_a_starting_beta():
     with pytest.raises(ConfigError, match=r"beta=0 is invalid with kl_target=0\.1"):
         RLHFConfig(beta=0.0, kl_target=0.1).validate()

@@ -57,6 +57,8 @@ class RLHFConfig:
         kl_estimator: the per-token KL in the reward: "k1" (log pi - log pi_ref, unbiased, can be
             negative) or "k3" ((r - 1) - log r, r = pi_ref / pi: unbiased for the sequence KL, never
             negative). The adaptive controller reads the sequence k1 either way.
+        missing_eos_penalty: subtracted from the reward model's score of a response that reaches
+            response_len tokens without EOS (0: none), in training and in the reported score.
         temperature: sampling temperature of the policy's responses (training and evaluation); the
             log-probabilities of the loss and of the KL penalty, the reference's included, are taken
             at the same temperature, so the policy at the reference scores KL 0 at any temperature.
@@ -99,6 +101,7 @@ class RLHFConfig:
     kl_target: float = 0.0
     kl_horizon: float = 10000.0
     kl_estimator: str = "k1"
+    missing_eos_penalty: float = 0.0
     temperature: float = 1.0
     kv_cache: bool = True
     eval_prompts: int = 256
@@ -142,7 +145,7 @@ class RLHFConfig:
             raise ConfigError(f"heads={self.heads} is invalid: must divide width={self.width}")
         for name in ("ref_lr", "rm_lr", "lr", "max_grad_norm", "kl_horizon", "temperature"):
             check_number(name, getattr(self, name), 0.0, low_open=True)
-        for name in ("beta", "vf_coef", "ent_coef", "kl_target"):
+        for name in ("beta", "vf_coef", "ent_coef", "kl_target", "missing_eos_penalty"):
             check_number(name, getattr(self, name), 0.0)
         if self.kl_estimator not in ("k1", "k3"):
             raise ConfigError(f"kl_estimator={self.kl_estimator!r} is invalid: must be 'k1' or 'k3'")
@@ -175,7 +178,8 @@ class RLHFConfig:
 
 
 A2C_ONLY = ("updates", "batch", "lr", "beta", "gamma", "gae_lambda", "vf_coef", "ent_coef", "whiten", "kl_target",
-            "kl_horizon", "kl_estimator", "temperature", "eval_prompts", "log_points")  # fmt: skip
+            "kl_horizon", "kl_estimator", "missing_eos_penalty", "temperature", "eval_prompts",
+            "log_points")  # fmt: skip
 """Fields that only the A2C stage and the evaluation read: in no cached stage's key."""
 REWARD_MODEL_ONLY = ("rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache")
 """Fields that the reward model reads and the reference does not (kv_cache: how its pairs are sampled)."""

@@ -311,7 +311,16 @@ class A2CStage:
         self._evaluate = jax.jit(
             jax.vmap(
                 lambda p, f, k: score_samples(
-                    lm, p, f, self.eval_prompts, k, task, sampler, temperature, self.eval_mask
+                    lm,
+                    p,
+                    f,
+                    self.eval_prompts,
+                    k,
+                    task,
+                    sampler,
+                    temperature,
+                    self.eval_mask,
+                    config.missing_eos_penalty,
                 ),
                 in_axes=(0, None, None),
             )

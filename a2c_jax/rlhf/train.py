@@ -246,6 +246,7 @@ def judge(
     values: jax.Array,
     temperature: float = 1.0,
     prompt_mask: jax.Array | None = None,
+    missing_eos_penalty: float = 0.0,
 ) -> dict[str, jax.Array]:
     """Measure sampled responses against the frozen models, given the policy's outputs on them
     (logits [B, R, V], values [B, R] from `response_outputs` at `temperature`; the reference is read
@@ -262,7 +263,10 @@ def judge(
     k1, k3 = kl_estimates(log_prob, ref_log_prob, mask)
     length = jnp.sum(mask, axis=1)
     entropy = jnp.sum(jnp.where(mask, categorical_entropy(logits), 0.0), axis=1) / length
+    ended = jnp.any(mask & (actions == vocab.eos), axis=1)
     score = sequence_score(model, frozen.rm_params, samples.tokens, p, vocab, prompt_mask)
+    if missing_eos_penalty:  # the score a response that never ended is rewarded with
+        score = score - missing_eos_penalty * (~ended).astype(score.dtype)
     return {
         "tokens": samples.tokens,
         "log_prob": log_prob,
@@ -274,7 +278,7 @@ def judge(
         "k1": k1,
         "k3": k3,
         "length": length.astype(jnp.float32),
-        "eos": jnp.any(mask & (actions == vocab.eos), axis=1).astype(jnp.float32),
+        "eos": ended.astype(jnp.float32),
         "entropy": entropy,
     }
 
@@ -289,6 +293,7 @@ def score_samples(
     sampler: Sampler | None = None,
     temperature: float = 1.0,
     prompt_mask: jax.Array | None = None,
+    missing_eos_penalty: float = 0.0,
 ) -> dict[str, jax.Array]:
     """Sample responses to prompts [B, P] from `params` at `temperature` and `judge` them (see there);
     a given `sampler` must sample at that temperature with the task's vocabulary."""
@@ -297,7 +302,7 @@ def score_samples(
     logits, values = response_outputs(
         model, params, samples.tokens, task.prompt_len, temperature, task.vocab, prompt_mask
     )
-    return judge(model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask)
+    return judge(model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask, missing_eos_penalty)
 
 
 SEQUENCE_METRICS = ("score", "gold", "k1", "k3", "length", "eos", "entropy")
@@ -321,7 +326,9 @@ def a2c_step(
         (logits, values), pullback = jax.vjp(
             lambda q: response_outputs(model, q, samples.tokens, p, temperature, task.vocab, prompt_mask), state.params
         )
-        out = judge(model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask)
+        out = judge(
+            model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask, config.missing_eos_penalty
+        )
         rewards = token_rewards(
             out["score"], out["log_prob"], out["ref_log_prob"], out["mask"], state.beta, config.kl_estimator
         )
