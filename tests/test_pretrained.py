@@ -1,4 +1,4 @@
-"""Hugging Face models in JAX (a2c_jax.rlhf.pretrained) against `transformers`' own PyTorch code on the
+"""Hugging Face models in JAX (a2c_jax.rlhf.pretrained, a2c_jax.rlhf.hf) against `transformers`' own PyTorch code on the
 same randomly initialised checkpoints, built and saved here (nothing is downloaded): a byte-level BPE
 tokenizer trained with `tokenizers`, 2-layer GPT-2 and Llama models (Llama with grouped-query attention)
 written with `save_pretrained`."""
@@ -17,7 +17,8 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 from a2c_jax.config import ConfigError  # noqa: E402
-from a2c_jax.rlhf.pretrained import build, load_pretrained, save_pretrained  # noqa: E402
+from a2c_jax.rlhf.hf import load_pretrained, save_pretrained  # noqa: E402
+from a2c_jax.rlhf.pretrained import build  # noqa: E402
 
 TEXTS = [f"the {w} number {i} is {i * 7 % 13} and then {w}s follow." for i in range(200) for w in ("cat", "dog")]
 PROMPTS = ["the cat number 3", "a dog", "the dog number 12 is 2 and"]
@@ -237,7 +238,7 @@ def test_sampling_left_padded_prompts_records_transformers_log_probs(checkpoints
     log-softmax on the finished sequences (attention mask and positions from the padding), the banned
     tokens ruled out."""
     from a2c_jax.rlhf.data import load_prompts
-    from a2c_jax.rlhf.pretrained import vocab_of
+    from a2c_jax.rlhf.hf import vocab_of
     from a2c_jax.rlhf.sampling import make_sampler
 
     loaded = load_pretrained(checkpoints[family])
@@ -274,7 +275,7 @@ def test_sampling_left_padded_prompts_records_transformers_log_probs(checkpoints
 
 def test_prompt_files_and_vocabularies_fail_with_one_clear_line(checkpoints, tmp_path):
     from a2c_jax.rlhf.data import load_prompts
-    from a2c_jax.rlhf.pretrained import vocab_of
+    from a2c_jax.rlhf.hf import vocab_of
 
     tokenizer = load_pretrained(checkpoints["gpt2"]).tokenizer
     bad = tmp_path / "bad.jsonl"
@@ -309,7 +310,7 @@ def test_a2c_updates_on_an_imported_model_with_text_prompts(checkpoints, tmp_pat
     from a2c_jax.core.optim import make_optimizer
     from a2c_jax.rlhf.config import RLHFConfig
     from a2c_jax.rlhf.data import load_prompts
-    from a2c_jax.rlhf.pretrained import vocab_of
+    from a2c_jax.rlhf.hf import vocab_of
     from a2c_jax.rlhf.sampling import make_sampler, response_outputs
     from a2c_jax.rlhf.train import Frozen, a2c_step, from_prompts, init_stage, judge, scan_chunk
 

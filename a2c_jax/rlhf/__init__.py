@@ -2,10 +2,10 @@
 penalty to a frozen reference, from the core's GAE, distributions, A2C objective and optax chain.
 
 Modules: task (vocabulary, prompts, gold reward), model (the `LanguageModel` protocol and a causal
-transformer), pretrained (Hugging Face GPT-2 and Llama checkpoints as flax modules, loaded and
-exported), sampling (scan-based sampling, full recompute or KV cache), objective (per-token rewards,
-token GAE, KL estimators, the loss), train (the compiled stages), run (the host side of
-`a2c-jax rlhf`). Public names load on first use, like the package's own.
+transformer), pretrained (Hugging Face GPT-2 and Llama models as flax modules), hf (their directories
+loaded and exported), data (text prompts), sampling (scan-based sampling, full recompute or KV cache),
+objective (per-token rewards, token GAE, KL estimators, the loss), train (the compiled stages), run
+(the host side of `a2c-jax rlhf`). Public names load on first use, like the package's own.
 """
 
 from __future__ import annotations
@@ -17,16 +17,10 @@ from a2c_jax._lazy import lazy_exports
 if TYPE_CHECKING:
     from a2c_jax.rlhf.config import RLHFConfig
     from a2c_jax.rlhf.data import Prompts, load_prompts
+    from a2c_jax.rlhf.hf import Pretrained, load_pretrained, save_pretrained, vocab_of
     from a2c_jax.rlhf.model import CausalTransformer, LanguageModel
     from a2c_jax.rlhf.objective import kl_estimates, rlhf_loss, token_advantages, token_rewards
-    from a2c_jax.rlhf.pretrained import (
-        ModelConfig,
-        Pretrained,
-        PretrainedLM,
-        load_pretrained,
-        save_pretrained,
-        vocab_of,
-    )
+    from a2c_jax.rlhf.pretrained import ModelConfig, PretrainedLM
     from a2c_jax.rlhf.run import run_rlhf
     from a2c_jax.rlhf.sampling import Vocab, make_sampler, sample, sample_cached
     from a2c_jax.rlhf.train import Frozen, Prompting, a2c_step, digits, from_prompts
@@ -40,10 +34,10 @@ _LAZY: dict[str, str] = {
     "token_advantages": "a2c_jax.rlhf.objective",
     "token_rewards": "a2c_jax.rlhf.objective",
     "ModelConfig": "a2c_jax.rlhf.pretrained",
-    "Pretrained": "a2c_jax.rlhf.pretrained",
+    "Pretrained": "a2c_jax.rlhf.hf",
     "PretrainedLM": "a2c_jax.rlhf.pretrained",
-    "load_pretrained": "a2c_jax.rlhf.pretrained",
-    "save_pretrained": "a2c_jax.rlhf.pretrained",
+    "load_pretrained": "a2c_jax.rlhf.hf",
+    "save_pretrained": "a2c_jax.rlhf.hf",
     "run_rlhf": "a2c_jax.rlhf.run",
     "make_sampler": "a2c_jax.rlhf.sampling",
     "sample": "a2c_jax.rlhf.sampling",
@@ -56,7 +50,7 @@ _LAZY: dict[str, str] = {
     "Vocab": "a2c_jax.rlhf.sampling",
     "Prompts": "a2c_jax.rlhf.data",
     "load_prompts": "a2c_jax.rlhf.data",
-    "vocab_of": "a2c_jax.rlhf.pretrained",
+    "vocab_of": "a2c_jax.rlhf.hf",
 }
 
 __all__ = [

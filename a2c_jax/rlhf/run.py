@@ -110,7 +110,7 @@ def import_models(config: RLHFConfig) -> Imported:
     """Load `config.model` (policy and reference), `config.reward_model` and `config.prompts`; ConfigError
     (nothing written yet) for a directory, tokenizer or prompt that cannot serve."""
     from a2c_jax.rlhf.data import load_prompts
-    from a2c_jax.rlhf.pretrained import load_pretrained, vocab_of
+    from a2c_jax.rlhf.hf import load_pretrained, vocab_of
 
     policy = load_pretrained(config.model)
     rm = load_pretrained(config.reward_model, tokenizer=False)
@@ -135,7 +135,7 @@ def import_models(config: RLHFConfig) -> Imported:
 def export_policies(export: Path, imported: Imported, state: StageState, betas: tuple[float, ...]) -> list[Path]:
     """Each beta's trained policy as a directory `transformers` loads (EXPORT itself for one beta,
     EXPORT/beta_B for several)."""
-    from a2c_jax.rlhf.pretrained import save_pretrained
+    from a2c_jax.rlhf.hf import save_pretrained
 
     written = []
     for i, beta in enumerate(betas):
