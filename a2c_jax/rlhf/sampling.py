@@ -96,6 +96,19 @@ def response_outputs(
     return response_logits(logits[:, prompt_len - 1 : -1], temperature, vocab.banned), values[:, prompt_len - 1 : -1]
 
 
+def next_token(
+    key: jax.Array, logits: jax.Array, done: jax.Array, vocab: Vocab
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """One response position of every row: a token drawn from logits [B, V] (PAD for rows already
+    done), its log-probability (0 for those rows), whether it is valid, and the rows done after it
+    (EOS drawn). -> (token [B], log_prob [B], valid [B], done [B])."""
+    token = categorical_sample(key, logits)
+    valid = ~done
+    log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
+    token = jnp.where(valid, token, vocab.pad)
+    return token, log_prob, valid, done | (token == vocab.eos)
+
+
 def sample(
     model: LanguageModel,
     params: Params,
@@ -121,13 +134,11 @@ def sample(
         t, step_key = inputs
         logits, _ = lm_apply(model, params, tokens, prompt_mask)
         logits = jax.lax.dynamic_index_in_dim(logits, prompt_len + t - 1, axis=1, keepdims=False)
-        logits = response_logits(logits, temperature, vocab.banned)
-        token = categorical_sample(step_key, logits)
-        valid = ~done
-        log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
-        token = jnp.where(valid, token, vocab.pad)
+        token, log_prob, valid, done = next_token(
+            step_key, response_logits(logits, temperature, vocab.banned), done, vocab
+        )
         tokens = jax.lax.dynamic_update_slice_in_dim(tokens, token[:, None], prompt_len + t, axis=1)
-        return (tokens, done | (token == vocab.eos)), (log_prob, valid)
+        return (tokens, done), (log_prob, valid)
 
     steps = (jnp.arange(response_len), jax.random.split(key, response_len))
     (tokens, _), (log_prob, valid) = jax.lax.scan(step, (tokens, jnp.zeros(batch, bool)), steps)
@@ -178,11 +189,8 @@ def sample_cached(
         cache, previous, done = carry
         step_key, position = inputs
         cache, logits = feed(cache, previous, position)
-        token = categorical_sample(step_key, logits)
-        valid = ~done
-        log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
-        token = jnp.where(valid, token, vocab.pad)
-        return (cache, token, done | (token == vocab.eos)), (token, log_prob, valid)
+        token, log_prob, valid, done = next_token(step_key, logits, done, vocab)
+        return (cache, token, done), (token, log_prob, valid)
 
     start = (cache, prompts[:, -1], jnp.zeros(batch, bool))
     steps = (jax.random.split(key, response_len), index_position[:, prompt_len - 1 : -1].T)
