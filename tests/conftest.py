@@ -64,3 +64,12 @@ def _remove_test_cache():
     yield
     if _CACHE is not None:
         shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """{"gpt2" | "llama": directory} of random 2-layer Hugging Face models with a BPE tokenizer trained
+    here (tests/_hf_models.py; skipped without the `hf` extra and torch)."""
+    from _hf_models import save_checkpoints
+
+    return save_checkpoints(tmp_path_factory)

@@ -6,69 +6,22 @@ written with `save_pretrained`."""
 from __future__ import annotations
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
+
+from _hf_models import PROMPTS, write_preferences, write_prompts  # noqa: E402
 
 from a2c_jax.config import ConfigError  # noqa: E402
 from a2c_jax.rlhf.hf import load_pretrained, save_pretrained  # noqa: E402
 from a2c_jax.rlhf.pretrained import build  # noqa: E402
-
-TEXTS = [f"the {w} number {i} is {i * 7 % 13} and then {w}s follow." for i in range(200) for w in ("cat", "dog")]
-PROMPTS = ["the cat number 3", "a dog", "the dog number 12 is 2 and"]
-
-
-def make_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(TEXTS, trainer)
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", padding_side="left"
-    )
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """{family: directory} of random GPT-2 and Llama models with the tokenizer, as save_pretrained writes."""
-    tokenizer = make_tokenizer()
-    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-           "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
-    configs = {
-        "gpt2": transformers.GPT2Config(
-            vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=4, initializer_range=0.2, **ids
-        ),
-        "llama": transformers.LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, initializer_range=0.2,
-            rms_norm_eps=1e-6, **ids,
-        ),
-    }  # fmt: skip
-    out = {}
-    for family, config in configs.items():
-        torch.manual_seed(0)
-        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-        if family == "llama":  # RMSNorm weights start at 1: move them so the norm's weight is checked
-            with torch.no_grad():
-                for name, p in model.named_parameters():
-                    if "norm" in name:
-                        p.add_(0.3 * torch.randn_like(p))
-        path = tmp_path_factory.mktemp(family)
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        out[family] = path
-    return out
 
 
 def torch_model(path, cls=None):
@@ -226,11 +179,6 @@ def test_the_module_runs_without_a_checkpoint(checkpoints):
         module.apply(variables, jnp.ones((1, 65), jnp.int32))
 
 
-def write_prompts(path, texts):
-    path.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
-    return path
-
-
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_sampling_left_padded_prompts_records_transformers_log_probs(checkpoints, family, tmp_path):
     """Prompts of different lengths from a JSONL file, left-padded; sampled with the KV cache and with
@@ -360,65 +308,76 @@ def test_a2c_updates_on_an_imported_model_with_text_prompts(checkpoints, tmp_pat
     assert score[-10:].mean() > score[:10].mean() + 5.0, score  # 17 -> 29 here
 
 
-@pytest.fixture(scope="module")
-def text_run(checkpoints, tmp_path_factory):
-    """A reward model of the GPT-2 checkpoint's architecture and a prompts file, for the command."""
-    root = tmp_path_factory.mktemp("text")
-    config = transformers.AutoConfig.from_pretrained(checkpoints["gpt2"], num_labels=1)
-    torch.manual_seed(2)
-    rm = transformers.GPT2ForSequenceClassification(config)
-    with torch.no_grad():
-        rm.score.weight.mul_(20.0)
-    rm.save_pretrained(root / "rm")
-    return {"model": str(checkpoints["gpt2"]), "rm": str(root / "rm"),
-            "prompts": str(write_prompts(root / "prompts.jsonl", PROMPTS * 4)), "root": root}  # fmt: skip
+def test_preference_files_tokenize_prompt_then_response_then_eos(checkpoints, tmp_path):
+    """Each pair is the left-padded prompt (as load_prompts makes it) followed by the response's own tokens
+    (no special tokens), EOS and PAD; lines without a field and pairs too long for the context fail."""
+    from a2c_jax.rlhf.data import load_preferences
+
+    tokenizer = load_pretrained(checkpoints["gpt2"]).tokenizer
+    prefs = load_preferences(write_preferences(tmp_path / "p.jsonl", 4), tokenizer, 64)
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    for i in range(4):
+        prompt = tokenizer(PROMPTS[i % 3])["input_ids"]
+        p = prefs.prompt_len
+        assert prefs.prompt_mask[i].tolist() == [False] * (p - len(prompt)) + [True] * len(prompt)
+        for side, row in (("cat", prefs.chosen[i]), ("dog", prefs.rejected[i])):
+            text = tokenizer(f" the {side} number {i % 17} is {i % 13}", add_special_tokens=False)["input_ids"]
+            assert row[:p][prefs.prompt_mask[i]].tolist() == prompt and np.all(row[:p][~prefs.prompt_mask[i]] == pad)
+            response = row[p:].tolist()
+            assert response[: len(text) + 1] == [*text, eos] and set(response[len(text) + 1 :]) <= {pad}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "chosen": "b"}\n')
+    with pytest.raises(ConfigError, match=r"bad.jsonl:1: no 'rejected' string"):
+        load_preferences(bad, tokenizer, 64)
+    with pytest.raises(ConfigError, match=r"pair 1 has .* at most 8 fit"):
+        load_preferences(tmp_path / "p.jsonl", tokenizer, 8)
 
 
-@pytest.mark.slow
-def test_the_rlhf_command_trains_an_imported_model_and_exports_it(text_run, capsys):
-    """`a2c-jax rlhf --model DIR --prompts FILE --reward-model DIR --export DIR`: no stage is trained, the
-    policy's reward-model score rises, samples are text, and transformers loads the export."""
-    from a2c_jax.cli import main
+def test_a_text_reward_sees_the_decoded_responses_inside_a_vmapped_program(checkpoints, tmp_path):
+    """The reward function is called from the compiled program with the tokenizer's own decoding of each
+    prompt and of each response up to its EOS; a population axis (vmap) reaches it as one call, and a
+    failure inside the program is raised on the host by check()."""
+    from a2c_jax.rlhf.data import load_prompts
+    from a2c_jax.rlhf.hf import vocab_of
+    from a2c_jax.rlhf.rewards import TextReward, text_reward
+    from a2c_jax.runs.loop import ChunkFailed
 
-    out, export = text_run["root"] / "run", text_run["root"] / "export"
-    argv = ["rlhf", "--model", text_run["model"], "--prompts", text_run["prompts"], "--reward-model", text_run["rm"],
-            "--updates", "40", "--batch", "16", "--response-len", "6", "--lr", "0.003", "--beta", "0.02",
-            "--eval-prompts", "64", "--log-points", "2", "--out", str(out), "--export", str(export), "--quiet",
-            "--no-compile-cache"]  # fmt: skip
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "exported the trained policy" in printed and "reward model:" in printed
-    summary = json.loads((out / "summary.json").read_text())
-    member = summary["members"][0]
-    # +4.7 here with seed 0 (+4.9 to +18 with seeds 1-3): a clear rise, with room for another CPU's rounding
-    assert member["final"]["score"] > member["reference"]["score"] + 2.0, member
-    assert "reference_stage" in summary and "held_out_label_accuracy" not in summary["reward_model_stage"]
-    samples = json.loads((out / "samples.json").read_text())
-    assert any(word in samples["reference"][0]["text"] for word in ("the", "a", "dog", "cat"))
-    assert not (out.parent / "rlhf-stages").exists()  # nothing trained before A2C
-    trained = transformers.AutoModelForCausalLM.from_pretrained(export)
-    assert trained.config.n_layer == 2 and (export / "tokenizer.json").exists()
+    tokenizer = load_pretrained(checkpoints["gpt2"]).tokenizer
+    vocab = vocab_of(tokenizer)
+    prompts = load_prompts(write_prompts(tmp_path / "p.jsonl", PROMPTS), tokenizer, 16)
+    words = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in (" cat", " the dog", " a")]
+    responses = np.full((3, 5), vocab.pad, np.int32)
+    for i, ids in enumerate(words):
+        responses[i, : len(ids)] = ids
+        responses[i, len(ids)] = vocab.eos
+        if len(ids) + 2 < 5:
+            responses[i, len(ids) + 2] = ids[0]  # after EOS: not part of the text
+    seen = []
 
+    def fn(prompt_texts, response_texts):
+        seen.append((list(prompt_texts), list(response_texts)))
+        return [len(r) for r in response_texts]
 
-def test_the_rlhf_commands_text_inputs_fail_with_one_clear_line(text_run, checkpoints, capsys, tmp_path):
-    from a2c_jax.cli import main
+    reward = TextReward("test:fn", fn, tokenizer, vocab)
+    both = jnp.stack([responses, responses[::-1]])  # a population of two
+    scores = jax.jit(jax.vmap(reward, in_axes=(None, 0, None)))(prompts.tokens, both, prompts.mask)
+    assert len(seen) == 1 and len(seen[0][1]) == 6  # one call for the whole population
+    expected = [tokenizer.decode(ids) for ids in words]
+    assert seen[0][1] == expected + expected[::-1]
+    assert seen[0][0] == [tokenizer.decode(tokenizer(p)["input_ids"], skip_special_tokens=True) for p in PROMPTS] * 2
+    np.testing.assert_array_equal(np.asarray(scores), [[len(t) for t in expected], [len(t) for t in expected[::-1]]])
+    reward.check()  # nothing failed
 
-    bad_prompts = tmp_path / "bad.jsonl"
-    bad_prompts.write_text('{"text": "no prompt"}\n')
-    base = ["rlhf", "--out", str(tmp_path / "run"), "--quiet"]
-    cases = [
-        (["--model", text_run["model"], "--reward-model", text_run["rm"]], "prompts='' is invalid with model="),
-        (["--prompts", text_run["prompts"]], "needs --model"),
-        (["--export", str(tmp_path / "e")], "export="),
-        (["--model", text_run["model"], "--prompts", str(bad_prompts), "--reward-model", text_run["rm"]],
-         "bad.jsonl:1: no 'prompt' string"),
-        (["--model", text_run["model"], "--prompts", text_run["prompts"], "--reward-model", str(checkpoints["llama"])],
-         "has another architecture than model="),
-        (["--model", str(tmp_path), "--prompts", text_run["prompts"], "--reward-model", text_run["rm"]],
-         "is not a model directory (no config.json)"),
-    ]  # fmt: skip
-    for extra, message in cases:
-        assert main([*base, *extra]) == 2, extra
-        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-        assert len(err) == 1 and message in err[0], (extra, err)
-    assert not (tmp_path / "run").exists()  # nothing written
+    wrong = TextReward("test:wrong", lambda p, r: [1.0], tokenizer, vocab)
+    assert np.all(np.isnan(np.asarray(jax.jit(wrong)(prompts.tokens, responses, prompts.mask))))
+    with pytest.raises(ChunkFailed, match="reward='test:wrong' failed: ValueError: returned 1 scores for 3 responses"):
+        wrong.check()
+    (tmp_path / "bad_reward.py").write_text("def reward(prompts, responses):\n    return 'many'\n")
+    for spec, message in [
+        ("nomodule_xyz:reward", "importing 'nomodule_xyz' failed"),
+        (f"{tmp_path / 'bad_reward.py'}:missing", "has no function 'missing'"),
+        ("reward", "must be MODULE:FUNCTION"),
+        (f"{tmp_path / 'bad_reward.py'}:reward", "cannot score responses (ValueError: returned str, not a list"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            text_reward(spec, tokenizer, vocab, PROMPTS)

@@ -182,6 +182,7 @@ def _fault(err: Exception) -> int:
     """One line for a failure that is not bad input; the traceback only with A2C_JAX_TRACEBACK=1."""
     from a2c_jax.runs.checkpoint import CheckpointWriteError, root_cause
     from a2c_jax.runs.distributed import DistributedError
+    from a2c_jax.runs.loop import ChunkFailed
     from a2c_jax.runs.runner import RunDirectoryGone, TrainingDiverged, TrainingInterrupted
 
     if os.environ.get("A2C_JAX_TRACEBACK", "") not in ("", "0"):
@@ -190,7 +191,7 @@ def _fault(err: Exception) -> int:
         return _error(str(err), 128 + int(err.signum), prefix="a2c-jax: ")
     if isinstance(err, TrainingDiverged):
         return _error(str(err), EXIT_DIVERGED, prefix="a2c-jax: training diverged: ")
-    if isinstance(err, CheckpointWriteError | DistributedError | RunDirectoryGone):
+    if isinstance(err, CheckpointWriteError | DistributedError | RunDirectoryGone | ChunkFailed):
         return _error(str(err), EXIT_FAULT)
     if isinstance(err, OSError):
         where = f": {err.filename!r}" if err.filename else ""

@@ -88,12 +88,18 @@ def rlhf_command(args: RLHFArgs) -> int:
         config, out, stage_dir, betas, args.quiet, say, resume=args.resume is not None, command=command,
         export=args.export,
     )  # fmt: skip
-    rm = summary["reward_model_stage"]
-    if "held_out_label_accuracy" in rm:
+    rm, digits_task = summary["reward_model_stage"], not config.model
+    if digits_task:
         print(
             f"reward model: held-out pair accuracy {rm['held_out_label_accuracy']:.3f} against the noisy labels, "
             f"{rm['held_out_gold_accuracy']:.3f} against the gold ordering"
         )
+    elif "pairs" in rm:
+        held = (f", held-out accuracy {rm['held_out_label_accuracy']:.3f} on {rm['held_out_pairs']} pairs"
+                if "held_out_pairs" in rm else " (too few pairs to hold any out)")  # fmt: skip
+        print(f"reward model: trained on {rm['pairs']} preference pairs{held}; saved in {rm['saved']}")
+    elif "reward" in rm:
+        print(f"reward function: {rm['reward']}")
     else:
         print(f"reward model: {rm['reward_model']}")
     for member in summary["members"]:
@@ -101,9 +107,9 @@ def rlhf_command(args: RLHFArgs) -> int:
             print(f"beta {member['beta']:g}: diverged at update {member['diverged_at']} (no result)")
             continue
         ref, final = member["reference"], member["final"]
-        gold = f"gold reward {ref['gold']:.3f} -> {final['gold']:.3f}, " if "held_out_label_accuracy" in rm else ""
+        gold = f"gold reward {ref['gold']:.3f} -> {final['gold']:.3f}, " if digits_task else ""
         print(
-            f"beta {member['beta']:g}: {gold}reward-model score {ref['score']:.3f} -> {final['score']:.3f}, "
+            f"beta {member['beta']:g}: {gold}score {ref['score']:.3f} -> {final['score']:.3f}, "
             f"KL {final['k1']:.2f} nats/sequence, length {final['length']:.1f}"
         )
     for path in summary.get("exported", []):

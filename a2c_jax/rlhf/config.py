@@ -72,6 +72,11 @@ class RLHFConfig:
         prompts: with `model`, a JSONL file of {"prompt": ...} lines, tokenized by the model's tokenizer.
         reward_model: with `model`, a directory of the same architecture whose scalar head scores a
             response (a sequence-classification checkpoint's `score` head, or `value_head.safetensors`).
+        preferences: with `model`, a JSONL file of {"prompt", "chosen", "rejected"} pairs: a
+            Bradley-Terry reward model is trained on them (rm_steps, rm_batch, rm_lr; a tenth held out)
+            from `reward_model` when given, else from the model's trunk with a zero head.
+        reward: with `model`, MODULE:FUNCTION or FILE.py:FUNCTION, a Python function of the decoded
+            (prompts, responses) returning one number per response, used in place of a reward model.
     """
 
     seed: int = 0
@@ -109,6 +114,8 @@ class RLHFConfig:
     model: str = ""
     prompts: str = ""
     reward_model: str = ""
+    preferences: str = ""
+    reward: str = ""
 
     @property
     def spec(self) -> TaskSpec:
@@ -154,12 +161,21 @@ class RLHFConfig:
                 f"beta=0 is invalid with kl_target={self.kl_target}: the adaptive controller multiplies beta, so "
                 "it would stay 0; give beta > 0 as the starting coefficient, or kl_target=0 for a fixed beta"
             )
-        if self.model and not (self.prompts and self.reward_model):
-            missing = "prompts" if not self.prompts else "reward_model"
-            raise ConfigError(f"{missing}='' is invalid with model={self.model!r}: give --{missing.replace('_', '-')}")
-        if not self.model and (self.prompts or self.reward_model):
-            given = "prompts" if self.prompts else "reward_model"
-            raise ConfigError(f"{given}={getattr(self, given)!r} needs --model (the digits task makes its own)")
+        if self.model and not self.prompts:
+            raise ConfigError(f"prompts='' is invalid with model={self.model!r}: give --prompts")
+        if self.model and not (self.reward_model or self.preferences or self.reward):
+            raise ConfigError(
+                f"reward_model='' is invalid with model={self.model!r}: give --reward-model, --preferences or --reward"
+            )
+        if self.reward and (self.reward_model or self.preferences):
+            other = "reward_model" if self.reward_model else "preferences"
+            raise ConfigError(
+                f"reward={self.reward!r} is invalid with {other}={getattr(self, other)!r}: a reward function replaces "
+                "the reward model; give one of them"
+            )
+        for given in ("prompts", "reward_model", "preferences", "reward"):
+            if getattr(self, given) and not self.model:
+                raise ConfigError(f"{given}={getattr(self, given)!r} needs --model (the digits task makes its own)")
         check_number("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_number("gamma", self.gamma, 0.0, 1.0, low_open=True)
         return self

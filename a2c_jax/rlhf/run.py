@@ -30,6 +30,7 @@ from a2c_jax.rlhf.task import VOCAB_SIZE, decode
 from a2c_jax.rlhf.train import (
     SEQUENCE_METRICS,
     Frozen,
+    Pairs,
     Prompting,
     RLHFConfig,
     StageState,
@@ -40,6 +41,7 @@ from a2c_jax.rlhf.train import (
     init_stage,
     make_model,
     score_samples,
+    text_pairs,
 )
 from a2c_jax.runs.checkpoint import CheckpointWriter, latest_step, restore_checkpoint
 from a2c_jax.runs.lock import locked
@@ -48,6 +50,7 @@ from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_at
 
 if TYPE_CHECKING:
     from a2c_jax.rlhf.pretrained import PretrainedLM
+    from a2c_jax.rlhf.rewards import TextReward
 
 SAMPLE_PROMPTS = 6
 Log = Callable[[str], None]
@@ -94,42 +97,88 @@ def sample_texts(out: dict[str, np.ndarray], count: int, decoder: Decoder = deco
 
 @dataclasses.dataclass
 class Imported:
-    """The models and data of a run on a Hugging Face model (`config.model`)."""
+    """The models and data of a run on a Hugging Face model (`config.model`): `frozen.rm_params` is
+    None until the reward model of `preferences` is trained (`rm_init`: the directory and params it
+    starts from), and stays None when a reward function (`text_reward`) scores instead."""
 
     lm: PretrainedLM
     frozen: Frozen
     task: Prompting
     tokenizer: Any
     reports: dict[str, Any]
+    preferences: Pairs | None = None
+    rm_init: tuple[Path, Params] | None = None
+    text_reward: TextReward | None = None
 
     def decode(self, tokens: np.ndarray) -> str:
         return str(self.tokenizer.decode([int(t) for t in tokens], skip_special_tokens=True))
 
+    def check(self) -> None:
+        """Raise the reward function's failure, if any (`TextReward.check`)."""
+        if self.text_reward is not None:
+            self.text_reward.check()
+
 
 def import_models(config: RLHFConfig) -> Imported:
-    """Load `config.model` (policy and reference), `config.reward_model` and `config.prompts`; ConfigError
-    (nothing written yet) for a directory, tokenizer or prompt that cannot serve."""
-    from a2c_jax.rlhf.data import load_prompts
+    """Load `config.model` (policy and reference), the reward (`reward_model`, `preferences` or `reward`)
+    and `config.prompts`; ConfigError (nothing written yet) for a directory, tokenizer, data file or
+    function that cannot serve."""
+    from a2c_jax.rlhf.data import load_preferences, load_prompts
     from a2c_jax.rlhf.hf import load_pretrained, vocab_of
 
     policy = load_pretrained(config.model)
-    rm = load_pretrained(config.reward_model, tokenizer=False)
-    if dataclasses.replace(rm.config, hf=()) != dataclasses.replace(policy.config, hf=()):
-        raise ConfigError(
-            f"reward_model={config.reward_model!r} has another architecture than model={config.model!r}: the "
-            "reward model must share the policy's (a separate value or reward architecture is not supported yet)"
-        )
+    vocab = vocab_of(policy.tokenizer)
     room = policy.config.max_len - config.response_len
     if room < 1:
         raise ConfigError(f"response_len={config.response_len} is invalid: the model holds {policy.config.max_len} "
                           "tokens, prompt included")  # fmt: skip
     prompts = load_prompts(config.prompts, policy.tokenizer, room)
-    task = from_prompts(prompts.tokens, prompts.mask, vocab_of(policy.tokenizer), config.response_len)
-    reports = {"reference_stage": {"model": config.model, "prompts": len(prompts.texts),
-                                   "prompt_len": task.prompt_len},
-               "reward_model_stage": {"reward_model": config.reward_model}}  # fmt: skip
-    frozen = Frozen({"params": policy.params}, {"params": rm.params})
-    return Imported(policy.module, frozen, task, policy.tokenizer, reports)
+    reports: dict[str, Any] = {"reference_stage": {"model": config.model, "prompts": len(prompts.texts)}}
+    rm_params, rm_init, pairs, reward = None, None, None, None
+    if config.reward:
+        from a2c_jax.rlhf.rewards import text_reward
+
+        reward = text_reward(config.reward, policy.tokenizer, vocab, prompts.texts)
+        reports["reward_model_stage"] = {"reward": config.reward}
+    else:
+        source = config.reward_model or config.model
+        rm = load_pretrained(source, tokenizer=False) if config.reward_model else policy
+        if dataclasses.replace(rm.config, hf=()) != dataclasses.replace(policy.config, hf=()):
+            raise ConfigError(
+                f"reward_model={config.reward_model!r} has another architecture than model={config.model!r}: the "
+                "reward model must share the policy's (a separate value or reward architecture is not supported yet)"
+            )
+        if config.preferences:
+            prefs = load_preferences(config.preferences, policy.tokenizer, policy.config.max_len)
+            pairs = text_pairs(prefs.chosen, prefs.rejected, prefs.prompt_mask)
+            init = dict(rm.params)
+            if not config.reward_model:  # the policy's trunk with a zero head (as a fresh value head)
+                init["scalar_head"] = jax.tree.map(jnp.zeros_like, rm.params["scalar_head"])
+            rm_init = (Path(source), {"params": init})
+        else:
+            rm_params = {"params": rm.params}
+            reports["reward_model_stage"] = {"reward_model": config.reward_model}
+    task = from_prompts(prompts.tokens, prompts.mask, vocab, config.response_len, reward)
+    reports["reference_stage"]["prompt_len"] = task.prompt_len
+    frozen = Frozen({"params": policy.params}, rm_params)
+    return Imported(policy.module, frozen, task, policy.tokenizer, reports, pairs, rm_init, reward)
+
+
+def imported_reward_model(
+    imported: Imported, config: RLHFConfig, out: Path, stage_dir: Path, how: tuple[bool, StopFlag, str], log: Log
+) -> Imported:
+    """With `preferences`: the trained reward model (cached in `stage_dir`) in `frozen`, its report, and
+    a copy in OUT/reward_model (a directory `--reward-model` takes). Otherwise `imported` unchanged."""
+    if imported.preferences is None or imported.rm_init is None:
+        return imported
+    from a2c_jax.rlhf.hf import save_pretrained
+    from a2c_jax.rlhf.stages import train_text_reward_model
+
+    params, report = train_text_reward_model(imported.lm, config, imported.rm_init, imported.preferences,
+                                             imported.task.vocab, stage_dir, how, log)  # fmt: skip
+    saved = save_pretrained(out / "reward_model", imported.lm, jax.device_get(params)["params"], imported.tokenizer)
+    reports = {**imported.reports, "reward_model_stage": {**report, "saved": str(saved)}}
+    return dataclasses.replace(imported, frozen=imported.frozen._replace(rm_params=params), reports=reports)
 
 
 def export_policies(export: Path, imported: Imported, state: StageState, betas: tuple[float, ...]) -> list[Path]:
@@ -226,11 +275,12 @@ def run_rlhf(
         write_json_atomic(out / "config.json", record)
         hint = f"a2c-jax {command} --resume {out}"
         if imported is not None:
+            imported = imported_reward_model(imported, config, out, stage_dir, (quiet, stop_requested, hint), log)
             frozen, reports = imported.frozen, dict(imported.reports)
         else:
             frozen, reports = train_stages(lm, config, stage_dir, (ref_key, rm_key), quiet, stop_requested, hint, log)
         stages_done = time.perf_counter()
-        a2c = A2CStage(lm, config, frozen, betas, eval_key, task)
+        a2c = A2CStage(lm, config, frozen, betas, eval_key, task, imported.check if imported else (lambda: None))
         state, before, after, a2c_seconds = a2c.run(out, a2c_key, resume, quiet, stop_requested, hint)
         reports["diverged_at"] = a2c.diverged_at
     seconds = {"reference_and_reward_model": stages_done - started, "a2c": a2c_seconds,
@@ -299,9 +349,11 @@ class A2CStage:
         betas: tuple[float, ...],
         eval_key: jax.Array,
         task: Prompting,
+        check: Callable[[], None] = lambda: None,
     ) -> None:
         self.lm, self.config, self.frozen, self.betas, self.eval_key = lm, config, frozen, betas, eval_key
-        self.task = task
+        self.task, self.check = task, check
+        """`check()` raises a host-side failure of the last compiled call (a reward function's)"""
         self.diverged_at: dict[int, int] = {}
         """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
         # the digits task draws fresh prompts; a prompts file's are drawn from the same file
@@ -329,6 +381,7 @@ class A2CStage:
     def evaluate(self, params: Params) -> list[dict[str, np.ndarray]]:
         """Every member's samples on the held-out prompts (same key each time), split per member."""
         batch = jax.device_get(self._evaluate(params, self.frozen, self.eval_key))
+        self.check()
         return [{k: v[i] for k, v in batch.items()} for i in range(len(self.betas))]
 
     def summaries(self, params: Params) -> tuple[list[dict[str, np.ndarray]], list[dict[str, float]]]:
@@ -375,7 +428,9 @@ class A2CStage:
         writer = CheckpointWriter(ckpt_dir)
 
         def run_chunk(s: StageState, n: int) -> tuple[StageState, dict[str, Any]]:
-            return jax.block_until_ready(chunk(s, self.frozen, jnp.int32(n)))
+            result = jax.block_until_ready(chunk(s, self.frozen, jnp.int32(n)))
+            self.check()
+            return result
 
         def save(s: StageState) -> None:
             update = int(np.asarray(s.step)[0])

@@ -19,6 +19,7 @@ import numpy as np
 
 from a2c_jax.rlhf.config import stage_key
 from a2c_jax.rlhf.model import LanguageModel, Params
+from a2c_jax.rlhf.sampling import DIGITS, Vocab
 from a2c_jax.rlhf.train import (
     Frozen,
     Pairs,
@@ -164,29 +165,112 @@ def train_reference(
     return state.params, {"nll_first": history[0]["nll"], "nll_last": history[-1]["nll"]}
 
 
+def fit_reward_model(
+    model: LanguageModel,
+    config: RLHFConfig,
+    init_params: Params,
+    pairs: tuple[Pairs, Pairs | None],
+    prompt_len: int,
+    vocab: Vocab,
+    key: jax.Array,
+    how: StageRun,
+) -> tuple[Params, dict[str, Any]]:
+    """Bradley-Terry from `init_params` on the training pairs (rm_steps of rm_batch pairs), then the
+    held-out pairs measured when given. Report: training loss and accuracy, held-out loss and label
+    accuracy (and gold accuracy when the pairs have a gold reward)."""
+    train, held_out = pairs
+    state = init_stage(init_params, adam(config.rm_lr, config.max_grad_norm), key)
+    step = reward_model_step(model, config, train, prompt_len, vocab)
+    state, history = run_supervised("reward model", step, state, config.rm_steps, how)
+    report: dict[str, Any] = {
+        "bt_loss_first": history[0]["bt_loss"],
+        "bt_loss_last": history[-1]["bt_loss"],
+        "train_accuracy_last": history[-1]["bt_accuracy"],
+    }
+    if held_out is not None:
+        held = jax.jit(pair_accuracy, static_argnums=(0, 3, 4))(model, state.params, held_out, prompt_len, vocab)
+        report |= {f"held_out_{k}": float(v) for k, v in held.items()}
+        report["held_out_pairs"] = int(held_out.label.shape[0])
+        if not bool(jnp.any(held_out.gold_a != held_out.gold_b)):  # no gold ordering to measure
+            del report["held_out_gold_accuracy"]
+    return state.params, report
+
+
 def train_reward_model(
     model: LanguageModel, config: RLHFConfig, ref_params: Params, key: jax.Array, how: StageRun
 ) -> tuple[Params, dict[str, Any]]:
-    """Stage 2: Bradley-Terry on pairs sampled from the reference, initialised from the reference's
-    trunk. Report: training loss curve ends, and held-out loss / label accuracy / gold accuracy."""
+    """Stage 2 of the digits task: Bradley-Terry on pairs sampled from the reference, initialised from
+    the reference's trunk (`fit_reward_model`, HELD_OUT_PAIRS more pairs held out)."""
     pair_key, train_key = jax.random.split(key)
     sampler = jax.jit(preference_pairs, static_argnums=(0, 3, 4, 5))
     count = config.rm_pairs + HELD_OUT_PAIRS
     pairs: Pairs = sampler(model, ref_params, pair_key, count, config.spec, config.kv_cache)
     train = jax.tree.map(lambda x: x[: config.rm_pairs], pairs)
     held_out = jax.tree.map(lambda x: x[config.rm_pairs :], pairs)
-    state = init_stage(ref_params, adam(config.rm_lr, config.max_grad_norm), train_key)
-    step = reward_model_step(model, config, train)
-    state, history = run_supervised("reward model", step, state, config.rm_steps, how)
-    held = jax.jit(pair_accuracy, static_argnums=(0, 3))(model, state.params, held_out, config.spec.prompt_len)
-    report = {
-        "bt_loss_first": history[0]["bt_loss"],
-        "bt_loss_last": history[-1]["bt_loss"],
-        "train_accuracy_last": history[-1]["bt_accuracy"],
-        **{f"held_out_{k}": float(v) for k, v in held.items()},
-        "held_out_pairs": HELD_OUT_PAIRS,
+    return fit_reward_model(model, config, ref_params, (train, held_out), config.spec.prompt_len, DIGITS, train_key,
+                            how)  # fmt: skip
+
+
+HELD_OUT_FRACTION = 10
+"""One preference pair in this many is held out (none when a file has fewer pairs)."""
+
+
+def split_pairs(pairs: Pairs, key: jax.Array) -> tuple[Pairs, Pairs | None]:
+    """(training pairs, held-out pairs or None): a random tenth held out, drawn with `key`."""
+    count = int(pairs.label.shape[0])
+    held = count // HELD_OUT_FRACTION
+    if held == 0:
+        return pairs, None
+    order = jax.random.permutation(key, count)
+    return jax.tree.map(lambda x: x[order[held:]], pairs), jax.tree.map(lambda x: x[order[:held]], pairs)
+
+
+def file_digest(paths: list[Path]) -> str:
+    """SHA-256 of the files' names and contents, in the order given."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def model_files(directory: Path) -> list[Path]:
+    """The files that define a model directory's weights: config.json and its *.safetensors, sorted."""
+    return [directory / "config.json", *sorted(directory.glob("*.safetensors"))]
+
+
+def train_text_reward_model(
+    model: LanguageModel,
+    config: RLHFConfig,
+    init: tuple[Path, Params],
+    pairs: Pairs,
+    vocab: Vocab,
+    stage_dir: Path,
+    how: tuple[bool, StopFlag, str],
+    log: Log,
+) -> tuple[Params, dict[str, Any]]:
+    """The reward model of `config.preferences` (tokenized `pairs`) from `init` = (its directory, its
+    params), cached under `stage_dir` by the preference file's and the directory's contents and the
+    reward-model settings (an interrupted training resumes from its progress checkpoints)."""
+    directory, init_params = init
+    settings = {
+        "preferences": file_digest([Path(config.preferences)]),
+        "init": file_digest(model_files(directory)),
+        **{name: getattr(config, name) for name in ("seed", "rm_steps", "rm_batch", "rm_lr", "max_grad_norm")},
     }
-    return state.params, report
+    entry = stage_path(stage_dir, "reward_model", settings)
+    run = StageRun(entry, settings, *how)
+    split_key, train_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2))
+    prompt_len = int(pairs.prompt_mask.shape[1]) if pairs.prompt_mask is not None else 0
+
+    def train() -> tuple[Params, dict[str, Any]]:
+        params, report = fit_reward_model(model, config, init_params, split_pairs(pairs, split_key), prompt_len,
+                                          vocab, train_key, run)  # fmt: skip
+        return params, {"preferences": config.preferences, "pairs": int(pairs.label.shape[0]), **report}
+
+    return cached_stage(entry, settings, init_params, train, config.rm_steps, log)
 
 
 def train_stages(

@@ -134,20 +134,31 @@ def sequence_score(
 
 
 class Pairs(NamedTuple):
-    """Preference data: two responses per prompt (tokens [N, L] each), gold rewards [N] each, and
-    label [N] = 1.0 when a was preferred (drawn Bernoulli(sigmoid(gold_a - gold_b)))."""
+    """Preference data: two responses per prompt (tokens [N, L] each, the prompt in the first
+    `prompt_len` columns), gold rewards [N] each (zeros when there is no gold reward), label [N] = 1.0
+    when a was preferred, and the prompts' mask [N, prompt_len] when they are left-padded (else None)."""
 
     a: jax.Array
     b: jax.Array
     gold_a: jax.Array
     gold_b: jax.Array
     label: jax.Array
+    prompt_mask: jax.Array | None = None
+
+
+def text_pairs(chosen: Any, rejected: Any, prompt_mask: Any) -> Pairs:
+    """Pairs of tokenized text (`a2c_jax.rlhf.data.Preferences`): a is the chosen response (label 1), b
+    the rejected one, no gold reward."""
+    zeros = jnp.zeros(len(chosen), jnp.float32)
+    a, b = jnp.asarray(chosen, jnp.int32), jnp.asarray(rejected, jnp.int32)
+    return Pairs(a, b, zeros, zeros, jnp.ones_like(zeros), jnp.asarray(prompt_mask, bool))
 
 
 def preference_pairs(
     model: LanguageModel, ref_params: Params, key: jax.Array, count: int, spec: TaskSpec, kv_cache: bool = True
 ) -> Pairs:
-    """`count` pairs of reference samples for the same prompts, labelled by the noisy gold preference."""
+    """`count` pairs of reference samples for the same prompts, labelled by the noisy gold preference
+    (drawn Bernoulli(sigmoid(gold_a - gold_b)))."""
     k_prompt, k_a, k_b, k_label = jax.random.split(key, 4)
     prompts = sample_prompts(k_prompt, count, spec)
     sampler = make_sampler(model, kv_cache)
@@ -159,36 +170,48 @@ def preference_pairs(
     return Pairs(a, b, gold_a, gold_b, label)
 
 
+def pair_margin(model: LanguageModel, params: Params, pairs: Pairs, prompt_len: int, vocab: Vocab) -> jax.Array:
+    """The reward model's score of a minus its score of b, [N]."""
+    score_a = sequence_score(model, params, pairs.a, prompt_len, vocab, pairs.prompt_mask)
+    return score_a - sequence_score(model, params, pairs.b, prompt_len, vocab, pairs.prompt_mask)
+
+
 def bradley_terry_loss(
-    model: LanguageModel, params: Params, pairs: Pairs, prompt_len: int
+    model: LanguageModel, params: Params, pairs: Pairs, prompt_len: int, vocab: Vocab = DIGITS
 ) -> tuple[jax.Array, jax.Array]:
     """(mean -log P(label | s_a - s_b) with P(a > b) = sigmoid(s_a - s_b), accuracy against the labels)."""
-    margin = sequence_score(model, params, pairs.a, prompt_len) - sequence_score(model, params, pairs.b, prompt_len)
+    margin = pair_margin(model, params, pairs, prompt_len, vocab)
     loss = jnp.mean(optax.sigmoid_binary_cross_entropy(margin, pairs.label))
     return loss, jnp.mean((margin > 0) == (pairs.label > 0.5))
 
 
-def reward_model_step(model: LanguageModel, config: RLHFConfig, pairs: Pairs) -> StepFn:
-    """One Bradley-Terry step on a random minibatch of `pairs`; metrics: loss and label accuracy."""
+def reward_model_step(
+    model: LanguageModel, config: RLHFConfig, pairs: Pairs, prompt_len: int | None = None, vocab: Vocab = DIGITS
+) -> StepFn:
+    """One Bradley-Terry step on a random minibatch of `pairs` (prompts of `prompt_len` tokens: by
+    default the digits task's); metrics: loss and label accuracy."""
     tx, count = adam(config.rm_lr, config.max_grad_norm), pairs.label.shape[0]
+    prompt_len = config.spec.prompt_len if prompt_len is None else prompt_len
 
     def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
         key, batch_key = jax.random.split(state.key)
         index = jax.random.randint(batch_key, (config.rm_batch,), 0, count)
         batch = jax.tree.map(lambda x: x[index], pairs)
         (loss, accuracy), grads = jax.value_and_grad(
-            lambda p: bradley_terry_loss(model, p, batch, config.spec.prompt_len), has_aux=True
+            lambda p: bradley_terry_loss(model, p, batch, prompt_len, vocab), has_aux=True
         )(state.params)
         return apply_gradients(state, grads, tx, key), {"bt_loss": loss, "bt_accuracy": accuracy}
 
     return step
 
 
-def pair_accuracy(model: LanguageModel, params: Params, pairs: Pairs, prompt_len: int) -> dict[str, jax.Array]:
-    """Held-out reward-model quality: Bradley-Terry loss, accuracy against the noisy labels, and
-    accuracy against the gold ordering (pairs with equal gold reward left out)."""
-    loss, label_accuracy = bradley_terry_loss(model, params, pairs, prompt_len)
-    margin = sequence_score(model, params, pairs.a, prompt_len) - sequence_score(model, params, pairs.b, prompt_len)
+def pair_accuracy(
+    model: LanguageModel, params: Params, pairs: Pairs, prompt_len: int, vocab: Vocab = DIGITS
+) -> dict[str, jax.Array]:
+    """Held-out reward-model quality: Bradley-Terry loss, accuracy against the labels, and accuracy
+    against the gold ordering (pairs with equal gold reward left out; 0 when every pair is a tie)."""
+    loss, label_accuracy = bradley_terry_loss(model, params, pairs, prompt_len, vocab)
+    margin = pair_margin(model, params, pairs, prompt_len, vocab)
     gold = pairs.gold_a - pairs.gold_b
     decided = gold != 0
     gold_accuracy = jnp.sum(decided & ((margin > 0) == (gold > 0))) / jnp.maximum(jnp.sum(decided), 1)
@@ -200,9 +223,11 @@ class Prompting:
     """Where A2C's prompts come from and which tokens are special.
 
     `draw(key, batch) -> (prompts int32 [B, prompt_len], prompt_mask bool [B, prompt_len] or None)`;
-    `gold(prompts, responses) -> [B]`, a ground-truth reward reported beside the reward model's score
-    (None: the score is reported as gold). `digits(spec)` is the built-in task; `from_prompts` a table
-    of tokenized text prompts (`a2c_jax.rlhf.data.load_prompts`) drawn uniformly with replacement.
+    `gold(prompts, responses) -> [B]`, a ground-truth reward reported beside the score (None: the
+    score is reported as gold); `reward(prompts, responses, prompt_mask) -> [B]`, when given, is the
+    score itself (a reward function, e.g. of the decoded text: `a2c_jax.rlhf.rewards`) in place of
+    the reward model. `digits(spec)` is the built-in task; `from_prompts` a table of tokenized text
+    prompts (`a2c_jax.rlhf.data.load_prompts`) drawn uniformly with replacement.
     """
 
     vocab: Vocab
@@ -210,6 +235,7 @@ class Prompting:
     response_len: int
     draw: Callable[[jax.Array, int], tuple[jax.Array, jax.Array | None]]
     gold: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    reward: Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array] | None = None
 
 
 def digits(spec: TaskSpec) -> Prompting:
@@ -218,22 +244,30 @@ def digits(spec: TaskSpec) -> Prompting:
                      gold_reward)  # fmt: skip
 
 
-def from_prompts(tokens: Any, mask: Any, vocab: Vocab, response_len: int) -> Prompting:
-    """Left-padded text prompts (tokens int32 [N, P], mask bool [N, P]), drawn uniformly per batch."""
+def from_prompts(
+    tokens: Any,
+    mask: Any,
+    vocab: Vocab,
+    response_len: int,
+    reward: Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array] | None = None,
+) -> Prompting:
+    """Left-padded text prompts (tokens int32 [N, P], mask bool [N, P]), drawn uniformly per batch;
+    `reward` scores responses in place of a reward model (see `Prompting`)."""
     table, table_mask = jnp.asarray(tokens, jnp.int32), jnp.asarray(mask, bool)
 
     def draw(key: jax.Array, batch: int) -> tuple[jax.Array, jax.Array | None]:
         index = jax.random.randint(key, (batch,), 0, table.shape[0])
         return table[index], table_mask[index]
 
-    return Prompting(vocab, int(table.shape[1]), response_len, draw)
+    return Prompting(vocab, int(table.shape[1]), response_len, draw, reward=reward)
 
 
 class Frozen(NamedTuple):
-    """The frozen models A2C reads: reference (logits) and reward model (scalar head)."""
+    """The frozen models A2C reads: reference (logits) and reward model (scalar head; None when the
+    task's `reward` function scores instead)."""
 
     ref_params: Params
-    rm_params: Params
+    rm_params: Params | None
 
 
 def judge(
@@ -264,7 +298,10 @@ def judge(
     length = jnp.sum(mask, axis=1)
     entropy = jnp.sum(jnp.where(mask, categorical_entropy(logits), 0.0), axis=1) / length
     ended = jnp.any(mask & (actions == vocab.eos), axis=1)
-    score = sequence_score(model, frozen.rm_params, samples.tokens, p, vocab, prompt_mask)
+    if task.reward is not None:
+        score = task.reward(prompts, actions, prompt_mask)
+    else:
+        score = sequence_score(model, frozen.rm_params, samples.tokens, p, vocab, prompt_mask)
     if missing_eos_penalty:  # the score a response that never ended is rewarded with
         score = score - missing_eos_penalty * (~ended).astype(score.dtype)
     return {

@@ -26,6 +26,11 @@ class Diverged(RuntimeError):
     """The loss or parameters became non-finite; the last good state was checkpointed."""
 
 
+class ChunkFailed(RuntimeError):
+    """Something a chunk calls on the host failed (a user's reward function, say); raised by `run_chunk`,
+    the loop checkpoints the state before that chunk and re-raises it with the way to continue."""
+
+
 class Interrupted(RuntimeError):
     """Ctrl-C (SIGINT) or SIGTERM: the last completed chunk was checkpointed and the job can be resumed."""
 
@@ -145,7 +150,8 @@ def run_loop(job: Job[State], state: State, done: int, clock: LoopClock | None =
     """Run `job` from step `done` to `job.total`; returns the final state (checkpointed).
 
     Raises `Interrupted` (after a checkpoint) when a signal was requested, `Diverged` (after
-    checkpointing the last good state) when `job.record` reports a non-finite step.
+    checkpointing the last good state) when `job.record` reports a non-finite step, `ChunkFailed`
+    (after checkpointing the state before the chunk) when `job.run_chunk` raised it.
     """
     clock = clock if clock is not None else LoopClock()
     clock.start_step = done
@@ -163,7 +169,15 @@ def run_loop(job: Job[State], state: State, done: int, clock: LoopClock | None =
                 raise stop(job.stop_requested() or signal.SIGTERM)
             n = min(job.chunk, job.total - done)
             t = time.perf_counter()
-            new_state, metrics = job.run_chunk(state, n)
+            try:
+                new_state, metrics = job.run_chunk(state, n)
+            except ChunkFailed as err:
+                job.save(state)
+                where = f" in {job.checkpoints!r}" if job.checkpoints else ""
+                raise ChunkFailed(
+                    f"{err} during {job.what}s {done + 1}-{done + n}; the last good state ({job.what} {done}) is "
+                    f"checkpointed{where}: fix the cause and continue with `{job.resume_hint}`"
+                ) from None
             clock.train_seconds += time.perf_counter() - t
             # records first, then adopt the state: an interruption in between leaves records past the
             # checkpoint, which resuming truncates, never a checkpoint without its records
