@@ -7,11 +7,19 @@ here, with `torch.compile` on the model. Sampling is also timed on its own, with
 full recompute (tokens = batch x 12 positions sampled).
 
     python -m benchmarks.rlhf_throughput [--batches 16 64 256] [--seconds 3] [--name cpu-rlhf-throughput]
+
+With `--model gpt2-small-shaped` (or the smoke shape gpt2-tiny) it times a Hugging Face-shaped model
+instead (benchmarks/hf_rlhf.py): a2c_jax's imported GPT-2 against `transformers`' own, sampling and
+whole A2C updates, one call per repeat, the repeats interleaved:
+
+    python -m benchmarks.rlhf_throughput --model gpt2-small-shaped [--batch 8] [--prompt-len 128]
+        [--response-len 128] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable
@@ -112,17 +120,75 @@ def torch_rates(batch: int, seconds: float, compiled: bool) -> dict[str, Any]:
     }
 
 
+def hf_main(args: argparse.Namespace) -> None:
+    """`--model SHAPE`: sampling tokens/s and updates/s of both sides on one random checkpoint."""
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks.hf_rlhf import SHAPES, Workload, jax_contenders, torch_contenders, write_checkpoint
+    from benchmarks.timing import Contender, time_calls
+
+    work = Workload(args.batch, args.prompt_len, args.response_len)
+    with tempfile.TemporaryDirectory() as root:
+        path = write_checkpoint(Path(root) / "model", args.model)
+        jax_side, torch_side = jax_contenders(path, work), torch_contenders(path, work)
+        print(f"{args.model}: sampling {work.batch} x {work.response} tokens after {work.prompt}-token prompts")
+        sampling = time_calls(
+            [Contender("a2c_jax_kv_cache", jax_side["sample"], work.tokens),
+             Contender("torch_loop", torch_side["sample_loop"], work.tokens, args.threads),
+             Contender("torch_generate", torch_side["sample_generate"], work.tokens, args.threads)],
+            args.repeats,
+        )  # fmt: skip
+        print(f"{args.model}: whole A2C updates (sampling included), batch {work.batch}")
+        updates = time_calls(
+            [Contender("a2c_jax", jax_side["update"], 1),
+             Contender("torch_eager", torch_side["update"], 1, args.threads)],
+            args.repeats,
+        )  # fmt: skip
+    best_sampler = max(sampling[k]["median"] for k in ("torch_loop", "torch_generate") if "median" in sampling[k])
+    summary = {
+        "token_speedup_vs_best_torch": sampling["a2c_jax_kv_cache"]["median"] / best_sampler,
+        "update_speedup_vs_torch": updates["a2c_jax"]["median"] / updates["torch_eager"]["median"],
+    }
+    print(f"a2c_jax vs PyTorch: x{summary['token_speedup_vs_best_torch']:.2f} tokens/s (best sampler), "
+          f"x{summary['update_speedup_vs_torch']:.2f} updates/s")  # fmt: skip
+    path = write_result(
+        args.name or f"cpu-rlhf-throughput-{args.model}",
+        {
+            "benchmark": "rlhf_throughput",
+            "model": args.model,
+            "model_config": SHAPES[args.model],
+            "workload": dataclasses.asdict(work),
+            "torch": torch.__version__,
+            "torch_threads": args.threads,
+            "sampling_tokens_per_second": sampling,
+            "updates_per_second": updates,
+            **summary,
+        },
+    )
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="digits", help="digits (the built-in model), gpt2-small-shaped, gpt2-tiny")
+    parser.add_argument("--batch", type=int, default=8, help="with --model: prompts per update")
+    parser.add_argument("--prompt-len", type=int, default=128, help="with --model: prompt tokens")
+    parser.add_argument("--response-len", type=int, default=128, help="with --model: sampled tokens per response")
+    parser.add_argument("--repeats", type=int, default=3, help="with --model: timed calls per contender")
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--chunk", type=int, default=10, help="A2C updates per compiled a2c_jax chunk")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--torch-device", default="cpu", help="where PyTorch runs (cpu, cuda)")
-    parser.add_argument("--name", default="cpu-rlhf-throughput")
+    parser.add_argument("--name", default="", help="results file name (default cpu-rlhf-throughput[-MODEL])")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.model != "digits":
+        hf_main(args)
+        return
+    args.name = args.name or "cpu-rlhf-throughput"
     torch.set_default_device(args.torch_device)
     rows = []
     for batch in args.batches:

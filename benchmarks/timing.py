@@ -80,3 +80,34 @@ def time_interleaved(contenders: list[Contender], seconds: float, repeats: int) 
         print(f"  {c.name}: {out[c.name]['median']:,.0f} steps/s (range {out[c.name]['min']:,.0f}-"
               f"{out[c.name]['max']:,.0f})", flush=True)  # fmt: skip
     return out
+
+
+def time_calls(contenders: list[Contender], repeats: int) -> dict[str, dict[str, Any]]:
+    """For contenders whose one call takes seconds (a large model's update): `prepare`, one warm-up call
+    (compilation included, reported as "setup_seconds"), then `repeats` rounds of one call each,
+    interleaved across contenders. Rates are `batch` units per second of one call: `{name: {"median",
+    "min", "max", "repeats", "setup_seconds", ...info}}`; a contender that raises is reported with its
+    "error"."""
+    out: dict[str, dict[str, Any]] = {}
+    ready: list[tuple[Contender, Run]] = []
+    for c in contenders:
+        _set_threads(c.threads)
+        try:
+            t = time.perf_counter()
+            run = c.prepare()
+            run(1)
+            out[c.name] = {"setup_seconds": time.perf_counter() - t, "threads": c.threads, **c.info}
+            ready.append((c, run))
+        except Exception as err:
+            out[c.name] = {"error": f"{type(err).__name__}: {err}"[:300], "threads": c.threads, **c.info}
+            print(f"  {c.name}: {out[c.name]['error']}", flush=True)
+    rates: dict[str, list[float]] = {c.name: [] for c, _ in ready}
+    for _ in range(repeats):
+        for c, run in ready:
+            _set_threads(c.threads)
+            rates[c.name].append(c.batch / _timed(run, 1))
+    for c, _ in ready:
+        out[c.name].update(spread(rates[c.name]))
+        print(f"  {c.name}: {out[c.name]['median']:,.4g}/s (range {out[c.name]['min']:,.4g}-{out[c.name]['max']:,.4g}; "
+              f"{1 / out[c.name]['median']:.3g} s per call)", flush=True)  # fmt: skip
+    return out

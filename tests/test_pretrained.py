@@ -381,3 +381,46 @@ def test_a_text_reward_sees_the_decoded_responses_inside_a_vmapped_program(check
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             text_reward(spec, tokenizer, vocab, PROMPTS)
+
+
+@pytest.mark.parametrize("top_k, top_p", [(5, 1.0), (0, 0.6), (40, 0.9), (1, 1.0), (0, 0.05)])
+def test_truncation_keeps_the_tokens_transformers_warpers_keep(top_k, top_p):
+    """Truncation (top-k, then top-p) rules out the same tokens as `transformers`' TopK and TopP logits
+    warpers applied in that order, on peaked and flat rows."""
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    from a2c_jax.rlhf.sampling import Truncation
+
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(6, 300)) * np.array([[0.1], [1.0], [3.0], [8.0], [1.0], [0.5]])).astype(np.float32)
+    expected = torch.tensor(logits)
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1.0:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    ours = np.asarray(Truncation(top_k, top_p)(jnp.asarray(logits)))
+    np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(expected.numpy()))
+    np.testing.assert_array_equal(ours[np.isfinite(ours)], logits[np.isfinite(ours)])
+
+
+def test_top_k_1_sampling_is_greedy_and_keeps_the_untruncated_log_probs(checkpoints):
+    """A sampler with top_k=1 draws the argmax at every step (KV cache and full recompute alike), and
+    records each token's log-probability under the whole distribution, not the truncated one."""
+    from a2c_jax.rlhf.hf import vocab_of
+    from a2c_jax.rlhf.sampling import Truncation, make_sampler, response_outputs
+
+    loaded = load_pretrained(checkpoints["gpt2"])
+    vocab = vocab_of(loaded.tokenizer)
+    params = {"params": loaded.params}
+    prompts = jnp.asarray(loaded.tokenizer(["the cat number", "the dog number"])["input_ids"], jnp.int32)
+    for kv_cache in (True, False):
+        sampler = make_sampler(loaded.module, kv_cache, 1.0, vocab, Truncation(top_k=1))
+        out = jax.jit(sampler, static_argnums=3)(params, prompts, jax.random.PRNGKey(3), 6)
+        logits, _ = response_outputs(loaded.module, params, out.tokens, prompts.shape[1], 1.0, vocab)
+        mask = np.asarray(out.mask)
+        response = np.asarray(out.tokens)[:, prompts.shape[1] :]
+        assert np.all(response[mask] == np.asarray(jnp.argmax(logits, -1))[mask])
+        full = np.asarray(jax.nn.log_softmax(logits))
+        recorded = np.take_along_axis(full, response[..., None], -1)[..., 0]
+        np.testing.assert_allclose(np.asarray(out.log_prob)[mask], recorded[mask], atol=1e-5)
+        assert np.all(np.asarray(out.log_prob)[mask] < 0)  # not log 1 = 0 of the truncated draw

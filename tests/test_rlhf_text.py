@@ -172,7 +172,7 @@ def test_the_rlhf_command_takes_a_reward_function_and_resumes_after_it_fails(che
         "    if len(calls) == 4:\n        raise RuntimeError('scorer offline')\n    return [1.0] * len(responses)\n"
     )
     out = tmp_path / "flaky-run"
-    assert main([*base, "--reward", f"{flaky}:reward", "--out", str(out)]) == 1
+    assert main([*base, "--reward", f"{flaky}:reward", "--out", str(out), "--eval-top-p", "0.9"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "failed: RuntimeError: scorer offline during updates 1-20" in err[0], err
     assert f"a2c-jax rlhf --resume {out}" in err[0]
@@ -182,3 +182,30 @@ def test_the_rlhf_command_takes_a_reward_function_and_resumes_after_it_fails(che
     flaky.write_text("def reward(prompts, responses):\n    return [1.0] * len(responses)\n")
     assert main(["rlhf", "--resume", str(out), "--quiet"]) == 0
     assert json.loads((out / "summary.json").read_text())["members"][0]["final"]["score"] == 1.0
+
+
+@pytest.mark.slow
+def test_the_hugging_face_rlhf_benchmark_runs_end_to_end_on_a_tiny_shape(tmp_path):
+    """`python -m benchmarks.rlhf_throughput --model gpt2-tiny` (the smoke shape of the gpt2-small-shaped
+    benchmark) times both sides' samplers and updates and writes its results file with provenance."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    name = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "benchmarks.rlhf_throughput", "--model", "gpt2-tiny", "--batch", "2",
+           "--prompt-len", "4", "--response-len", "4", "--repeats", "2", "--name", str(name)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(name.with_suffix(".json").read_text())
+    assert result["workload"] == {"batch": 2, "prompt": 4, "response": 4} and result["commit"]
+    for side in ("a2c_jax_kv_cache", "torch_loop", "torch_generate"):
+        assert result["sampling_tokens_per_second"][side]["median"] > 0, side
+    for side in ("a2c_jax", "torch_eager"):
+        assert len(result["updates_per_second"][side]["repeats"]) == 2
+    assert result["token_speedup_vs_best_torch"] > 0 and result["update_speedup_vs_torch"] > 0

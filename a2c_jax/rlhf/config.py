@@ -62,6 +62,10 @@ class RLHFConfig:
         temperature: sampling temperature of the policy's responses (training and evaluation); the
             log-probabilities of the loss and of the KL penalty, the reference's included, are taken
             at the same temperature, so the policy at the reference scores KL 0 at any temperature.
+        eval_top_k: evaluation samples are drawn from the policy's top_k most likely tokens (0: all);
+            training always samples the whole distribution.
+        eval_top_p: evaluation samples are drawn from the smallest set of tokens whose probability
+            reaches top_p (nucleus sampling; 1: all), after eval_top_k.
         kv_cache: sample with a KV cache when the model has a decode mode (False: recompute the whole
             sequence at every position; same samples, slower).
         eval_prompts: held-out prompts scored at each log point.
@@ -108,6 +112,8 @@ class RLHFConfig:
     kl_estimator: str = "k1"
     missing_eos_penalty: float = 0.0
     temperature: float = 1.0
+    eval_top_k: int = 0
+    eval_top_p: float = 1.0
     kv_cache: bool = True
     eval_prompts: int = 256
     log_points: int = 20
@@ -176,6 +182,8 @@ class RLHFConfig:
         for given in ("prompts", "reward_model", "preferences", "reward"):
             if getattr(self, given) and not self.model:
                 raise ConfigError(f"{given}={getattr(self, given)!r} needs --model (the digits task makes its own)")
+        check_int("eval_top_k", self.eval_top_k, 0)
+        check_number("eval_top_p", self.eval_top_p, 0.0, 1.0, low_open=True)
         check_number("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_number("gamma", self.gamma, 0.0, 1.0, low_open=True)
         return self
@@ -194,8 +202,8 @@ class RLHFConfig:
 
 
 A2C_ONLY = ("updates", "batch", "lr", "beta", "gamma", "gae_lambda", "vf_coef", "ent_coef", "whiten", "kl_target",
-            "kl_horizon", "kl_estimator", "missing_eos_penalty", "temperature", "eval_prompts",
-            "log_points")  # fmt: skip
+            "kl_horizon", "kl_estimator", "missing_eos_penalty", "temperature", "eval_prompts", "eval_top_k",
+            "eval_top_p", "log_points")  # fmt: skip
 """Fields that only the A2C stage and the evaluation read: in no cached stage's key."""
 REWARD_MODEL_ONLY = ("rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache")
 """Fields that the reward model reads and the reference does not (kv_cache: how its pairs are sampled)."""

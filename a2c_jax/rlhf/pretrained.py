@@ -23,7 +23,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -226,6 +226,8 @@ class PretrainedLM(nn.Module):
 
     config: ModelConfig
     decode: bool = False
+    prefill: ClassVar[bool] = True
+    """decode mode takes several tokens per call (a prompt at once)"""
 
     @nn.compact
     def __call__(

@@ -24,7 +24,7 @@ import numpy as np
 from a2c_jax.config import ConfigError
 from a2c_jax.core.optim import make_optimizer
 from a2c_jax.rlhf.model import LanguageModel, Params
-from a2c_jax.rlhf.sampling import make_sampler
+from a2c_jax.rlhf.sampling import Truncation, make_sampler
 from a2c_jax.rlhf.stages import HELD_OUT_PAIRS, StopFlag, first_nonfinite_row, train_stages, warn
 from a2c_jax.rlhf.task import VOCAB_SIZE, decode
 from a2c_jax.rlhf.train import (
@@ -359,7 +359,8 @@ class A2CStage:
         # the digits task draws fresh prompts; a prompts file's are drawn from the same file
         self.eval_prompts, self.eval_mask = task.draw(eval_key, config.eval_prompts)
         temperature = config.temperature
-        sampler = make_sampler(lm, config.kv_cache, temperature, task.vocab)
+        truncation = Truncation(config.eval_top_k, config.eval_top_p)
+        sampler = make_sampler(lm, config.kv_cache, temperature, task.vocab, truncation)
         self._evaluate = jax.jit(
             jax.vmap(
                 lambda p, f, k: score_samples(

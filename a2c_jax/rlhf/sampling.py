@@ -96,13 +96,41 @@ def response_outputs(
     return response_logits(logits[:, prompt_len - 1 : -1], temperature, vocab.banned), values[:, prompt_len - 1 : -1]
 
 
+@dataclasses.dataclass(frozen=True)
+class Truncation:
+    """Which tokens a draw may pick: the `top_k` most likely (0: all), then the smallest set whose
+    probability reaches `top_p` (1: all), as `transformers`' TopK and TopP logits warpers. For
+    evaluation samples; A2C trains on the untruncated distribution."""
+
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __call__(self, logits: jax.Array) -> jax.Array:
+        """logits [..., V] with the excluded tokens at -inf (the most likely token always kept)."""
+        if self.top_k > 0:
+            kth = jax.lax.top_k(logits, min(self.top_k, logits.shape[-1]))[0][..., -1:]
+            logits = jnp.where(logits < kth, -jnp.inf, logits)
+        if self.top_p < 1.0:
+            ascending = jnp.sort(logits, axis=-1)
+            below = jnp.cumsum(jax.nn.softmax(ascending, axis=-1), axis=-1) <= 1.0 - self.top_p
+            below = below.at[..., -1].set(False)
+            threshold = jnp.min(jnp.where(below, jnp.inf, ascending), axis=-1, keepdims=True)
+            logits = jnp.where(logits < threshold, -jnp.inf, logits)
+        return logits
+
+
+FULL = Truncation()
+"""No truncation: draws from the whole distribution."""
+
+
 def next_token(
-    key: jax.Array, logits: jax.Array, done: jax.Array, vocab: Vocab
+    key: jax.Array, logits: jax.Array, done: jax.Array, vocab: Vocab, truncation: Truncation = FULL
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """One response position of every row: a token drawn from logits [B, V] (PAD for rows already
-    done), its log-probability (0 for those rows), whether it is valid, and the rows done after it
-    (EOS drawn). -> (token [B], log_prob [B], valid [B], done [B])."""
-    token = categorical_sample(key, logits)
+    """One response position of every row: a token drawn from logits [B, V] (`truncation` applied to
+    the draw; PAD for rows already done), its log-probability under the untruncated logits (0 for
+    those rows), whether it is valid, and the rows done after it (EOS drawn).
+    -> (token [B], log_prob [B], valid [B], done [B])."""
+    token = categorical_sample(key, logits if truncation == FULL else truncation(logits))
     valid = ~done
     log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
     token = jnp.where(valid, token, vocab.pad)
@@ -118,9 +146,10 @@ def sample(
     temperature: float = 1.0,
     vocab: Vocab = DIGITS,
     prompt_mask: jax.Array | None = None,
+    truncation: Truncation = FULL,
 ) -> Samples:
-    """Sample one response per prompt [B, P] (ancestral sampling at `temperature`; `prompt_mask`
-    [B, P] for left-padded prompts).
+    """Sample one response per prompt [B, P] (ancestral sampling at `temperature`, drawn within
+    `truncation`; `prompt_mask` [B, P] for left-padded prompts).
 
     Tokens after the first EOS are PAD; a response without EOS stops at `response_len` tokens.
     """
@@ -135,7 +164,7 @@ def sample(
         logits, _ = lm_apply(model, params, tokens, prompt_mask)
         logits = jax.lax.dynamic_index_in_dim(logits, prompt_len + t - 1, axis=1, keepdims=False)
         token, log_prob, valid, done = next_token(
-            step_key, response_logits(logits, temperature, vocab.banned), done, vocab
+            step_key, response_logits(logits, temperature, vocab.banned), done, vocab, truncation
         )
         tokens = jax.lax.dynamic_update_slice_in_dim(tokens, token[:, None], prompt_len + t, axis=1)
         return (tokens, done), (log_prob, valid)
@@ -160,12 +189,14 @@ def sample_cached(
     temperature: float = 1.0,
     vocab: Vocab = DIGITS,
     prompt_mask: jax.Array | None = None,
+    truncation: Truncation = FULL,
 ) -> Samples:
     """`sample` with a KV cache: `decoder` is the model in decode mode (one token per call, e.g.
     `CausalTransformer(..., decode=True)`), run over the L - 1 positions once each instead of the
-    whole buffer at every response position. Same keys, same tokens and log-probabilities as `sample`
-    (up to float rounding). With `prompt_mask` each call also gets its tokens' positions and the key
-    mask of the whole buffer."""
+    whole buffer at every response position. A decoder whose class sets `prefill = True` (takes
+    several tokens per call, as `PretrainedLM`) reads the prompt in one call. Same keys, same tokens
+    and log-probabilities as `sample` (up to float rounding). With `prompt_mask` each call also gets
+    its tokens' positions and the key mask of the whole buffer."""
     batch, prompt_len = prompts.shape
     length = prompt_len + response_len
     full = jnp.zeros((batch, length), jnp.int32)
@@ -173,15 +204,23 @@ def sample_cached(
     variables = {k: v for k, v in params.items() if k != "cache"}
     positions, key_mask = padded_inputs(prompt_mask, length) if prompt_mask is not None else (None, None)
 
-    def feed(cache: Params, token: jax.Array, position: jax.Array) -> tuple[Params, jax.Array]:
-        args = (token[:, None],) if key_mask is None else (token[:, None], position[:, None], key_mask)
+    def run(cache: Params, tokens: jax.Array, position: jax.Array) -> tuple[Params, jax.Array]:
+        """tokens and positions [B, n] into the cache; (cache, logits [B, n, V])."""
+        args = (tokens,) if key_mask is None else (tokens, position, key_mask)
         (logits, _), mutated = decoder.apply({**variables, "cache": cache}, *args, mutable=["cache"])
-        return mutated["cache"], response_logits(logits[:, 0], temperature, vocab.banned)
+        return mutated["cache"], logits
+
+    def feed(cache: Params, token: jax.Array, position: jax.Array) -> tuple[Params, jax.Array]:
+        cache, logits = run(cache, token[:, None], position[:, None])
+        return cache, response_logits(logits[:, 0], temperature, vocab.banned)
 
     # the position of buffer index i (only read with a prompt mask)
     index_position = positions if positions is not None else jnp.broadcast_to(jnp.arange(length), (batch, length))
-    feeds = (prompts[:, :-1].T, index_position[:, : prompt_len - 1].T)
-    cache, _ = jax.lax.scan(lambda c, x: (feed(c, *x)[0], None), cache, feeds)
+    if prompt_len > 1 and getattr(decoder, "prefill", False):  # all but the prompt's last token at once
+        cache, _ = run(cache, prompts[:, :-1], index_position[:, : prompt_len - 1])
+    else:  # a decoder that takes one token per call
+        feeds = (prompts[:, :-1].T, index_position[:, : prompt_len - 1].T)
+        cache, _ = jax.lax.scan(lambda c, x: (feed(c, *x)[0], None), cache, feeds)
 
     def step(
         carry: tuple[Params, jax.Array, jax.Array], inputs: tuple[jax.Array, jax.Array]
@@ -189,7 +228,7 @@ def sample_cached(
         cache, previous, done = carry
         step_key, position = inputs
         cache, logits = feed(cache, previous, position)
-        token, log_prob, valid, done = next_token(step_key, logits, done, vocab)
+        token, log_prob, valid, done = next_token(step_key, logits, done, vocab, truncation)
         return (cache, token, done), (token, log_prob, valid)
 
     start = (cache, prompts[:, -1], jnp.zeros(batch, bool))
@@ -203,24 +242,29 @@ Sampler = Callable[..., Samples]
 
 
 def make_sampler(
-    model: LanguageModel, kv_cache: bool = True, temperature: float = 1.0, vocab: Vocab = DIGITS
+    model: LanguageModel,
+    kv_cache: bool = True,
+    temperature: float = 1.0,
+    vocab: Vocab = DIGITS,
+    truncation: Truncation = FULL,
 ) -> Sampler:
     """`sampler(params, prompts, key, response_len, prompt_mask=None) -> Samples` for `model` at
-    `temperature` with `vocab`'s special tokens: KV-cached when asked and the model has a decode mode
-    (a `decode` field, as `CausalTransformer` and `PretrainedLM`), else full recompute."""
+    `temperature` with `vocab`'s special tokens, drawing within `truncation` (top-k / top-p): KV-cached
+    when asked and the model has a decode mode (a `decode` field, as `CausalTransformer` and
+    `PretrainedLM`), else full recompute."""
     if kv_cache and "decode" in getattr(model, "__dataclass_fields__", {}):
         decoder = model.clone(decode=True)  # type: ignore[attr-defined]
 
         def cached(
             params: Params, prompts: jax.Array, key: jax.Array, length: int, prompt_mask: jax.Array | None = None
         ) -> Samples:
-            return sample_cached(decoder, params, prompts, key, length, temperature, vocab, prompt_mask)
+            return sample_cached(decoder, params, prompts, key, length, temperature, vocab, prompt_mask, truncation)
 
         return cached
 
     def full(
         params: Params, prompts: jax.Array, key: jax.Array, length: int, prompt_mask: jax.Array | None = None
     ) -> Samples:
-        return sample(model, params, prompts, key, length, temperature, vocab, prompt_mask)
+        return sample(model, params, prompts, key, length, temperature, vocab, prompt_mask, truncation)
 
     return full
