@@ -110,6 +110,8 @@ def test_population_split_over_cpu_devices_by_default(sharding_results):
         (["sweep"], "--xla_force_host_platform_device_count=1", "--xla_force_host_platform_device_count=1"),
         (["sweep", "--num-processes", "2"], "", ""),
         (["sweep", "--coordinator-address=127.0.0.1:1"], "", ""),
+        (["rlhf"], "", ""),
+        (["rlhf", "--devices", "2", "--fsdp", "2"], "", "--xla_force_host_platform_device_count=4"),
     ],
 )
 def test_one_device_per_core(monkeypatch, argv, flags, expected):

@@ -205,7 +205,7 @@ def _fault(err: Exception) -> int:
 
 
 def one_device_per_core(argv: list[str], environ: MutableMapping[str, str] = os.environ) -> None:
-    """Before JAX starts, for `sweep`, `pbt` and `train --devices` in one process: ask XLA for one CPU
+    """Before JAX starts, for `sweep`, `pbt` and `train`/`rlhf --devices` in one process: ask XLA for one CPU
     device per core (so populations, and a `train` that asks for devices, can use every core).
 
     Appends `--xla_force_host_platform_device_count=CORES` to XLA_FLAGS unless it already sets a
@@ -214,7 +214,8 @@ def one_device_per_core(argv: list[str], environ: MutableMapping[str, str] = os.
     """
     names = {a.split("=")[0] for a in argv}
     multi = {"--coordinator-address", "--num-processes", "--process-id", "--distributed"}
-    wanted = bool(argv) and (argv[0] in ("sweep", "pbt") or (argv[0] == "train" and "--devices" in names))
+    asks = argv[0] in ("train", "rlhf", "rlhf-sweep") and "--devices" in names if argv else False
+    wanted = bool(argv) and (argv[0] in ("sweep", "pbt") or asks)
     if wanted and not names & multi:
         cpu_device_per_core(environ)
 

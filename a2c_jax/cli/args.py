@@ -239,10 +239,17 @@ class RLHFArgs(RLHFConfig):
     'wandb' (one offline run in OUT/wandb); the metrics against A2C updates, written when the run ends"""
     resume: Path | None = None
     """continue the interrupted run in this directory with its saved settings (from its newest
-    checkpoint; only --quiet, --log, --stage-dir, --compile-cache and --export may be given with it)"""
+    checkpoint; only --quiet, --log, --stage-dir, --compile-cache, --export, --devices and --fsdp may be
+    given with it)"""
     export: Path | None = None
     """with --model: write each trained policy here as a directory transformers loads (EXPORT/beta_B
     for several betas)"""
+    devices: str = "1"
+    """devices each A2C update is split over ('all' or a count; the batch must divide over them): the
+    prompts data-parallel, the parameters replicated unless --fsdp shards them"""
+    fsdp: int = 1
+    """shard every parameter (policy, reference, reward model, Adam moments) over this many of the
+    --devices (fully sharded data parallel, for a model one device cannot hold); must divide --devices"""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,7 +48,7 @@ def resumed_rlhf(args: RLHFArgs, given: RLHFConfig) -> tuple[RLHFConfig, tuple[f
     if refused:
         raise ConfigError(
             f"--resume continues a run with its saved settings: {', '.join(map(_flag, refused))} cannot be "
-            "given with it (allowed: --quiet, --log, --stage-dir, --compile-cache, --export)"
+            "given with it (allowed: --quiet, --log, --stage-dir, --compile-cache, --export, --devices, --fsdp)"
         )
     return config, betas, out
 
@@ -81,12 +81,15 @@ def rlhf_command(args: RLHFArgs) -> int:
     if args.compile_cache:
         enable_compile_cache()
     from a2c_jax.rlhf.run import run_rlhf
+    from a2c_jax.rlhf.sharding import rlhf_layout
+
+    layout = rlhf_layout(args.devices, args.fsdp, config.batch)
 
     say = (lambda _: None) if args.quiet else print
     command = "rlhf-sweep" if isinstance(args, RLHFSweepArgs) else "rlhf"
     summary = run_rlhf(
         config, out, stage_dir, betas, args.quiet, say, resume=args.resume is not None, command=command,
-        export=args.export,
+        export=args.export, layout=layout,
     )  # fmt: skip
     rm, digits_task = summary["reward_model_stage"], not config.model
     if digits_task:

@@ -51,6 +51,7 @@ from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_at
 if TYPE_CHECKING:
     from a2c_jax.rlhf.pretrained import PretrainedLM
     from a2c_jax.rlhf.rewards import TextReward
+    from a2c_jax.rlhf.sharding import RLHFLayout
 
 SAMPLE_PROMPTS = 6
 Log = Callable[[str], None]
@@ -246,6 +247,7 @@ def run_rlhf(
     resume: bool = False,
     command: str = "rlhf",
     export: Path | None = None,
+    layout: RLHFLayout | None = None,
 ) -> dict[str, Any]:
     """The whole chain: reference -> reward model -> A2C for each beta (one vmapped program), every
     stage through the host loop (`runs.loop`): SIGINT/SIGTERM checkpoint and stop (`Interrupted`), a
@@ -254,7 +256,8 @@ def run_rlhf(
 
     With `config.model` the policy and reference come from that Hugging Face directory, the reward
     model from `config.reward_model` and the prompts from `config.prompts` (no stage is trained);
-    `export` then receives each trained policy as a directory `transformers` loads.
+    `export` then receives each trained policy as a directory `transformers` loads. `layout`
+    (`rlhf.sharding.rlhf_layout`) splits each A2C update over several devices.
 
     Returns the summary (also written to out/summary.json)."""
     config.validate()
@@ -280,7 +283,8 @@ def run_rlhf(
         else:
             frozen, reports = train_stages(lm, config, stage_dir, (ref_key, rm_key), quiet, stop_requested, hint, log)
         stages_done = time.perf_counter()
-        a2c = A2CStage(lm, config, frozen, betas, eval_key, task, imported.check if imported else (lambda: None))
+        check = imported.check if imported else (lambda: None)
+        a2c = A2CStage(lm, config, frozen, betas, eval_key, task, check, layout)
         state, before, after, a2c_seconds = a2c.run(out, a2c_key, resume, quiet, stop_requested, hint)
         reports["diverged_at"] = a2c.diverged_at
     seconds = {"reference_and_reward_model": stages_done - started, "a2c": a2c_seconds,
@@ -350,9 +354,11 @@ class A2CStage:
         eval_key: jax.Array,
         task: Prompting,
         check: Callable[[], None] = lambda: None,
+        layout: RLHFLayout | None = None,
     ) -> None:
-        self.lm, self.config, self.frozen, self.betas, self.eval_key = lm, config, frozen, betas, eval_key
-        self.task, self.check = task, check
+        self.lm, self.config, self.betas, self.eval_key = lm, config, betas, eval_key
+        self.task, self.check, self.layout = task, check, layout
+        self.frozen = frozen if layout is None else jax.device_put(frozen, layout.shardings(frozen))
         """`check()` raises a host-side failure of the last compiled call (a reward function's)"""
         self.diverged_at: dict[int, int] = {}
         """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
@@ -393,7 +399,8 @@ class A2CStage:
         hparams = self.config.hparams()
         one = init_stage(self.frozen.ref_params, make_optimizer("adam", hparams, hparams.lr), key)
         state = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(self.betas), *x.shape)), one)
-        return dataclasses.replace(state, beta=jnp.asarray(self.betas, jnp.float32))
+        state = dataclasses.replace(state, beta=jnp.asarray(self.betas, jnp.float32))
+        return state if self.layout is None else jax.device_put(state, self.layout.shardings(state, lead=1))
 
     def run(
         self, out: Path, key: jax.Array, resume: bool, quiet: bool, stop_requested: StopFlag, hint: str
@@ -420,12 +427,18 @@ class A2CStage:
                 metrics.append({"update": 0, "beta": beta, **{f"eval_{k}": v for k, v in summary_0.items()}})
         hparams = config.hparams()
         length = chunk_length(config.updates, config.log_points)
-        chunk = jax.jit(
-            jax.vmap(
-                lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams, self.task), length)(s, n),
-                in_axes=(0, None, None),
-            )
+        shard = None if self.layout is None else self.layout.shard_batch
+        vmapped = jax.vmap(
+            lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams, self.task, shard), length)(s, n),
+            in_axes=(0, None, None),
         )
+        if self.layout is None:
+            chunk = jax.jit(vmapped)
+        else:  # the state keeps its layout from chunk to chunk; metrics come back whole
+            kept = self.layout.shardings(state, lead=1)
+            replicated = self.layout.replicated
+            chunk = jax.jit(vmapped, in_shardings=(kept, self.layout.shardings(self.frozen), replicated),
+                            out_shardings=(kept, replicated))  # fmt: skip
         writer = CheckpointWriter(ckpt_dir)
 
         def run_chunk(s: StageState, n: int) -> tuple[StageState, dict[str, Any]]:

@@ -346,11 +346,18 @@ SEQUENCE_METRICS = ("score", "gold", "k1", "k3", "length", "eos", "entropy")
 
 
 def a2c_step(
-    model: LanguageModel, config: RLHFConfig, frozen: Frozen, hparams: HParams, task: Prompting | None = None
+    model: LanguageModel,
+    config: RLHFConfig,
+    frozen: Frozen,
+    hparams: HParams,
+    task: Prompting | None = None,
+    shard: Callable[[jax.Array], jax.Array] | None = None,
 ) -> StepFn:
     """One A2C-RLHF update: draw prompts, sample a batch, shape per-token rewards, token GAE, one
     gradient step. `hparams` leaves may be traced (a population of settings); beta lives in the state.
-    `task` gives the prompts and the special tokens (default: the digits task of `config`)."""
+    `task` gives the prompts and the special tokens (default: the digits task of `config`); `shard`
+    constrains the prompts' batch axis to a device layout (`RLHFLayout.shard_batch`), which every
+    array of the update then follows."""
     task = task or digits(config.spec)
     tx, temperature, p = make_optimizer("adam", hparams, hparams.lr), config.temperature, task.prompt_len
     sampler = make_sampler(model, config.kv_cache, temperature, task.vocab)
@@ -358,6 +365,9 @@ def a2c_step(
     def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
         key, prompt_key, sample_key = jax.random.split(state.key, 3)
         prompts, prompt_mask = task.draw(prompt_key, config.batch)
+        if shard is not None:
+            prompts = shard(prompts)
+            prompt_mask = None if prompt_mask is None else shard(prompt_mask)
         samples = sampler(state.params, prompts, sample_key, task.response_len, prompt_mask)
         # one forward pass of the policy serves the advantages (values) and the gradient (its VJP)
         (logits, values), pullback = jax.vjp(
