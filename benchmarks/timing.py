@@ -109,5 +109,5 @@ def time_calls(contenders: list[Contender], repeats: int) -> dict[str, dict[str,
     for c, _ in ready:
         out[c.name].update(spread(rates[c.name]))
         print(f"  {c.name}: {out[c.name]['median']:,.4g}/s (range {out[c.name]['min']:,.4g}-{out[c.name]['max']:,.4g}; "
-              f"{1 / out[c.name]['median']:.3g} s per call)", flush=True)  # fmt: skip
+              f"{c.batch / out[c.name]['median']:.3g} s per call)", flush=True)  # fmt: skip
     return out
