@@ -3,9 +3,11 @@ penalty to a frozen reference, from the core's GAE, distributions, A2C objective
 
 Modules: task (vocabulary, prompts, gold reward), model (the `LanguageModel` protocol and a causal
 transformer), pretrained (Hugging Face GPT-2 and Llama models as flax modules), hf (their directories
-loaded and exported), data (text prompts), sampling (scan-based sampling, full recompute or KV cache),
-objective (per-token rewards, token GAE, KL estimators, the loss), train (the compiled stages), run
-(the host side of `a2c-jax rlhf`). Public names load on first use, like the package's own.
+loaded and exported), data (text prompts and preference pairs), rewards (a Python function of the
+text as the reward), sampling (scan-based sampling, full recompute or KV cache, top-k / top-p),
+objective (per-token rewards, token GAE, KL estimators, the loss), train (the compiled stages), stages
+(the supervised stages, cached), sharding (an update over a data x fsdp device mesh), run (the host
+side of `a2c-jax rlhf`). Public names load on first use, like the package's own.
 """
 
 from __future__ import annotations

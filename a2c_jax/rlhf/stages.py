@@ -237,7 +237,7 @@ def file_digest(paths: list[Path]) -> str:
 
 
 def model_files(directory: Path) -> list[Path]:
-    """The files that define a model directory's weights: config.json and its *.safetensors, sorted."""
+    """The files that define a model directory's weights: config.json and its safetensors files, sorted."""
     return [directory / "config.json", *sorted(directory.glob("*.safetensors"))]
 
 
