@@ -209,3 +209,27 @@ def test_the_hugging_face_rlhf_benchmark_runs_end_to_end_on_a_tiny_shape(tmp_pat
     for side in ("a2c_jax", "torch_eager"):
         assert len(result["updates_per_second"][side]["repeats"]) == 2
     assert result["token_speedup_vs_best_torch"] > 0 and result["update_speedup_vs_torch"] > 0
+
+
+def test_an_imported_model_that_cannot_fit_is_refused_before_anything_is_written(text_run, capsys, monkeypatch):
+    """The memory estimate covers imported models: with less memory than the weights, Adam's moments and
+    the frozen models need, `--model` is named; with room for those but not the batch, `--batch`."""
+    from a2c_jax.cli import main
+    from a2c_jax.rlhf.config import RLHFConfig
+    from a2c_jax.rlhf.run import import_models, imported_bytes
+    from a2c_jax.runs import resources
+
+    argv = ["rlhf", "--model", text_run["model"], "--prompts", text_run["prompts"], "--reward-model", text_run["rm"],
+            "--batch", "64", "--eval-prompts", "8", "--quiet", "--no-compile-cache"]  # fmt: skip
+    config = RLHFConfig(model=text_run["model"], prompts=text_run["prompts"], reward_model=text_run["rm"], batch=64,
+                        eval_prompts=8)  # fmt: skip
+    needs = imported_bytes(config, import_models(config), 1)
+    assert needs["batch"] > needs["model"] > 0
+    for limit, message in ((needs["model"] - 1, f"model={text_run['model']!r} needs about"),
+                           (needs["batch"] - 1, "batch=64 needs about")):  # fmt: skip
+        monkeypatch.setattr(resources, "available_bytes", lambda limit=limit: limit)
+        out = text_run["root"] / f"too-big-{limit}"
+        assert main([*argv, "--out", str(out)]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and message in err[0], err
+        assert not out.exists()

@@ -263,8 +263,7 @@ def run_rlhf(
     config.validate()
     betas = check_betas(tuple(betas) if betas else (config.beta,))
     imported = import_models(config) if config.model else None
-    if imported is None:
-        check_rlhf_fits(config, len(betas))  # the digits model's estimate; not made for an imported model
+    check_rlhf_fits(config, len(betas), imported_bytes(config, imported, len(betas)) if imported else None)
     record = {**dataclasses.asdict(config), "betas": list(betas)}
     check_out(out, record)
     if resume and (out / "summary.json").exists() and latest_step(out / "checkpoints") == config.updates:
@@ -327,15 +326,35 @@ def rlhf_bytes(config: RLHFConfig, population: int) -> dict[str, int]:
     }
 
 
-def check_rlhf_fits(config: RLHFConfig, population: int) -> None:
-    """ConfigError (exit 2), before anything is written, naming the setting whose memory cannot fit."""
+def imported_bytes(config: RLHFConfig, imported: Imported, population: int) -> dict[str, int]:
+    """`rlhf_bytes` for an imported model: float32 parameters held four times per policy (weights,
+    gradient, Adam's two moments) plus the frozen reference and reward model; a sequence of L tokens
+    keeps about layers x (16 x L x width + 3 x heads x L^2) floats of activations and 3 x L x vocab of
+    logits (forward, log-softmax, their gradient)."""
+    model = imported.lm.config
+    seq = imported.task.prompt_len + config.response_len
+    weights = 4 * sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(imported.frozen.ref_params))
+    activations = model.layers * (16 * seq * model.width + 3 * model.heads * seq * seq) + 3 * seq * model.vocab_size
+    per_sequence, frozen = 4 * activations, 2 * weights
+    return {
+        "model": frozen + 4 * weights * population,
+        "batch": frozen + population * (4 * weights + config.batch * per_sequence),
+        "eval_prompts": frozen + population * (weights + config.eval_prompts * per_sequence),
+    }
+
+
+def check_rlhf_fits(config: RLHFConfig, population: int, needs: dict[str, int] | None = None) -> None:
+    """ConfigError (exit 2), before anything is written, naming the setting whose memory cannot fit
+    (`needs`: {field: bytes}, by default the digits model's `rlhf_bytes`)."""
     from a2c_jax.runs.resources import available_bytes
 
     limit = available_bytes()
-    for name, need in rlhf_bytes(config, population).items():
+    for name, need in (needs or rlhf_bytes(config, population)).items():
         if need > limit:
+            value = getattr(config, name)
+            shown = repr(value) if isinstance(value, str) else value
             raise ConfigError(
-                f"{name}={getattr(config, name)} needs about {need / 2**30:.3g} GiB of memory"
+                f"{name}={shown} needs about {need / 2**30:.3g} GiB of memory"
                 + (f" ({population} policies)" if population > 1 else "")
                 + f", more than the {limit / 2**30:.3g} GiB available: choose a smaller {name}"
             )
