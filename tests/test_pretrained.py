@@ -424,3 +424,98 @@ def test_top_k_1_sampling_is_greedy_and_keeps_the_untruncated_log_probs(checkpoi
         recorded = np.take_along_axis(full, response[..., None], -1)[..., 0]
         np.testing.assert_allclose(np.asarray(out.log_prob)[mask], recorded[mask], atol=1e-5)
         assert np.all(np.asarray(out.log_prob)[mask] < 0)  # not log 1 = 0 of the truncated draw
+
+
+def test_lora_starts_at_the_base_and_merges_as_w_plus_scaled_ab(checkpoints):
+    """Zero-initialised B: the merged parameters are the base's exactly (same logits). With B set, each
+    adapted kernel is W + alpha / rank * A B (NumPy), every other weight untouched."""
+    from flax import traverse_util
+
+    from a2c_jax.rlhf.lora import LoRA
+
+    loaded = load_pretrained(checkpoints["gpt2"], tokenizer=False)
+    base = {"params": loaded.params}
+    lora = LoRA(rank=4, alpha=8.0, targets=("c_attn", "c_fc"))
+    trained = lora.init(base, jax.random.PRNGKey(0))
+    assert len(trained["adapters"]) == 4  # c_attn and c_fc of 2 layers
+    merged = lora.merge(base, trained)
+    for x, y in zip(jax.tree.leaves(merged), jax.tree.leaves(base), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    rng = np.random.default_rng(1)
+    trained = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype), trained)
+    merged_flat = traverse_util.flatten_dict(lora.merge(base, trained))
+    for path, value in traverse_util.flatten_dict(base).items():
+        name = "/".join(path)
+        if name in trained["adapters"]:
+            ab = trained["adapters"][name]
+            expected = np.asarray(value) + 2.0 * np.asarray(ab["a"], np.float64) @ np.asarray(ab["b"], np.float64)
+            np.testing.assert_allclose(np.asarray(merged_flat[path]), expected, rtol=1e-5, atol=1e-5)
+        elif path[-2] == "scalar_head":
+            np.testing.assert_array_equal(np.asarray(merged_flat[path]), np.asarray(trained["scalar_head"][path[-1]]))
+        else:
+            np.testing.assert_array_equal(np.asarray(merged_flat[path]), np.asarray(value))
+
+
+def test_lora_a2c_updates_train_only_the_adapters_and_the_value_head(checkpoints, tmp_path):
+    """A2C with LoRA: the state holds the adapters and the value head alone; after updates the merged
+    policy differs from the frozen base in the adapted kernels only (and the value head), and the first
+    update sees KL 0 (the policy starts as the reference)."""
+    from flax import traverse_util
+
+    from a2c_jax.core.optim import make_optimizer
+    from a2c_jax.rlhf.config import RLHFConfig
+    from a2c_jax.rlhf.data import load_prompts
+    from a2c_jax.rlhf.hf import vocab_of
+    from a2c_jax.rlhf.lora import make_lora
+    from a2c_jax.rlhf.train import Frozen, a2c_step, from_prompts, init_stage, scan_chunk
+
+    policy = load_pretrained(checkpoints["gpt2"])
+    base = {"params": policy.params}
+    prompts = load_prompts(write_prompts(tmp_path / "p.jsonl", PROMPTS), policy.tokenizer, 16)
+    task = from_prompts(prompts.tokens, prompts.mask, vocab_of(policy.tokenizer), 6)
+    rm = jax.tree.map(lambda x: x + 0.05, base)  # a reward head that is not zero
+    config = RLHFConfig(batch=8, response_len=6, lr=1e-2)
+    lora = make_lora(2, 4.0, "", "gpt2")
+    hparams = config.hparams()
+    state = init_stage(lora.init(base, jax.random.PRNGKey(0)), make_optimizer("adam", hparams, hparams.lr),
+                       jax.random.PRNGKey(1), config.beta)  # fmt: skip
+    assert set(state.params) == {"adapters", "scalar_head"}
+    step = a2c_step(policy.module, config, Frozen(base, rm), hparams, task, lora=lora)
+    state, metrics = jax.jit(scan_chunk(step, 3))(state)
+    assert np.asarray(metrics["k1"])[0] == 0.0 and np.all(np.isfinite(np.asarray(metrics["loss"])))
+    merged = traverse_util.flatten_dict(lora.merge(base, state.params))
+    changed = {"/".join(p) for p, v in traverse_util.flatten_dict(base).items()
+               if not np.array_equal(np.asarray(v), np.asarray(merged[p]))}  # fmt: skip
+    allowed = set(state.params["adapters"]) | {"params/scalar_head/kernel", "params/scalar_head/bias"}
+    assert changed and changed <= allowed, changed - allowed
+    assert any(name in state.params["adapters"] for name in changed)
+
+
+def test_lora_gradients_are_the_chain_rule_of_the_full_weight_gradient(checkpoints):
+    """For a loss of the merged model, the adapters' gradients are scale * A^T G (for B) and
+    scale * G B^T (for A), G being the gradient with respect to the merged kernel (NumPy products)."""
+    from flax import traverse_util
+
+    from a2c_jax.rlhf.lora import LoRA
+
+    loaded = load_pretrained(checkpoints["gpt2"], tokenizer=False)
+    base = {"params": loaded.params}
+    lora = LoRA(rank=3, alpha=6.0, targets=("c_attn",))
+    rng = np.random.default_rng(2)
+    trained = jax.tree.map(
+        lambda x: jnp.asarray(rng.normal(size=x.shape) * 0.1, x.dtype), lora.init(base, jax.random.PRNGKey(0))
+    )
+    tokens = jnp.asarray(rng.integers(0, 290, (2, 7)), jnp.int32)
+
+    def loss(full):
+        logits, values = loaded.module.apply(full, tokens)
+        return jnp.mean(jax.nn.log_softmax(logits)[..., 5]) + jnp.mean(values**2)
+
+    merged = lora.merge(base, trained)
+    full_grad = traverse_util.flatten_dict(jax.grad(loss)(merged))
+    lora_grad = jax.grad(lambda t: loss(lora.merge(base, t)))(trained)
+    for name, ab in trained["adapters"].items():
+        g = np.asarray(full_grad[tuple(name.split("/"))], np.float64)
+        a, b = np.asarray(ab["a"], np.float64), np.asarray(ab["b"], np.float64)
+        np.testing.assert_allclose(np.asarray(lora_grad["adapters"][name]["b"]), 2.0 * a.T @ g, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(lora_grad["adapters"][name]["a"]), 2.0 * g @ b.T, rtol=1e-4, atol=1e-6)

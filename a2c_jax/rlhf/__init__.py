@@ -6,8 +6,8 @@ transformer), pretrained (Hugging Face GPT-2 and Llama models as flax modules), 
 loaded and exported), data (text prompts and preference pairs), rewards (a Python function of the
 text as the reward), sampling (scan-based sampling, full recompute or KV cache, top-k / top-p),
 objective (per-token rewards, token GAE, KL estimators, the loss), train (the compiled stages), stages
-(the supervised stages, cached), sharding (an update over a data x fsdp device mesh), run (the host
-side of `a2c-jax rlhf`). Public names load on first use, like the package's own.
+(the supervised stages, cached), sharding (an update over a data x fsdp device mesh), lora (LoRA
+adapters), run (the host side of `a2c-jax rlhf`). Public names load on first use, like the package's own.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import numpy as np
 
 from a2c_jax.config import ConfigError
 from a2c_jax.core.optim import make_optimizer
+from a2c_jax.rlhf.lora import make_lora
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import Truncation, make_sampler
 from a2c_jax.rlhf.stages import HELD_OUT_PAIRS, StopFlag, first_nonfinite_row, train_stages, warn
@@ -159,6 +160,9 @@ def import_models(config: RLHFConfig) -> Imported:
         else:
             rm_params = {"params": rm.params}
             reports["reward_model_stage"] = {"reward_model": config.reward_model}
+    lora = make_lora(config.lora_rank, config.lora_alpha, config.lora_targets, policy.config.family)
+    if lora is not None and not lora.adapted({"params": policy.params}):
+        raise ConfigError(f"lora_targets={config.lora_targets!r} is invalid: no module of {config.model!r} has that name")
     task = from_prompts(prompts.tokens, prompts.mask, vocab, config.response_len, reward)
     reports["reference_stage"]["prompt_len"] = task.prompt_len
     frozen = Frozen({"params": policy.params}, rm_params)
@@ -182,14 +186,14 @@ def imported_reward_model(
     return dataclasses.replace(imported, frozen=imported.frozen._replace(rm_params=params), reports=reports)
 
 
-def export_policies(export: Path, imported: Imported, state: StageState, betas: tuple[float, ...]) -> list[Path]:
-    """Each beta's trained policy as a directory `transformers` loads (EXPORT itself for one beta,
-    EXPORT/beta_B for several)."""
+def export_policies(export: Path, imported: Imported, policies: Params, betas: tuple[float, ...]) -> list[Path]:
+    """Each beta's trained policy (`policies`: full parameters, a leading axis per beta; LoRA merged) as
+    a directory `transformers` loads (EXPORT itself for one beta, EXPORT/beta_B for several)."""
     from a2c_jax.rlhf.hf import save_pretrained
 
     written = []
     for i, beta in enumerate(betas):
-        params = jax.tree.map(lambda x, i=i: np.asarray(x[i]), state.params)["params"]
+        params = jax.tree.map(lambda x, i=i: np.asarray(x[i]), policies)["params"]
         target = export if len(betas) == 1 else export / f"beta_{beta:g}"
         written.append(save_pretrained(target, imported.lm, params, imported.tokenizer))
     return written
@@ -290,7 +294,8 @@ def run_rlhf(
                "total": time.perf_counter() - started}  # fmt: skip
     summary = write_outputs(out, config, betas, reports, state, before, after, seconds, task.prompt_len, decoder)
     if export is not None and imported is not None:
-        summary["exported"] = [str(path) for path in export_policies(export, imported, state, betas)]
+        policies = a2c.policies(state.params)
+        summary["exported"] = [str(path) for path in export_policies(export, imported, policies, betas)]
         write_json_atomic(out / "summary.json", summary)
     return summary
 
@@ -378,6 +383,8 @@ class A2CStage:
         self.lm, self.config, self.betas, self.eval_key = lm, config, betas, eval_key
         self.task, self.check, self.layout = task, check, layout
         self.frozen = frozen if layout is None else jax.device_put(frozen, layout.shardings(frozen))
+        family = getattr(getattr(lm, "config", None), "family", "gpt2")
+        self.lora = make_lora(config.lora_rank, config.lora_alpha, config.lora_targets, family)
         """`check()` raises a host-side failure of the last compiled call (a reward function's)"""
         self.diverged_at: dict[int, int] = {}
         """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
@@ -390,7 +397,7 @@ class A2CStage:
             jax.vmap(
                 lambda p, f, k: score_samples(
                     lm,
-                    p,
+                    p if self.lora is None else self.lora.merge(f.ref_params, p),
                     f,
                     self.eval_prompts,
                     k,
@@ -414,9 +421,20 @@ class A2CStage:
         samples = self.evaluate(params)
         return samples, [summarize_samples(b, self.task.prompt_len) for b in samples]
 
+    def policies(self, params: Params) -> Params:
+        """Every member's full parameters (a leading axis per beta): the trained ones, or with LoRA
+        the reference's weights with the adapters merged."""
+        if self.lora is None:
+            return params
+        lora = self.lora
+        return jax.jit(jax.vmap(lambda q, base: lora.merge(base, q), in_axes=(0, None)))(params, self.frozen.ref_params)
+
     def initial_state(self, key: jax.Array) -> StageState:
         hparams = self.config.hparams()
-        one = init_stage(self.frozen.ref_params, make_optimizer("adam", hparams, hparams.lr), key)
+        start = self.frozen.ref_params
+        if self.lora is not None:  # adapters (B zero: the policy starts as the reference) and the value head
+            start = self.lora.init(start, jax.random.fold_in(key, 1))
+        one = init_stage(start, make_optimizer("adam", hparams, hparams.lr), key)
         state = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(self.betas), *x.shape)), one)
         state = dataclasses.replace(state, beta=jnp.asarray(self.betas, jnp.float32))
         return state if self.layout is None else jax.device_put(state, self.layout.shardings(state, lead=1))
@@ -448,7 +466,9 @@ class A2CStage:
         length = chunk_length(config.updates, config.log_points)
         shard = None if self.layout is None else self.layout.shard_batch
         vmapped = jax.vmap(
-            lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams, self.task, shard), length)(s, n),
+            lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams, self.task, shard, self.lora), length)(
+                s, n
+            ),
             in_axes=(0, None, None),
         )
         if self.layout is None:

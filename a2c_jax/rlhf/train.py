@@ -27,6 +27,7 @@ from a2c_jax.core.distributions import categorical_entropy, categorical_log_prob
 from a2c_jax.core.losses import masked_mean
 from a2c_jax.core.optim import make_optimizer
 from a2c_jax.rlhf.config import RLHFConfig
+from a2c_jax.rlhf.lora import LoRA
 from a2c_jax.rlhf.model import CausalTransformer, LanguageModel, Params
 from a2c_jax.rlhf.objective import (
     TokenBatch,
@@ -352,12 +353,14 @@ def a2c_step(
     hparams: HParams,
     task: Prompting | None = None,
     shard: Callable[[jax.Array], jax.Array] | None = None,
+    lora: LoRA | None = None,
 ) -> StepFn:
     """One A2C-RLHF update: draw prompts, sample a batch, shape per-token rewards, token GAE, one
     gradient step. `hparams` leaves may be traced (a population of settings); beta lives in the state.
     `task` gives the prompts and the special tokens (default: the digits task of `config`); `shard`
     constrains the prompts' batch axis to a device layout (`RLHFLayout.shard_batch`), which every
-    array of the update then follows."""
+    array of the update then follows. With `lora` the state holds only the adapters and the value
+    head, merged into the reference's weights for every forward pass (`a2c_jax.rlhf.lora`)."""
     task = task or digits(config.spec)
     tx, temperature, p = make_optimizer("adam", hparams, hparams.lr), config.temperature, task.prompt_len
     sampler = make_sampler(model, config.kv_cache, temperature, task.vocab)
@@ -368,10 +371,12 @@ def a2c_step(
         if shard is not None:
             prompts = shard(prompts)
             prompt_mask = None if prompt_mask is None else shard(prompt_mask)
-        samples = sampler(state.params, prompts, sample_key, task.response_len, prompt_mask)
+        policy = (lambda q: q) if lora is None else (lambda q: lora.merge(frozen.ref_params, q))
+        samples = sampler(policy(state.params), prompts, sample_key, task.response_len, prompt_mask)
         # one forward pass of the policy serves the advantages (values) and the gradient (its VJP)
         (logits, values), pullback = jax.vjp(
-            lambda q: response_outputs(model, q, samples.tokens, p, temperature, task.vocab, prompt_mask), state.params
+            lambda q: response_outputs(model, policy(q), samples.tokens, p, temperature, task.vocab, prompt_mask),
+            state.params,
         )
         out = judge(
             model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask, config.missing_eos_penalty
