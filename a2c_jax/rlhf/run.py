@@ -162,7 +162,9 @@ def import_models(config: RLHFConfig) -> Imported:
             reports["reward_model_stage"] = {"reward_model": config.reward_model}
     lora = make_lora(config.lora_rank, config.lora_alpha, config.lora_targets, policy.config.family)
     if lora is not None and not lora.adapted({"params": policy.params}):
-        raise ConfigError(f"lora_targets={config.lora_targets!r} is invalid: no module of {config.model!r} has that name")
+        raise ConfigError(
+            f"lora_targets={config.lora_targets!r} is invalid: no module of {config.model!r} has that name"
+        )
     task = from_prompts(prompts.tokens, prompts.mask, vocab, config.response_len, reward)
     reports["reference_stage"]["prompt_len"] = task.prompt_len
     frozen = Frozen({"params": policy.params}, rm_params)
