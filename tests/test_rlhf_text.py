@@ -258,3 +258,41 @@ def test_the_rlhf_command_trains_lora_adapters_and_exports_them_merged(text_run)
     trained = transformers.AutoModelForCausalLM.from_pretrained(export).state_dict()
     moved = {name for name in base if not torch.equal(base[name], trained[name])}
     assert moved and all(name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")) for name in moved), moved
+
+
+def test_a_hub_id_is_read_from_the_hub_cache_and_a_missing_one_is_one_line(checkpoints, tmp_path):
+    """`--model org/name` goes through `huggingface_hub` (offline here: its cache, laid out as the Hub
+    client writes it, holds the checkpoint); an id neither cached nor reachable is one line, exit 2."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--test-org--tiny-gpt2"
+    shutil.copytree(checkpoints["gpt2"], repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
+    code = (
+        "from a2c_jax.rlhf.hf import load_pretrained\n"
+        "m = load_pretrained('test-org/tiny-gpt2')\n"
+        "print(m.config.vocab_size, m.config.layers, m.tokenizer.eos_token)\n"
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+
+    done = run("-c", code)
+    assert done.returncode == 0 and done.stdout.split() == ["300", "2", "</s>"], done.stderr[-2000:]
+    prompts = write_prompts(tmp_path / "p.jsonl", PROMPTS)
+    bad = run("-m", "a2c_jax.cli", "rlhf", "--model", "test-org/missing", "--prompts", str(prompts), "--reward",
+              "x:y", "--out", str(tmp_path / "run"))  # fmt: skip
+    err = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.returncode == 2 and len(err) == 1, err
+    assert "model='test-org/missing' is not a directory and could not be fetched from the Hub" in err[0]
+    assert not (tmp_path / "run").exists()

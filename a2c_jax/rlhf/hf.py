@@ -170,12 +170,39 @@ def load_tokenizer(path: Path | str) -> Any:
         raise ConfigError(f"tokenizer={str(path)!r}: no tokenizer could be read there ({err})") from None
 
 
+HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*", "special_tokens_map.json",
+             "vocab.json", "merges.txt", "*.model"]  # fmt: skip
+"""What a model is fetched with from the Hugging Face Hub: its config, safetensors weights and tokenizer."""
+
+
+def resolve_model(name: Path | str) -> Path:
+    """A local directory as it is; a Hub id ("org/name", not an existing path) fetched with
+    `huggingface_hub` into its cache (or found there when offline); ConfigError in one line when it
+    cannot be had."""
+    path = Path(name)
+    text = str(name)
+    if path.exists() or text.count("/") != 1 or text.startswith((".", "/")):
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ConfigError(f"model={text!r} is not a directory (a Hub id needs huggingface_hub installed)") from None
+    try:
+        return Path(snapshot_download(text, allow_patterns=HUB_FILES))
+    except Exception as err:  # offline, unknown repository, no access: say which, in one line
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"model={text!r} is not a directory and could not be fetched from the Hub ({reason})"
+        ) from None
+
+
 def load_pretrained(path: Path | str, dtype: Any = jnp.float32, tokenizer: bool = True) -> Pretrained:
-    """A `save_pretrained` directory (config.json, safetensors weights, a tokenizer) as a JAX model.
+    """A `save_pretrained` directory (config.json, safetensors weights, a tokenizer) as a JAX model; a
+    Hugging Face Hub id ("org/name") is fetched first when `huggingface_hub` can (`resolve_model`).
 
     The scalar head comes from `value_head.safetensors` when present (written by `save_pretrained`
     here), else from a sequence-classification `score` head, else zeros."""
-    path = Path(path)
+    path = resolve_model(path)
     if not (path / "config.json").is_file():
         raise ConfigError(f"model={str(path)!r} is not a model directory (no config.json)")
     config = ModelConfig.from_hf(json.loads((path / "config.json").read_text()), str(path / "config.json"))
