@@ -467,7 +467,7 @@ def test_lora_a2c_updates_train_only_the_adapters_and_the_value_head(checkpoints
     from a2c_jax.rlhf.data import load_prompts
     from a2c_jax.rlhf.hf import vocab_of
     from a2c_jax.rlhf.lora import make_lora
-    from a2c_jax.rlhf.train import Frozen, a2c_step, from_prompts, init_stage, scan_chunk
+    from a2c_jax.rlhf.train import Frozen, Trainable, a2c_step, from_prompts, init_stage, scan_chunk
 
     policy = load_pretrained(checkpoints["gpt2"])
     base = {"params": policy.params}
@@ -480,7 +480,7 @@ def test_lora_a2c_updates_train_only_the_adapters_and_the_value_head(checkpoints
     state = init_stage(lora.init(base, jax.random.PRNGKey(0)), make_optimizer("adam", hparams, hparams.lr),
                        jax.random.PRNGKey(1), config.beta)  # fmt: skip
     assert set(state.params) == {"adapters", "scalar_head"}
-    step = a2c_step(policy.module, config, Frozen(base, rm), hparams, task, lora=lora)
+    step = a2c_step(policy.module, config, Frozen(base, rm), hparams, task, trainable=Trainable(lora))
     state, metrics = jax.jit(scan_chunk(step, 3))(state)
     assert np.asarray(metrics["k1"])[0] == 0.0 and np.all(np.isfinite(np.asarray(metrics["loss"])))
     merged = traverse_util.flatten_dict(lora.merge(base, state.params))

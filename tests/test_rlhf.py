@@ -357,6 +357,7 @@ BAD_INPUT = [
     (["rlhf", "--temperature", "0"], "temperature=0.0 is invalid"),
     (["rlhf", "--kl-estimator", "k2"], "kl_estimator='k2' is invalid: must be 'k1' or 'k3'"),
     (["rlhf", "--eval-top-k", "-1"], "eval_top_k=-1 is invalid"),
+    (["rlhf", "--critic", "both"], "critic='both' is invalid: must be 'shared' or 'separate'"),
     (["rlhf", "--eval-top-p", "0"], "eval_top_p=0.0 is invalid"),
     (["rlhf", "--eval-top-p", "1.5"], "eval_top_p=1.5 is invalid"),
     (["rlhf", "--width", "65536"], "width=65536 needs about"),
@@ -671,3 +672,41 @@ def test_one_diverging_beta_keeps_the_others(sweep_run, capsys):
     assert members[0]["diverged_at"] is None and members[1]["diverged_at"] >= 1
     assert np.isfinite(members[0]["final"]["gold"]) and "beta 1e+30: diverged at update" in stdout
     assert {line["beta"] for line in lines(out) if line["update"] > 0} == {0.02}
+
+
+def test_a_separate_critic_starts_from_the_reward_model_and_its_loss_never_reaches_the_policy():
+    """--critic separate: the trained parameters are {"policy", "critic"}, the critic starting as the
+    reward model. One update with vf_coef 0 and one with vf_coef 1 give the same policy (the value loss
+    reaches only the critic) and move the critic only with vf_coef 1; with the shared critic the same
+    two updates give different policies (so the check can fail)."""
+    import dataclasses
+
+    from a2c_jax.core.optim import make_optimizer
+    from a2c_jax.rlhf.train import Frozen, Trainable, a2c_step, init_stage, make_model
+
+    config = RLHFConfig(width=32, heads=2, prompt_digits=3, response_len=6, context=10, batch=8, lr=1e-2)
+    model = make_model(config)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, config.spec.seq_len), jnp.int32))
+    frozen = Frozen(params, jax.tree.map(lambda x: x * 1.5 + 0.1, params))
+
+    def one_update(separate: bool, vf_coef: float):
+        hparams = dataclasses.replace(config, vf_coef=vf_coef).hparams()
+        trainable = Trainable(separate_critic=separate)
+        start = trainable.init(frozen, jax.random.PRNGKey(1))
+        state = init_stage(start, make_optimizer("adam", hparams, hparams.lr), jax.random.PRNGKey(2), config.beta)
+        new, _ = jax.jit(a2c_step(model, config, frozen, hparams, trainable=trainable))(state)
+        return start, new.params
+
+    start, without = one_update(True, 0.0)
+    _, with_value = one_update(True, 1.0)
+    assert set(start) == {"policy", "critic"}
+
+    def leaves_equal(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+    assert leaves_equal(start["critic"], frozen.rm_params)
+    assert leaves_equal(without["policy"], with_value["policy"])
+    assert leaves_equal(without["critic"], start["critic"]) and not leaves_equal(with_value["critic"], start["critic"])
+    _, shared_without = one_update(False, 0.0)
+    _, shared_with = one_update(False, 1.0)
+    assert not leaves_equal(shared_without, shared_with)

@@ -240,15 +240,17 @@ def test_an_imported_model_that_cannot_fit_is_refused_before_anything_is_written
 
 @pytest.mark.slow
 def test_the_rlhf_command_trains_lora_adapters_and_exports_them_merged(text_run):
-    """`--lora-rank 4`: only adapters (and the value head) are trained, the policy moves away from the
-    reference (KL > 0); the export is the merged model, which `transformers` loads: adapted kernels
-    moved, every other weight the base's. (Whether LoRA raises the score as full fine-tuning does is
-    not asserted: on this random 2-layer model 40 updates left it flat, 17.26 -> 17.23.)"""
+    """`--lora-rank 4 --critic separate`: only adapters and a value model started from the reward model
+    are trained, and the policy moves away from the reference (KL > 0); the export is the merged model,
+    which `transformers` loads: adapted kernels moved, every other weight the base's. (Whether LoRA
+    raises the score as full fine-tuning does is not asserted: on this random 2-layer model 40 updates
+    with the shared critic left it flat, 17.26 -> 17.23.)"""
     from a2c_jax.cli import main
 
     out, export = text_run["root"] / "lora-run", text_run["root"] / "lora-export"
     argv = ["rlhf", "--model", text_run["model"], "--prompts", text_run["prompts"], "--reward-model", text_run["rm"],
-            "--lora-rank", "4", "--lora-alpha", "8", "--updates", "40", "--batch", "16", "--response-len", "6",
+            "--lora-rank", "4", "--lora-alpha", "8", "--critic", "separate", "--updates", "40", "--batch", "16",
+            "--response-len", "6",
             "--lr", "0.01", "--beta", "0.02", "--eval-prompts", "64", "--log-points", "2", "--out", str(out),
             "--export", str(export), "--quiet", "--no-compile-cache"]  # fmt: skip
     assert main(argv) == 0

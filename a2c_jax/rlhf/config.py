@@ -79,6 +79,8 @@ class RLHFConfig:
         preferences: with `model`, a JSONL file of {"prompt", "chosen", "rejected"} pairs: a
             Bradley-Terry reward model is trained on them (rm_steps, rm_batch, rm_lr; a tenth held out)
             from `reward_model` when given, else from the model's trunk with a zero head.
+        critic: "shared" (the policy's value head on its own trunk) or "separate" (a value model of its
+            own, started from the reward model, as TRL and OpenRLHF do).
         lora_rank: with `model`, train LoRA adapters of this rank (and the value head) instead of every
             weight (0: full fine-tuning); the base weights are the reference's, exported merged.
         lora_alpha: LoRA's scale numerator (the update is alpha / rank x A B).
@@ -127,6 +129,7 @@ class RLHFConfig:
     reward_model: str = ""
     preferences: str = ""
     reward: str = ""
+    critic: str = "shared"
     lora_rank: int = 0
     lora_alpha: float = 16.0
     lora_targets: str = ""
@@ -191,6 +194,8 @@ class RLHFConfig:
             if getattr(self, given) and not self.model:
                 raise ConfigError(f"{given}={getattr(self, given)!r} needs --model (the digits task makes its own)")
         check_int("eval_top_k", self.eval_top_k, 0)
+        if self.critic not in ("shared", "separate"):
+            raise ConfigError(f"critic={self.critic!r} is invalid: must be 'shared' or 'separate'")
         check_int("lora_rank", self.lora_rank, 0)
         check_number("lora_alpha", self.lora_alpha, 0.0, low_open=True)
         if self.lora_rank and not self.model:
@@ -215,7 +220,7 @@ class RLHFConfig:
 
 A2C_ONLY = ("updates", "batch", "lr", "beta", "gamma", "gae_lambda", "vf_coef", "ent_coef", "whiten", "kl_target",
             "kl_horizon", "kl_estimator", "missing_eos_penalty", "temperature", "eval_prompts", "eval_top_k",
-            "eval_top_p", "log_points", "lora_rank", "lora_alpha", "lora_targets")  # fmt: skip
+            "eval_top_p", "log_points", "critic", "lora_rank", "lora_alpha", "lora_targets")  # fmt: skip
 """Fields that only the A2C stage and the evaluation read: in no cached stage's key."""
 REWARD_MODEL_ONLY = ("rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache")
 """Fields that the reward model reads and the reference does not (kv_cache: how its pairs are sampled)."""

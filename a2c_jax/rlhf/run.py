@@ -35,6 +35,7 @@ from a2c_jax.rlhf.train import (
     Prompting,
     RLHFConfig,
     StageState,
+    Trainable,
     a2c_step,
     digits,
     fori_chunk,
@@ -386,7 +387,8 @@ class A2CStage:
         self.task, self.check, self.layout = task, check, layout
         self.frozen = frozen if layout is None else jax.device_put(frozen, layout.shardings(frozen))
         family = getattr(getattr(lm, "config", None), "family", "gpt2")
-        self.lora = make_lora(config.lora_rank, config.lora_alpha, config.lora_targets, family)
+        lora = make_lora(config.lora_rank, config.lora_alpha, config.lora_targets, family)
+        self.trainable = Trainable(lora, config.critic == "separate")
         """`check()` raises a host-side failure of the last compiled call (a reward function's)"""
         self.diverged_at: dict[int, int] = {}
         """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
@@ -399,7 +401,7 @@ class A2CStage:
             jax.vmap(
                 lambda p, f, k: score_samples(
                     lm,
-                    p if self.lora is None else self.lora.merge(f.ref_params, p),
+                    self.trainable.policy(p, f),
                     f,
                     self.eval_prompts,
                     k,
@@ -424,18 +426,18 @@ class A2CStage:
         return samples, [summarize_samples(b, self.task.prompt_len) for b in samples]
 
     def policies(self, params: Params) -> Params:
-        """Every member's full parameters (a leading axis per beta): the trained ones, or with LoRA
-        the reference's weights with the adapters merged."""
-        if self.lora is None:
+        """Every member's full policy parameters (a leading axis per beta): the trained ones, or with
+        LoRA the reference's weights with the adapters merged (a separate critic left out)."""
+        trainable = self.trainable
+        if trainable == Trainable():
             return params
-        lora = self.lora
-        return jax.jit(jax.vmap(lambda q, base: lora.merge(base, q), in_axes=(0, None)))(params, self.frozen.ref_params)
+        return jax.jit(jax.vmap(trainable.policy, in_axes=(0, None)))(params, self.frozen)
 
     def initial_state(self, key: jax.Array) -> StageState:
         hparams = self.config.hparams()
         start = self.frozen.ref_params
-        if self.lora is not None:  # adapters (B zero: the policy starts as the reference) and the value head
-            start = self.lora.init(start, jax.random.fold_in(key, 1))
+        if self.trainable != Trainable():  # LoRA adapters (B zero: the policy starts as the reference), a critic
+            start = self.trainable.init(self.frozen, jax.random.fold_in(key, 1))
         one = init_stage(start, make_optimizer("adam", hparams, hparams.lr), key)
         state = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(self.betas), *x.shape)), one)
         state = dataclasses.replace(state, beta=jnp.asarray(self.betas, jnp.float32))
@@ -468,7 +470,7 @@ class A2CStage:
         length = chunk_length(config.updates, config.log_points)
         shard = None if self.layout is None else self.layout.shard_batch
         vmapped = jax.vmap(
-            lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams, self.task, shard, self.lora), length)(
+            lambda s, f, n: fori_chunk(a2c_step(self.lm, config, f, hparams, self.task, shard, self.trainable), length)(
                 s, n
             ),
             in_axes=(0, None, None),

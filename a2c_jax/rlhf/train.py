@@ -346,6 +346,35 @@ def score_samples(
 SEQUENCE_METRICS = ("score", "gold", "k1", "k3", "length", "eos", "entropy")
 
 
+@dataclasses.dataclass(frozen=True)
+class Trainable:
+    """What A2C trains, and how its parameters make the policy and the critic: every weight of the
+    policy, its value head the critic (the default); `lora`: adapters merged into the reference's
+    weights (`a2c_jax.rlhf.lora`); `separate_critic`: a value model of its own, {"policy": ...,
+    "critic": ...}, whose scalar head gives the values, started from the reward model (TRL's and
+    OpenRLHF's default; from the reference when a reward function scores)."""
+
+    lora: LoRA | None = None
+    separate_critic: bool = False
+
+    def init(self, frozen: Frozen, key: jax.Array) -> Params:
+        """The trained parameters at the start: the policy is the reference."""
+        policy = frozen.ref_params if self.lora is None else self.lora.init(frozen.ref_params, key)
+        if not self.separate_critic:
+            return policy
+        critic = frozen.rm_params if frozen.rm_params is not None else frozen.ref_params
+        return {"policy": policy, "critic": critic}
+
+    def policy(self, params: Params, frozen: Frozen) -> Params:
+        """The policy's full parameters."""
+        own = params["policy"] if self.separate_critic else params
+        return own if self.lora is None else self.lora.merge(frozen.ref_params, own)
+
+    def critic(self, params: Params) -> Params | None:
+        """The value model's parameters, or None when the policy's value head is the critic."""
+        return params["critic"] if self.separate_critic else None
+
+
 def a2c_step(
     model: LanguageModel,
     config: RLHFConfig,
@@ -353,14 +382,15 @@ def a2c_step(
     hparams: HParams,
     task: Prompting | None = None,
     shard: Callable[[jax.Array], jax.Array] | None = None,
-    lora: LoRA | None = None,
+    trainable: Trainable | None = None,
 ) -> StepFn:
     """One A2C-RLHF update: draw prompts, sample a batch, shape per-token rewards, token GAE, one
     gradient step. `hparams` leaves may be traced (a population of settings); beta lives in the state.
     `task` gives the prompts and the special tokens (default: the digits task of `config`); `shard`
     constrains the prompts' batch axis to a device layout (`RLHFLayout.shard_batch`), which every
-    array of the update then follows. With `lora` the state holds only the adapters and the value
-    head, merged into the reference's weights for every forward pass (`a2c_jax.rlhf.lora`)."""
+    array of the update then follows. `trainable` says what the state's parameters are (every weight
+    of the policy by default; LoRA adapters; a separate critic)."""
+    trainable = trainable or Trainable()
     task = task or digits(config.spec)
     tx, temperature, p = make_optimizer("adam", hparams, hparams.lr), config.temperature, task.prompt_len
     sampler = make_sampler(model, config.kv_cache, temperature, task.vocab)
@@ -371,13 +401,19 @@ def a2c_step(
         if shard is not None:
             prompts = shard(prompts)
             prompt_mask = None if prompt_mask is None else shard(prompt_mask)
-        policy = (lambda q: q) if lora is None else (lambda q: lora.merge(frozen.ref_params, q))
-        samples = sampler(policy(state.params), prompts, sample_key, task.response_len, prompt_mask)
+        samples = sampler(trainable.policy(state.params, frozen), prompts, sample_key, task.response_len, prompt_mask)
+
+        def outputs(q: Params) -> tuple[jax.Array, jax.Array]:
+            logits, values = response_outputs(
+                model, trainable.policy(q, frozen), samples.tokens, p, temperature, task.vocab, prompt_mask
+            )
+            critic = trainable.critic(q)
+            if critic is not None:  # the value model's scalar head, not the policy's
+                _, values = response_outputs(model, critic, samples.tokens, p, temperature, task.vocab, prompt_mask)
+            return logits, values
+
         # one forward pass of the policy serves the advantages (values) and the gradient (its VJP)
-        (logits, values), pullback = jax.vjp(
-            lambda q: response_outputs(model, policy(q), samples.tokens, p, temperature, task.vocab, prompt_mask),
-            state.params,
-        )
+        (logits, values), pullback = jax.vjp(outputs, state.params)
         out = judge(
             model, frozen, samples, prompts, task, logits, values, temperature, prompt_mask, config.missing_eos_penalty
         )
