@@ -674,6 +674,7 @@ def test_one_diverging_beta_keeps_the_others(sweep_run, capsys):
     assert {line["beta"] for line in lines(out) if line["update"] > 0} == {0.02}
 
 
+@pytest.mark.slow
 def test_a_separate_critic_starts_from_the_reward_model_and_its_loss_never_reaches_the_policy():
     """--critic separate: the trained parameters are {"policy", "critic"}, the critic starting as the
     reward model. One update with vf_coef 0 and one with vf_coef 1 give the same policy (the value loss
