@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from a2c_jax.config import ConfigError
-from a2c_jax.runs.distributed import parse_devices
+from a2c_jax.runs.distributed import visible_devices
 
 DATA, FSDP = "data", "fsdp"
 SHARD_MIN_SIZE = 1024
@@ -72,14 +72,7 @@ def rlhf_layout(devices: str | int, fsdp: int, batch: int) -> RLHFLayout | None:
     """The mesh of `--devices D --fsdp F` for an update of `batch` prompts: D / F data-parallel groups of
     F devices; None for one device (a plain `jit`). ConfigError naming the flag when D exceeds the
     visible devices, F does not divide D, or D does not divide the batch."""
-    available = jax.devices()
-    want = parse_devices(devices)
-    count = len(available) if want is None else want
-    if count > len(available):
-        raise ConfigError(
-            f"devices={devices!r} is invalid: only {len(available)} device(s) are visible "
-            f"({available[0].platform}); use --devices all or at most {len(available)}"
-        )
+    available, count = visible_devices(devices)
     if fsdp < 1 or count % fsdp:
         raise ConfigError(f"fsdp={fsdp} is invalid: must be a positive divisor of the {count} devices used")
     if batch % count:

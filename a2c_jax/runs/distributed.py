@@ -86,13 +86,8 @@ def round_up(n: int, multiple: int) -> int:
     return multiple * math.ceil(n / multiple)
 
 
-def make_layout(devices: str | int, num_envs: int, population: int = 1) -> Layout:
-    """A ("pop", "env") mesh over `devices` devices for `population` members of `num_envs` envs.
-
-    The population axis takes as many devices as divide both the device count and the population;
-    the env axis takes the rest (a 2-D mesh when the population is smaller than the device count).
-    ConfigError naming what would work when the envs do not divide, or too many devices are asked.
-    """
+def visible_devices(devices: str | int) -> tuple[list[Any], int]:
+    """(the visible devices, how many `--devices` asks for); ConfigError when it asks for more."""
     available = jax.devices()
     want = parse_devices(devices)
     count = len(available) if want is None else want
@@ -101,6 +96,17 @@ def make_layout(devices: str | int, num_envs: int, population: int = 1) -> Layou
             f"devices={devices!r} is invalid: only {len(available)} device(s) are visible "
             f"({available[0].platform}); use --devices all or at most {len(available)}"
         )
+    return available, count
+
+
+def make_layout(devices: str | int, num_envs: int, population: int = 1) -> Layout:
+    """A ("pop", "env") mesh over `devices` devices for `population` members of `num_envs` envs.
+
+    The population axis takes as many devices as divide both the device count and the population;
+    the env axis takes the rest (a 2-D mesh when the population is smaller than the device count).
+    ConfigError naming what would work when the envs do not divide, or too many devices are asked.
+    """
+    available, count = visible_devices(devices)
     pop = max(d for d in _divisors(count) if population % d == 0) if population > 1 else 1
     env = count // pop
     if num_envs % env:
