@@ -219,7 +219,7 @@ def test_an_imported_model_that_cannot_fit_is_refused_before_anything_is_written
     the frozen models need, `--model` is named; with room for those but not the batch, `--batch`."""
     from a2c_jax.cli import main
     from a2c_jax.rlhf.config import RLHFConfig
-    from a2c_jax.rlhf.run import import_models, imported_bytes
+    from a2c_jax.rlhf.imported import import_models, imported_bytes
     from a2c_jax.runs import resources
 
     argv = ["rlhf", "--model", text_run["model"], "--prompts", text_run["prompts"], "--reward-model", text_run["rm"],

@@ -23,6 +23,7 @@ import numpy as np
 
 from a2c_jax.config import ConfigError
 from a2c_jax.core.optim import make_optimizer
+from a2c_jax.rlhf.imported import export_policies, import_models, imported_bytes, imported_reward_model
 from a2c_jax.rlhf.lora import make_lora
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import Truncation, make_sampler
@@ -31,7 +32,6 @@ from a2c_jax.rlhf.task import VOCAB_SIZE, decode
 from a2c_jax.rlhf.train import (
     SEQUENCE_METRICS,
     Frozen,
-    Pairs,
     Prompting,
     RLHFConfig,
     StageState,
@@ -39,11 +39,9 @@ from a2c_jax.rlhf.train import (
     a2c_step,
     digits,
     fori_chunk,
-    from_prompts,
     init_stage,
     make_model,
     score_samples,
-    text_pairs,
 )
 from a2c_jax.runs.checkpoint import CheckpointWriter, latest_step, restore_checkpoint
 from a2c_jax.runs.lock import locked
@@ -51,8 +49,6 @@ from a2c_jax.runs.loop import Job, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_atomic
 
 if TYPE_CHECKING:
-    from a2c_jax.rlhf.pretrained import PretrainedLM
-    from a2c_jax.rlhf.rewards import TextReward
     from a2c_jax.rlhf.sharding import RLHFLayout
 
 SAMPLE_PROMPTS = 6
@@ -96,110 +92,6 @@ def sample_texts(out: dict[str, np.ndarray], count: int, decoder: Decoder = deco
         {"text": decoder(out["tokens"][i]), "gold": float(out["gold"][i]), "score": float(out["score"][i])}
         for i in range(count)
     ]
-
-
-@dataclasses.dataclass
-class Imported:
-    """The models and data of a run on a Hugging Face model (`config.model`): `frozen.rm_params` is
-    None until the reward model of `preferences` is trained (`rm_init`: the directory and params it
-    starts from), and stays None when a reward function (`text_reward`) scores instead."""
-
-    lm: PretrainedLM
-    frozen: Frozen
-    task: Prompting
-    tokenizer: Any
-    reports: dict[str, Any]
-    preferences: Pairs | None = None
-    rm_init: tuple[Path, Params] | None = None
-    text_reward: TextReward | None = None
-
-    def decode(self, tokens: np.ndarray) -> str:
-        return str(self.tokenizer.decode([int(t) for t in tokens], skip_special_tokens=True))
-
-    def check(self) -> None:
-        """Raise the reward function's failure, if any (`TextReward.check`)."""
-        if self.text_reward is not None:
-            self.text_reward.check()
-
-
-def import_models(config: RLHFConfig) -> Imported:
-    """Load `config.model` (policy and reference), the reward (`reward_model`, `preferences` or `reward`)
-    and `config.prompts`; ConfigError (nothing written yet) for a directory, tokenizer, data file or
-    function that cannot serve."""
-    from a2c_jax.rlhf.data import load_preferences, load_prompts
-    from a2c_jax.rlhf.hf import load_pretrained, vocab_of
-
-    policy = load_pretrained(config.model)
-    vocab = vocab_of(policy.tokenizer)
-    room = policy.config.max_len - config.response_len
-    if room < 1:
-        raise ConfigError(f"response_len={config.response_len} is invalid: the model holds {policy.config.max_len} "
-                          "tokens, prompt included")  # fmt: skip
-    prompts = load_prompts(config.prompts, policy.tokenizer, room)
-    reports: dict[str, Any] = {"reference_stage": {"model": config.model, "prompts": len(prompts.texts)}}
-    rm_params, rm_init, pairs, reward = None, None, None, None
-    if config.reward:
-        from a2c_jax.rlhf.rewards import text_reward
-
-        reward = text_reward(config.reward, policy.tokenizer, vocab, prompts.texts)
-        reports["reward_model_stage"] = {"reward": config.reward}
-    else:
-        source = config.reward_model or config.model
-        rm = load_pretrained(source, tokenizer=False) if config.reward_model else policy
-        if dataclasses.replace(rm.config, hf=()) != dataclasses.replace(policy.config, hf=()):
-            raise ConfigError(
-                f"reward_model={config.reward_model!r} has another architecture than model={config.model!r}: the "
-                "reward model must share the policy's (a separate value or reward architecture is not supported yet)"
-            )
-        if config.preferences:
-            prefs = load_preferences(config.preferences, policy.tokenizer, policy.config.max_len)
-            pairs = text_pairs(prefs.chosen, prefs.rejected, prefs.prompt_mask)
-            init = dict(rm.params)
-            if not config.reward_model:  # the policy's trunk with a zero head (as a fresh value head)
-                init["scalar_head"] = jax.tree.map(jnp.zeros_like, rm.params["scalar_head"])
-            rm_init = (Path(source), {"params": init})
-        else:
-            rm_params = {"params": rm.params}
-            reports["reward_model_stage"] = {"reward_model": config.reward_model}
-    lora = make_lora(config.lora_rank, config.lora_alpha, config.lora_targets, policy.config.family)
-    if lora is not None and not lora.adapted({"params": policy.params}):
-        raise ConfigError(
-            f"lora_targets={config.lora_targets!r} is invalid: no module of {config.model!r} has that name"
-        )
-    task = from_prompts(prompts.tokens, prompts.mask, vocab, config.response_len, reward)
-    reports["reference_stage"]["prompt_len"] = task.prompt_len
-    frozen = Frozen({"params": policy.params}, rm_params)
-    return Imported(policy.module, frozen, task, policy.tokenizer, reports, pairs, rm_init, reward)
-
-
-def imported_reward_model(
-    imported: Imported, config: RLHFConfig, out: Path, stage_dir: Path, how: tuple[bool, StopFlag, str], log: Log
-) -> Imported:
-    """With `preferences`: the trained reward model (cached in `stage_dir`) in `frozen`, its report, and
-    a copy in OUT/reward_model (a directory `--reward-model` takes). Otherwise `imported` unchanged."""
-    if imported.preferences is None or imported.rm_init is None:
-        return imported
-    from a2c_jax.rlhf.hf import save_pretrained
-    from a2c_jax.rlhf.stages import train_text_reward_model
-
-    params, report = train_text_reward_model(imported.lm, config, imported.rm_init, imported.preferences,
-                                             imported.task.vocab, stage_dir, how, log)  # fmt: skip
-    saved = save_pretrained(out / "reward_model", imported.lm, jax.device_get(params)["params"], imported.tokenizer)
-    reports = {**imported.reports, "reward_model_stage": {**report, "saved": str(saved)}}
-    return dataclasses.replace(imported, frozen=imported.frozen._replace(rm_params=params), reports=reports)
-
-
-def export_policies(export: Path, imported: Imported, policies: Params, betas: tuple[float, ...]) -> list[Path]:
-    """Each beta's trained policy (`policies`: full parameters, a leading axis per beta; LoRA merged) as
-    a directory `transformers` loads (EXPORT itself for one beta, EXPORT/beta_B for several)."""
-    from a2c_jax.rlhf.hf import save_pretrained
-
-    written = []
-    for i, beta in enumerate(betas):
-        params = jax.tree.map(lambda x, i=i: np.asarray(x[i]), policies)["params"]
-        target = export if len(betas) == 1 else export / f"beta_{beta:g}"
-        written.append(save_pretrained(target, imported.lm, params, imported.tokenizer))
-    return written
 
 
 def check_out(out: Path, record: dict[str, Any]) -> None:
@@ -331,23 +223,6 @@ def rlhf_bytes(config: RLHFConfig, population: int) -> dict[str, int]:
         "rm_pairs": weights + 2 * (config.rm_pairs + HELD_OUT_PAIRS) * per_sequence,
         "batch": population * (weights + config.batch * per_sequence),
         "eval_prompts": population * (weights + config.eval_prompts * per_sequence),
-    }
-
-
-def imported_bytes(config: RLHFConfig, imported: Imported, population: int) -> dict[str, int]:
-    """`rlhf_bytes` for an imported model: float32 parameters held four times per policy (weights,
-    gradient, Adam's two moments) plus the frozen reference and reward model; a sequence of L tokens
-    keeps about layers x (16 x L x width + 3 x heads x L^2) floats of activations and 3 x L x vocab of
-    logits (forward, log-softmax, their gradient)."""
-    model = imported.lm.config
-    seq = imported.task.prompt_len + config.response_len
-    weights = 4 * sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(imported.frozen.ref_params))
-    activations = model.layers * (16 * seq * model.width + 3 * model.heads * seq * seq) + 3 * seq * model.vocab_size
-    per_sequence, frozen = 4 * activations, 2 * weights
-    return {
-        "model": frozen + 4 * weights * population,
-        "batch": frozen + population * (4 * weights + config.batch * per_sequence),
-        "eval_prompts": frozen + population * (weights + config.eval_prompts * per_sequence),
     }
 
 
