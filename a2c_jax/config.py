@@ -279,6 +279,10 @@ def coerce_value(name: str, kind: Any, value: Any) -> Any:
     """
     if typing.get_origin(kind) is Literal:
         check_choice(name, value, typing.get_args(kind))
+    elif typing.get_origin(kind) is tuple and typing.get_args(kind)[0] is str:
+        if not isinstance(value, list | tuple) or not all(isinstance(h, str) for h in value):
+            _fail(name, value, 'a list of strings, e.g. ["\\n"]')
+        return tuple(value)
     elif typing.get_origin(kind) is tuple:
         if not isinstance(value, list | tuple) or any(isinstance(h, bool) or not isinstance(h, int) for h in value):
             _fail(name, value, "a list of integers, e.g. [64, 64]")

@@ -87,6 +87,11 @@ def test_the_rlhf_commands_text_inputs_fail_with_one_clear_line(text_run, checkp
         (["--model", text_run["model"], "--prompts", text_run["prompts"], "--reward-model", text_run["rm"],
           "--lora-rank", "2", "--lora-targets", "nope"], "lora_targets='nope' is invalid"),
         (["--lora-rank", "2"], "lora_rank=2 needs --model"),
+        (["--stop-token", "."], "stop_tokens=('.',) needs --model"),
+        (["--model", text_run["model"], "--prompts", text_run["prompts"], "--reward-model", text_run["rm"],
+          "--stop-token", " cat number"], "stop_tokens=' cat number' is invalid: the tokenizer makes 2 tokens"),
+        (["--model", text_run["model"], "--prompts", text_run["prompts"], "--reward-model", text_run["rm"],
+          "--eval-prompts-file", str(bad_prompts)], "bad.jsonl:1: no 'prompt' string"),
     ]  # fmt: skip
     for extra, message in cases:
         assert main([*base, *extra]) == 2, extra

@@ -247,6 +247,9 @@ class RLHFArgs(RLHFConfig):
     devices: str = "1"
     """devices each A2C update is split over ('all' or a count; the batch must divide over them): the
     prompts data-parallel, the parameters replicated unless --fsdp shards them"""
+    stop_tokens: Annotated[tyro.conf.UseAppendAction[tuple[str, ...]], tyro.conf.arg(name="stop-token")] = ()
+    """with --model: a text the model's tokenizer makes one token of (e.g. a newline, $'\\n' in bash): a
+    response also ends at it, as at EOS (repeat for more)"""
     fsdp: int = 1
     """shard every parameter (policy, reference, reward model, Adam moments) over this many of the
     --devices (fully sharded data parallel, for a model one device cannot hold); must divide --devices"""

@@ -58,7 +58,11 @@ class RLHFConfig:
             negative) or "k3" ((r - 1) - log r, r = pi_ref / pi: unbiased for the sequence KL, never
             negative). The adaptive controller reads the sequence k1 either way.
         missing_eos_penalty: subtracted from the reward model's score of a response that reaches
-            response_len tokens without EOS (0: none), in training and in the reported score.
+            response_len tokens without EOS or a stop token (0: none), in training and in the reported
+            score.
+        stop_tokens: with `model`, texts the model's tokenizer makes one token each (e.g. a newline):
+            a response ends at the first of them as at EOS (the token kept, scored there by the
+            reward model; a reward function sees the text before it).
         temperature: sampling temperature of the policy's responses (training and evaluation); the
             log-probabilities of the loss and of the KL penalty, the reference's included, are taken
             at the same temperature, so the policy at the reference scores KL 0 at any temperature.
@@ -68,7 +72,10 @@ class RLHFConfig:
             reaches top_p (nucleus sampling; 1: all), after eval_top_k.
         kv_cache: sample with a KV cache when the model has a decode mode (False: recompute the whole
             sequence at every position; same samples, slower).
-        eval_prompts: held-out prompts scored at each log point.
+        eval_prompts: held-out prompts scored at each log point (with `eval_prompts_file`, at most this
+            many of its prompts, the first ones).
+        eval_prompts_file: with `model`, a JSONL file of {"prompt": ...} lines that the evaluation reads
+            in place of draws from `prompts` (held-out prompts the policy never trains on).
         log_points: evaluations (and metrics lines) during A2C.
         model: a Hugging Face model directory (`save_pretrained`: config.json, safetensors, tokenizer;
             GPT-2 or Llama family): the policy and the frozen reference start from its weights, and
@@ -118,11 +125,13 @@ class RLHFConfig:
     kl_horizon: float = 10000.0
     kl_estimator: str = "k1"
     missing_eos_penalty: float = 0.0
+    stop_tokens: tuple[str, ...] = ()
     temperature: float = 1.0
     eval_top_k: int = 0
     eval_top_p: float = 1.0
     kv_cache: bool = True
     eval_prompts: int = 256
+    eval_prompts_file: str = ""
     log_points: int = 20
     model: str = ""
     prompts: str = ""
@@ -190,9 +199,11 @@ class RLHFConfig:
                 f"reward={self.reward!r} is invalid with {other}={getattr(self, other)!r}: a reward function replaces "
                 "the reward model; give one of them"
             )
-        for given in ("prompts", "reward_model", "preferences", "reward"):
+        for given in ("prompts", "reward_model", "preferences", "reward", "stop_tokens", "eval_prompts_file"):
             if getattr(self, given) and not self.model:
                 raise ConfigError(f"{given}={getattr(self, given)!r} needs --model (the digits task makes its own)")
+        if "" in self.stop_tokens:
+            raise ConfigError("stop_tokens='' is invalid: a stop token must be a non-empty text, e.g. a newline")
         check_int("eval_top_k", self.eval_top_k, 0)
         if self.critic not in ("shared", "separate"):
             raise ConfigError(f"critic={self.critic!r} is invalid: must be 'shared' or 'separate'")
@@ -219,8 +230,9 @@ class RLHFConfig:
 
 
 A2C_ONLY = ("updates", "batch", "lr", "beta", "gamma", "gae_lambda", "vf_coef", "ent_coef", "whiten", "kl_target",
-            "kl_horizon", "kl_estimator", "missing_eos_penalty", "temperature", "eval_prompts", "eval_top_k",
-            "eval_top_p", "log_points", "critic", "lora_rank", "lora_alpha", "lora_targets")  # fmt: skip
+            "kl_horizon", "kl_estimator", "missing_eos_penalty", "stop_tokens", "temperature", "eval_prompts",
+            "eval_prompts_file", "eval_top_k", "eval_top_p", "log_points", "critic", "lora_rank", "lora_alpha",
+            "lora_targets")  # fmt: skip
 """Fields that only the A2C stage and the evaluation read: in no cached stage's key."""
 REWARD_MODEL_ONLY = ("rm_pairs", "rm_steps", "rm_batch", "rm_lr", "kv_cache")
 """Fields that the reward model reads and the reference does not (kv_cache: how its pairs are sampled)."""

@@ -83,10 +83,11 @@ def tokenize_prompts(path: Path | str, texts: list[str], tokenizer: Any, max_len
     return [list(row) for row in ids]
 
 
-def load_prompts(path: Path | str, tokenizer: Any, max_len: int) -> Prompts:
-    """Prompts of a JSONL file tokenized as the tokenizer does by default (its BOS included when it adds
-    one) and left-padded to the longest; ConfigError for a prompt longer than `max_len` tokens."""
-    texts = [r["prompt"] for r in read_jsonl(path, ("prompt",))]
+def load_prompts(path: Path | str, tokenizer: Any, max_len: int, limit: int | None = None) -> Prompts:
+    """Prompts of a JSONL file (the first `limit` when given) tokenized as the tokenizer does by default
+    (its BOS included when it adds one) and left-padded to the longest; ConfigError for a prompt longer
+    than `max_len` tokens."""
+    texts = [r["prompt"] for r in read_jsonl(path, ("prompt",))][:limit]
     tokens, mask = left_pad(tokenize_prompts(path, texts, tokenizer, max_len), pad_id(tokenizer))
     return Prompts(tokens, mask, texts)
 

@@ -246,13 +246,26 @@ def save_pretrained(path: Path | str, module: PretrainedLM, params: dict[str, An
     return path
 
 
-def vocab_of(tokenizer: Any) -> Vocab:
-    """The special tokens of a `transformers` tokenizer for sampling: EOS ends a response; PAD (EOS
-    when the tokenizer has none, as GPT-2's) fills after it; BOS and a PAD distinct from EOS are never
-    sampled. ConfigError for a tokenizer without an EOS token."""
+def vocab_of(tokenizer: Any, stops: tuple[str, ...] = ()) -> Vocab:
+    """The special tokens of a `transformers` tokenizer for sampling: EOS ends a response, and so does
+    each text of `stops` (which the tokenizer must make one token); PAD (EOS when the tokenizer has
+    none, as GPT-2's) fills after it; BOS and a PAD distinct from EOS are never sampled. ConfigError for
+    a tokenizer without an EOS token, or a stop text that is not one token or is a banned one."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ConfigError("tokenizer has no eos_token: a response could never end (set eos_token when saving it)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     banned = tuple(sorted({t for t in (tokenizer.bos_token_id, pad) if t is not None and t != eos}))
-    return Vocab(int(eos), int(pad), banned)
+    ids = []
+    for text in stops:
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise ConfigError(
+                f"stop_tokens={text!r} is invalid: the tokenizer makes {len(encoded)} tokens of it {encoded}; "
+                "each stop must be one token"
+            )
+        if encoded[0] in banned:
+            raise ConfigError(f"stop_tokens={text!r} is invalid: it is the tokenizer's BOS or PAD token")
+        if encoded[0] != eos and encoded[0] not in ids:
+            ids.append(int(encoded[0]))
+    return Vocab(int(eos), int(pad), banned, tuple(ids))

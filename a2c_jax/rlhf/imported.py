@@ -39,6 +39,8 @@ class Imported:
     preferences: Pairs | None = None
     rm_init: tuple[Path, Params] | None = None
     text_reward: TextReward | None = None
+    eval_set: tuple[np.ndarray, np.ndarray] | None = None
+    """held-out evaluation prompts (`eval_prompts_file`): tokens int32 [N, P'], mask bool [N, P']"""
 
     def decode(self, tokens: np.ndarray) -> str:
         return str(self.tokenizer.decode([int(t) for t in tokens], skip_special_tokens=True))
@@ -57,12 +59,15 @@ def import_models(config: RLHFConfig) -> Imported:
     from a2c_jax.rlhf.hf import load_pretrained, vocab_of
 
     policy = load_pretrained(config.model)
-    vocab = vocab_of(policy.tokenizer)
+    vocab = vocab_of(policy.tokenizer, config.stop_tokens)
     room = policy.config.max_len - config.response_len
     if room < 1:
         raise ConfigError(f"response_len={config.response_len} is invalid: the model holds {policy.config.max_len} "
                           "tokens, prompt included")  # fmt: skip
     prompts = load_prompts(config.prompts, policy.tokenizer, room)
+    held_out = None
+    if config.eval_prompts_file:
+        held_out = load_prompts(config.eval_prompts_file, policy.tokenizer, room, limit=config.eval_prompts)
     reports: dict[str, Any] = {"reference_stage": {"model": config.model, "prompts": len(prompts.texts)}}
     rm_params, rm_init, pairs, reward = None, None, None, None
     if config.reward:
@@ -96,7 +101,11 @@ def import_models(config: RLHFConfig) -> Imported:
     task = from_prompts(prompts.tokens, prompts.mask, vocab, config.response_len, reward)
     reports["reference_stage"]["prompt_len"] = task.prompt_len
     frozen = Frozen({"params": policy.params}, rm_params)
-    return Imported(policy.module, frozen, task, policy.tokenizer, reports, pairs, rm_init, reward)
+    if held_out is not None:
+        reports["reference_stage"]["eval_prompts_file"] = {"path": config.eval_prompts_file,
+                                                           "prompts": len(held_out.texts)}  # fmt: skip
+    eval_set = None if held_out is None else (held_out.tokens, held_out.mask)
+    return Imported(policy.module, frozen, task, policy.tokenizer, reports, pairs, rm_init, reward, eval_set)
 
 
 def imported_reward_model(
@@ -135,12 +144,17 @@ def imported_bytes(config: RLHFConfig, imported: Imported, population: int) -> d
     keeps about layers x (16 x L x width + 3 x heads x L^2) floats of activations and 3 x L x vocab of
     logits (forward, log-softmax, their gradient)."""
     model = imported.lm.config
-    seq = imported.task.prompt_len + config.response_len
     weights = 4 * sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(imported.frozen.ref_params))
-    activations = model.layers * (16 * seq * model.width + 3 * model.heads * seq * seq) + 3 * seq * model.vocab_size
-    per_sequence, frozen = 4 * activations, 2 * weights
+
+    def per_sequence(prompt_len: int) -> int:
+        seq = prompt_len + config.response_len
+        activations = model.layers * (16 * seq * model.width + 3 * model.heads * seq * seq) + 3 * seq * model.vocab_size
+        return 4 * activations
+
+    eval_len = imported.task.prompt_len if imported.eval_set is None else imported.eval_set[0].shape[1]
+    frozen = 2 * weights
     return {
         "model": frozen + 4 * weights * population,
-        "batch": frozen + population * (4 * weights + config.batch * per_sequence),
-        "eval_prompts": frozen + population * (weights + config.eval_prompts * per_sequence),
+        "batch": frozen + population * (4 * weights + config.batch * per_sequence(imported.task.prompt_len)),
+        "eval_prompts": frozen + population * (weights + config.eval_prompts * per_sequence(eval_len)),
     }

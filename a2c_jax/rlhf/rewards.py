@@ -1,7 +1,7 @@
 """A reward given as a Python function of the text (`a2c-jax rlhf --reward MODULE:FUNCTION`).
 
 The function takes two lists of strings, the prompts and the responses of a batch (decoded by the
-model's tokenizer without special tokens; a response ends before its EOS), and returns one number per
+model's tokenizer without special tokens; a response ends before its EOS or stop token), and returns one number per
 response:
 
     def reward(prompts: list[str], responses: list[str]) -> list[float]: ...
@@ -64,8 +64,9 @@ def load_reward_function(spec: str) -> TextRewardFn:
 
 
 def response_valid(responses: np.ndarray, vocab: Vocab) -> np.ndarray:
-    """The text part of responses [..., R]: the tokens before the first EOS, PAD excluded (bool)."""
-    ended = np.cumsum(responses == vocab.eos, axis=-1) > 0
+    """The text part of responses [..., R]: the tokens before the first EOS or stop token, PAD excluded
+    (bool)."""
+    ended = np.cumsum(np.isin(responses, vocab.ends), axis=-1) > 0
     return ~ended & (responses != vocab.pad)
 
 

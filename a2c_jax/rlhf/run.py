@@ -11,6 +11,7 @@ tradeoff.png; the policies' final state as an orbax checkpoint in out/checkpoint
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -90,7 +91,7 @@ Decoder = Callable[[Any], str]
 def sample_texts(out: dict[str, np.ndarray], count: int, decoder: Decoder = decode) -> list[dict[str, Any]]:
     return [
         {"text": decoder(out["tokens"][i]), "gold": float(out["gold"][i]), "score": float(out["score"][i])}
-        for i in range(count)
+        for i in range(min(count, len(out["tokens"])))
     ]
 
 
@@ -163,7 +164,7 @@ def run_rlhf(
     betas = check_betas(tuple(betas) if betas else (config.beta,))
     imported = import_models(config) if config.model else None
     check_rlhf_fits(config, len(betas), imported_bytes(config, imported, len(betas)) if imported else None)
-    record = {**dataclasses.asdict(config), "betas": list(betas)}
+    record = json.loads(json.dumps({**dataclasses.asdict(config), "betas": list(betas)}))  # as config.json reads back
     check_out(out, record)
     if resume and (out / "summary.json").exists() and latest_step(out / "checkpoints") == config.updates:
         log(f"{str(out)!r} has already finished ({config.updates} updates); nothing to do")
@@ -182,12 +183,16 @@ def run_rlhf(
             frozen, reports = train_stages(lm, config, stage_dir, (ref_key, rm_key), quiet, stop_requested, hint, log)
         stages_done = time.perf_counter()
         check = imported.check if imported else (lambda: None)
-        a2c = A2CStage(lm, config, frozen, betas, eval_key, task, check, layout)
+        a2c = A2CStage(
+            lm, config, frozen, betas, eval_key, task, check, layout, imported.eval_set if imported else None
+        )
         state, before, after, a2c_seconds = a2c.run(out, a2c_key, resume, quiet, stop_requested, hint)
         reports["diverged_at"] = a2c.diverged_at
     seconds = {"reference_and_reward_model": stages_done - started, "a2c": a2c_seconds,
                "total": time.perf_counter() - started}  # fmt: skip
-    summary = write_outputs(out, config, betas, reports, state, before, after, seconds, task.prompt_len, decoder)
+    summary = write_outputs(
+        out, config, betas, reports, state, before, after, seconds, a2c.eval_task.prompt_len, decoder
+    )
     if export is not None and imported is not None:
         policies = a2c.policies(state.params)
         summary["exported"] = [str(path) for path in export_policies(export, imported, policies, betas)]
@@ -257,6 +262,7 @@ class A2CStage:
         task: Prompting,
         check: Callable[[], None] = lambda: None,
         layout: RLHFLayout | None = None,
+        eval_set: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.lm, self.config, self.betas, self.eval_key = lm, config, betas, eval_key
         self.task, self.check, self.layout = task, check, layout
@@ -267,8 +273,13 @@ class A2CStage:
         """`check()` raises a host-side failure of the last compiled call (a reward function's)"""
         self.diverged_at: dict[int, int] = {}
         """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
-        # the digits task draws fresh prompts; a prompts file's are drawn from the same file
-        self.eval_prompts, self.eval_mask = task.draw(eval_key, config.eval_prompts)
+        self.eval_task = task
+        """the evaluation's task: `task`, or with `eval_set` the same with the held-out prompts' length"""
+        if eval_set is None:  # the digits task draws fresh prompts; a prompts file's are drawn from the same file
+            self.eval_prompts, self.eval_mask = task.draw(eval_key, config.eval_prompts)
+        else:  # held-out prompts (eval_prompts_file), in the file's order
+            self.eval_prompts, self.eval_mask = jnp.asarray(eval_set[0], jnp.int32), jnp.asarray(eval_set[1], bool)
+            self.eval_task = dataclasses.replace(task, prompt_len=int(eval_set[0].shape[1]))
         temperature = config.temperature
         truncation = Truncation(config.eval_top_k, config.eval_top_p)
         sampler = make_sampler(lm, config.kv_cache, temperature, task.vocab, truncation)
@@ -280,7 +291,7 @@ class A2CStage:
                     f,
                     self.eval_prompts,
                     k,
-                    task,
+                    self.eval_task,
                     sampler,
                     temperature,
                     self.eval_mask,
@@ -298,7 +309,7 @@ class A2CStage:
 
     def summaries(self, params: Params) -> tuple[list[dict[str, np.ndarray]], list[dict[str, float]]]:
         samples = self.evaluate(params)
-        return samples, [summarize_samples(b, self.task.prompt_len) for b in samples]
+        return samples, [summarize_samples(b, self.eval_task.prompt_len) for b in samples]
 
     def policies(self, params: Params) -> Params:
         """Every member's full policy parameters (a leading axis per beta): the trained ones, or with

@@ -32,12 +32,19 @@ from a2c_jax.rlhf.task import BOS, EOS, PAD
 
 @dataclasses.dataclass(frozen=True)
 class Vocab:
-    """The special tokens sampling needs: `eos` ends a response, `pad` fills the buffer after it, and
-    `banned` tokens are never sampled inside a response (BOS, and PAD when it is not also EOS)."""
+    """The special tokens sampling needs: `eos` ends a response, `pad` fills the buffer after it,
+    `banned` tokens are never sampled inside a response (BOS, and PAD when it is not also EOS), and
+    `stops` end a response as EOS does (stop tokens; kept in the response, as EOS is)."""
 
     eos: int
     pad: int
     banned: tuple[int, ...]
+    stops: tuple[int, ...] = ()
+
+    @property
+    def ends(self) -> tuple[int, ...]:
+        """Every token that ends a response: EOS, then the stop tokens."""
+        return (self.eos, *self.stops)
 
 
 DIGITS = Vocab(EOS, PAD, (BOS, PAD))
@@ -128,13 +135,18 @@ def next_token(
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """One response position of every row: a token drawn from logits [B, V] (`truncation` applied to
     the draw; PAD for rows already done), its log-probability under the untruncated logits (0 for
-    those rows), whether it is valid, and the rows done after it (EOS drawn).
+    those rows), whether it is valid, and the rows done after it (EOS or a stop token drawn).
     -> (token [B], log_prob [B], valid [B], done [B])."""
     token = categorical_sample(key, logits if truncation == FULL else truncation(logits))
     valid = ~done
     log_prob = jnp.where(valid, categorical_log_prob(logits, token), 0.0)
     token = jnp.where(valid, token, vocab.pad)
-    return token, log_prob, valid, done | (token == vocab.eos)
+    return token, log_prob, valid, done | ends_response(token, vocab)
+
+
+def ends_response(tokens: jax.Array, vocab: Vocab) -> jax.Array:
+    """Whether each token (any shape) ends a response: EOS or one of `vocab.stops` (bool, same shape)."""
+    return jnp.isin(tokens, jnp.asarray(vocab.ends, tokens.dtype)) if vocab.stops else tokens == vocab.eos
 
 
 def sample(
@@ -151,7 +163,8 @@ def sample(
     """Sample one response per prompt [B, P] (ancestral sampling at `temperature`, drawn within
     `truncation`; `prompt_mask` [B, P] for left-padded prompts).
 
-    Tokens after the first EOS are PAD; a response without EOS stops at `response_len` tokens.
+    Tokens after the first EOS (or stop token) are PAD; a response without one stops at
+    `response_len` tokens.
     """
     batch, prompt_len = prompts.shape
     tokens = jnp.concatenate([prompts, jnp.full((batch, response_len), vocab.pad, jnp.int32)], axis=1)

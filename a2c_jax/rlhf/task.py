@@ -31,12 +31,12 @@ def sample_prompts(key: jax.Array, batch: int, spec: TaskSpec) -> jax.Array:
     return jnp.concatenate([jnp.full((batch, 1), BOS, jnp.int32), digits], axis=1)
 
 
-def response_mask(response: jax.Array, eos: int = EOS, pad: int = PAD) -> jax.Array:
-    """Valid tokens of responses [B, R]: everything up to and including the first EOS, PAD excluded
-    (unless PAD is EOS, as with GPT-2's tokenizer) (bool [B, R])."""
-    is_eos = (response == eos).astype(jnp.int32)
-    eos_before = jnp.cumsum(is_eos, axis=1) - is_eos
-    return (eos_before == 0) & ((response != pad) if pad != eos else True)
+def response_mask(response: jax.Array, ends: tuple[int, ...] = (EOS,), pad: int = PAD) -> jax.Array:
+    """Valid tokens of responses [B, R]: everything up to and including the first token of `ends`
+    (EOS, and any stop tokens), PAD excluded (unless PAD is EOS, as with GPT-2's tokenizer) (bool [B, R])."""
+    is_end = jnp.isin(response, jnp.asarray(ends, response.dtype)).astype(jnp.int32)
+    end_before = jnp.cumsum(is_end, axis=1) - is_end
+    return (end_before == 0) & ((response != pad) if pad not in ends else True)
 
 
 def gold_reward(prompts: jax.Array, responses: jax.Array) -> jax.Array:

@@ -42,6 +42,7 @@ from a2c_jax.rlhf.sampling import (
     Sampler,
     Samples,
     Vocab,
+    ends_response,
     last_valid,
     lm_apply,
     make_sampler,
@@ -131,7 +132,7 @@ def sequence_score(
     """A reward model's score of full sequences [B, L]: its scalar head at the last valid token, [B]
     (`prompt_mask` [B, prompt_len] for left-padded prompts)."""
     _, scalar = lm_apply(model, params, tokens, prompt_mask)
-    return last_valid(scalar[:, prompt_len:], response_mask(tokens[:, prompt_len:], vocab.eos, vocab.pad))
+    return last_valid(scalar[:, prompt_len:], response_mask(tokens[:, prompt_len:], vocab.ends, vocab.pad))
 
 
 class Pairs(NamedTuple):
@@ -298,7 +299,7 @@ def judge(
     k1, k3 = kl_estimates(log_prob, ref_log_prob, mask)
     length = jnp.sum(mask, axis=1)
     entropy = jnp.sum(jnp.where(mask, categorical_entropy(logits), 0.0), axis=1) / length
-    ended = jnp.any(mask & (actions == vocab.eos), axis=1)
+    ended = jnp.any(mask & ends_response(actions, vocab), axis=1)
     if task.reward is not None:
         score = task.reward(prompts, actions, prompt_mask)
     else:
