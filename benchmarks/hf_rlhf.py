@@ -159,13 +159,14 @@ def torch_contenders(path: Path, work: Workload) -> dict[str, Any]:
         tokens, mask = sample_loop()
         m = mask.float()
         count = m.sum()
-        out = policy(input_ids=tokens, output_hidden_states=True)
-        log_probs = torch.log_softmax(out.logits[:, p - 1 : -1], -1)
+        # the LM head on the positions that chose a response token only (as a2c_jax's update)
+        out = policy(input_ids=tokens, output_hidden_states=True, logits_to_keep=work.response + 1)
+        log_probs = torch.log_softmax(out.logits[:, :-1], -1)
         new_logp = log_probs.gather(-1, tokens[:, p:, None])[..., 0]
         new_values = value_head(out.hidden_states[-1][:, p - 1 : -1])[..., 0]
         with torch.no_grad():
             logp, values = new_logp.detach(), new_values.detach()
-            ref_logp = torch.log_softmax(ref(input_ids=tokens).logits[:, p - 1 : -1], -1)
+            ref_logp = torch.log_softmax(ref(input_ids=tokens, logits_to_keep=work.response + 1).logits[:, :-1], -1)
             ref_logp = ref_logp.gather(-1, tokens[:, p:, None])[..., 0]
             last = mask.sum(1) - 1
             hidden = rm(input_ids=tokens).last_hidden_state[:, p:]

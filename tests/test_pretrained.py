@@ -52,6 +52,12 @@ def test_logits_match_transformers_on_a_left_padded_batch(checkpoints, family):
     assert np.abs(reference).max() > 1.0  # weights large enough that a wrong layer shows
     assert np.abs(ours[mask] - reference[mask]).max() < 1e-4
     assert np.all(np.asarray(values) == 0.0)  # a fresh scalar head is zero
+    # first_output: the heads on the last positions only (an RLHF update reads the response's)
+    tail, tail_values = jax.jit(loaded.module.apply, static_argnames="first_output")(
+        {"params": loaded.params}, tokens, positions, mask, first_output=2
+    )
+    assert tail.shape == (len(tokens), tokens.shape[1] - 2, reference.shape[-1]) and tail_values.shape == tail.shape[:2]
+    assert np.abs(np.asarray(tail)[mask[:, 2:]] - reference[:, 2:][mask[:, 2:]]).max() < 1e-4
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])

@@ -221,17 +221,26 @@ class PretrainedLM(nn.Module):
 
     tokens int32 [B, L] -> (logits float32 [B, L, vocab_size], values float32 [B, L]).
     positions int32 [B, L] (default 0..L-1, or continuing the cache); mask bool [B, K] on the keys
-    (default all True; K = L, or the cache length in decode mode).
+    (default all True; K = L, or the cache length in decode mode). `first_output` F (a Python int):
+    the outputs of positions F.. only, [B, L - F, vocab_size] and [B, L - F]; the final norm and the
+    heads run on those positions alone (an RLHF update reads the response positions, and the LM head
+    is a large share of a position's FLOPs).
     """
 
     config: ModelConfig
     decode: bool = False
     prefill: ClassVar[bool] = True
     """decode mode takes several tokens per call (a prompt at once)"""
+    slices_outputs: ClassVar[bool] = True
+    """`__call__` takes `first_output` (see `a2c_jax.rlhf.sampling.lm_apply`)"""
 
     @nn.compact
     def __call__(
-        self, tokens: jax.Array, positions: jax.Array | None = None, mask: jax.Array | None = None
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        first_output: int = 0,
     ) -> tuple[jax.Array, jax.Array]:
         c = self.config
         batch, length = tokens.shape
@@ -257,6 +266,7 @@ class PretrainedLM(nn.Module):
             x = embed(tokens)
         for i in range(c.layers):
             x = Block(c, self.decode, name=f"h_{i}" if c.family == "gpt2" else f"layers_{i}")(x, positions, allowed)
+        x = x[:, first_output:]
         if c.family == "gpt2":
             x = nn.LayerNorm(epsilon=c.norm_eps, name="ln_f")(x)
         else:

@@ -78,13 +78,29 @@ def padded_inputs(prompt_mask: jax.Array, length: int) -> tuple[jax.Array, jax.A
     return positions, mask
 
 
-def lm_apply(model: LanguageModel, params: Params, tokens: jax.Array, prompt_mask: jax.Array | None = None) -> Any:
-    """`model.apply(params, tokens)`; with left-padded prompts (`prompt_mask` [B, P]) the positions and
-    key mask of `padded_inputs` are passed too (the model must take them, as `PretrainedLM` does)."""
+def lm_apply(
+    model: LanguageModel,
+    params: Params,
+    tokens: jax.Array,
+    prompt_mask: jax.Array | None = None,
+    outputs: slice = slice(None),
+) -> Any:
+    """`model.apply(params, tokens)` -> (logits [B, L', V], values [B, L']) of the positions `outputs`
+    (a slice whose stop is None or negative; all by default). A model whose class sets
+    `slices_outputs = True` (as `PretrainedLM`) computes its final norm and heads on those positions
+    alone; any other is sliced. With left-padded prompts (`prompt_mask` [B, P]) the positions and key
+    mask of `padded_inputs` are passed too (the model must take them, as `PretrainedLM` does)."""
+    assert outputs.step is None and (outputs.stop is None or outputs.stop < 0), outputs
+    first = outputs.start or 0
+    picks = first > 0 and getattr(model, "slices_outputs", False)
+    kwargs = {"first_output": first} if picks else {}
     if prompt_mask is None:
-        return model.apply(params, tokens)
-    positions, mask = padded_inputs(prompt_mask, tokens.shape[1])
-    return model.apply(params, tokens, positions, mask)
+        out = model.apply(params, tokens, **kwargs)
+    else:
+        positions, mask = padded_inputs(prompt_mask, tokens.shape[1])
+        out = model.apply(params, tokens, positions, mask, **kwargs)
+    window = slice(None, outputs.stop) if picks else outputs
+    return out if window == slice(None) else tuple(x[:, window] for x in out)
 
 
 def response_outputs(
@@ -99,8 +115,8 @@ def response_outputs(
     """One forward pass over full sequences [B, L]: the logits that chose each response token
     [B, R, V] (at `temperature`, banned tokens masked) and the values of the states before them
     [B, R], R = L - prompt_len. `prompt_mask` [B, prompt_len] for left-padded prompts."""
-    logits, values = lm_apply(model, params, tokens, prompt_mask)
-    return response_logits(logits[:, prompt_len - 1 : -1], temperature, vocab.banned), values[:, prompt_len - 1 : -1]
+    logits, values = lm_apply(model, params, tokens, prompt_mask, slice(prompt_len - 1, -1))
+    return response_logits(logits, temperature, vocab.banned), values
 
 
 @dataclasses.dataclass(frozen=True)

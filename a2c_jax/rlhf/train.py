@@ -131,8 +131,8 @@ def sequence_score(
 ) -> jax.Array:
     """A reward model's score of full sequences [B, L]: its scalar head at the last valid token, [B]
     (`prompt_mask` [B, prompt_len] for left-padded prompts)."""
-    _, scalar = lm_apply(model, params, tokens, prompt_mask)
-    return last_valid(scalar[:, prompt_len:], response_mask(tokens[:, prompt_len:], vocab.ends, vocab.pad))
+    _, scalar = lm_apply(model, params, tokens, prompt_mask, slice(prompt_len, None))
+    return last_valid(scalar, response_mask(tokens[:, prompt_len:], vocab.ends, vocab.pad))
 
 
 class Pairs(NamedTuple):
