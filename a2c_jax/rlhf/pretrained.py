@@ -169,27 +169,31 @@ class Attention(nn.Module):
             q = rotary(q.reshape(batch, length, c.heads, c.head_dim), positions, c.rope_theta)
             k = rotary(k.reshape(batch, length, c.kv_heads, c.head_dim), positions, c.rope_theta)
             v = v.reshape(batch, length, c.kv_heads, c.head_dim)
+        # keys as [B, H, D, K] and values as [B, H, K, D]: the layouts the two batched matmuls read, so a
+        # decode step reads the cache as it is stored instead of transposing all of it
+        keys, values = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)
         if self.decode:
-            k, v = self._cached(k, v)
+            keys, values = self._cached(keys, values)
         if c.kv_heads < c.heads:  # head h reads kv head h // (heads / kv_heads), as transformers' repeat_kv
-            k, v = (jnp.repeat(t, c.heads // c.kv_heads, axis=2) for t in (k, v))
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(c.head_dim)
+            keys, values = (jnp.repeat(t, c.heads // c.kv_heads, axis=1) for t in (keys, values))
+        scores = jnp.einsum("bqhd,bhdk->bhqk", q, keys) / math.sqrt(c.head_dim)
         scores = jnp.where(allowed[:, None], scores.astype(jnp.float32), NEG)
-        out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1).astype(v.dtype), v)
+        out = jnp.einsum("bhqk,bhkd->bqhd", jax.nn.softmax(scores, axis=-1).astype(values.dtype), values)
         out = out.reshape(batch, length, c.heads * c.head_dim)
         return nn.Dense(c.width, name="c_proj" if c.family == "gpt2" else "o_proj", use_bias=c.family == "gpt2")(out)
 
     def _cached(self, k: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Write this call's keys and values at the cache's index; return the whole cache [B, K, H, D]."""
+        """Write this call's keys [B, H, D, L] and values [B, H, L, D] at the cache's index; return the
+        whole cache, keys [B, H, D, K] and values [B, H, K, D]."""
         initialized = self.has_variable("cache", "key")
         key = self.variable("cache", "key", jnp.zeros, k.shape, k.dtype)
         value = self.variable("cache", "value", jnp.zeros, v.shape, v.dtype)
         index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
         if not initialized:  # `init` on the full buffer sizes the cache
             return k, v
-        key.value = jax.lax.dynamic_update_slice(key.value, k, (0, index.value, 0, 0))
-        value.value = jax.lax.dynamic_update_slice(value.value, v, (0, index.value, 0, 0))
-        index.value = index.value + k.shape[1]
+        key.value = jax.lax.dynamic_update_slice(key.value, k, (0, 0, 0, index.value))
+        value.value = jax.lax.dynamic_update_slice(value.value, v, (0, 0, index.value, 0))
+        index.value = index.value + v.shape[2]
         return key.value, value.value
 
 
@@ -291,7 +295,7 @@ class PretrainedLM(nn.Module):
         """The cache's key length (the buffer `init` was given)."""
         name = "h_0" if self.config.family == "gpt2" else "layers_0"
         attn = "attn" if self.config.family == "gpt2" else "self_attn"
-        return int(self.variables["cache"][name][attn]["key"].shape[1])
+        return int(self.variables["cache"][name][attn]["value"].shape[2])
 
 
 def build(config: ModelConfig, decode: bool = False) -> PretrainedLM:
