@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ["RESULTS_DIR"]) if os.environ.get("RESULTS_DIR") else Path(__file__).parent / "results"
+"""Where results files go: benchmarks/results, or $RESULTS_DIR (a test of benchmarks/gpu.sh writes elsewhere)."""
 
 
 def machine() -> dict[str, Any]:
@@ -91,7 +92,9 @@ def provenance() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=RESULTS.parent).stdout
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 

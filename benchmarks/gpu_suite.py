@@ -24,10 +24,18 @@ SECTIONS = ("throughput", "population", "minatar", "torch")
 
 def throughput(args: argparse.Namespace) -> None:
     """a2c_jax steps/s against n_envs (CartPole, SB3's settings); the file is rewritten after each row."""
+    from benchmarks.profile import update_cost
+    from benchmarks.throughput import sized
+
     rows = []
     for n in args.envs:
-        rows.append(measure(n, args.seconds, repeats=args.repeats) | {"precision": args.precision})
-        print(f"a2c_jax n_envs {n}: {rows[-1]['steps_per_second']:,.0f} steps/s", flush=True)
+        config, hparams = sized(n, None)
+        cost = update_cost(config, hparams.as_arrays())  # XLA's FLOPs and bytes, the hot loops' kernel counts
+        rows.append(measure(n, args.seconds, repeats=args.repeats) | cost | {"precision": args.precision})
+        rate = rows[-1]["steps_per_second"]
+        print(f"a2c_jax n_envs {n}: {rate:,.0f} steps/s, {cost['flops_per_env_step']:,.0f} FLOP and "
+              f"{cost['bytes_per_env_step']:,.0f} bytes per env step ({rate * cost['flops_per_env_step'] / 1e9:,.1f} "
+              f"GFLOP/s, {rate * cost['bytes_per_env_step'] / 1e9:,.1f} GB/s)", flush=True)  # fmt: skip
         path = write_result(f"{args.name}-throughput", {"benchmark": "throughput", "rows": rows})
     print(f"wrote {path}")
 
@@ -51,7 +59,7 @@ def population(args: argparse.Namespace) -> None:
 def minatar(args: argparse.Namespace) -> None:
     """The MinAtar rows of the returns table; the file is rewritten after each game."""
     rows = {}
-    for env_id in [e for e in ROWS if e.endswith("MinAtar")]:
+    for env_id in [e for e in ROWS if e.endswith("MinAtar") and (not args.minatar_games or e in args.minatar_games)]:
         rows[env_id] = row = run_row(env_id, args.minatar_seeds, args.minatar_steps or None)
         print(describe(env_id, row), flush=True)
         write_result(f"{args.name}-returns-minatar", {"benchmark": "returns_table", "rows": rows})
@@ -101,6 +109,7 @@ def main() -> None:
                         help="matmul precision on both sides (JAX's default on recent GPUs is TF32)")  # fmt: skip
     parser.add_argument("--minatar-seeds", type=int, default=5)
     parser.add_argument("--minatar-steps", type=int, default=0, help="env steps per seed; 0: the preset's")
+    parser.add_argument("--minatar-games", nargs="*", default=[], help="MinAtar env ids (default: all four)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--name", default="gpu")
     args = parser.parse_args()

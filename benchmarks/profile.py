@@ -83,9 +83,28 @@ def rollouts_only(config: A2CConfig, hparams: HParams, updates: int) -> Any:
 
 
 def flops_per_update(config: A2CConfig, hparams: HParams, state: TrainState) -> float:
+    return update_cost(config, hparams, state)["flops_per_update"]
+
+
+def update_cost(config: A2CConfig, hparams: HParams, state: TrainState | None = None) -> dict[str, Any]:
+    """XLA's cost analysis of one compiled update of `config` (`hparams` as arrays): FLOPs and bytes
+    accessed per update and per env step, and the kernels per iteration of the training program's hot
+    loops (`hot_loops`: counted statically in the optimised HLO, not from a profiler)."""
     agent = build_agent(config)
+    if state is None:
+        state = jax.jit(init_state, static_argnums=0)(agent, hparams, jax.random.PRNGKey(0))
     compiled = jax.jit(lambda s: update(agent, s, hparams)).lower(state).compile()
-    return float((compiled.cost_analysis() or {})["flops"])
+    cost = compiled.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops, moved = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+    program = jax.jit(make_train(config)).lower(jax.random.PRNGKey(0), hparams).compile()
+    return {
+        "flops_per_update": flops,
+        "bytes_per_update": moved,
+        "flops_per_env_step": flops / config.batch_size,
+        "bytes_per_env_step": moved / config.batch_size,
+        "hot_loop_kernels": hot_loops(program.as_text()),
+    }
 
 
 def peak_gflops() -> tuple[float, str]:

@@ -89,6 +89,7 @@ def measure(
         "env_id": env_id,
         "preset": preset_name,
         "network": config.network,
+        "hidden_sizes": list(config.hidden_sizes),
         "num_envs": num_envs,
         "num_steps": config.num_steps,
         "steps_per_second": stats["median"],
