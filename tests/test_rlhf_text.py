@@ -223,6 +223,18 @@ def test_the_hugging_face_rlhf_benchmark_runs_end_to_end_on_a_tiny_shape(tmp_pat
     for side in ("a2c_jax", "torch_eager"):
         assert len(result["updates_per_second"][side]["repeats"]) == 2
     assert result["token_speedup_vs_best_torch"] > 0 and result["update_speedup_vs_torch"] > 0
+    # the decode-step split of the same shape
+    name = tmp_path / "decode"
+    cmd = [sys.executable, "-m", "benchmarks.decode_cost", "--model", "gpt2-tiny", "--batch", "2", "--steps", "4",
+           "--name", str(name)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(name.with_suffix(".json").read_text())
+    assert result["greedy_step_ms"] > 0 and result["sampled_step_ms"] > 0 and result["memory_read_gb_per_s"] > 0
+    assert result["weights_read_floor_ms"] == pytest.approx(
+        result["weights_bytes"] / result["memory_read_gb_per_s"] / 1e6
+    )
 
 
 def test_an_imported_model_that_cannot_fit_is_refused_before_anything_is_written(text_run, capsys, monkeypatch):
