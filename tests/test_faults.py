@@ -846,3 +846,29 @@ def test_resume_on_a_read_only_file_system_is_bad_input_like_a_fresh_run(finishe
         assert "cannot be written (Read-only file system)" in one_line(capsys.readouterr().err)
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_signal_whose_raise_is_dropped_in_a_finalizer_is_raised_by_check():
+    """Python runs a signal handler at the next bytecode, which can be inside a `__del__` (or a weakref
+    callback) where its exception is printed and dropped; `signals_raise`'s `check()` raises it again,
+    so a study worker's SIGTERM is never lost (the study calls it after every round)."""
+    import os
+    import signal
+    import threading
+
+    from a2c_jax.runs.loop import Signalled, signals_raise
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set in the main thread")
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):  # the handler runs here, inside __del__: its Signalled is dropped
+                pass
+
+    with signals_raise() as check:
+        Finalized()  # collected at once; nothing reaches this frame
+        with pytest.raises(Signalled) as raised:
+            check()
+    assert raised.value.signum == signal.SIGTERM

@@ -363,10 +363,13 @@ def study_command(args: Any) -> int:
         config, hparams, list(range(args.seeds)), args.eval_episodes, args.max_population, args.devices
     )
     start = time.perf_counter()
-    with count_bar(args.trials, "trials", not args.quiet) as advance, signals_raise():  # requeue on SIGINT/SIGTERM
+    # requeue on SIGINT/SIGTERM
+    with count_bar(args.trials, "trials", not args.quiet) as advance, signals_raise() as interrupted:
         progress = lambda done, _total: advance(done)
         worker = f"{socket.gethostname()}:{os.getpid()}"
-        ran = optimize(study, space, args.trials, batch, evaluate, args.heartbeat, worker, progress, args.objective)
+        ran = optimize(study, space, args.trials, batch, evaluate, args.heartbeat, worker, progress, args.objective,
+                       interrupted)  # fmt: skip
+        interrupted()  # a signal whose raise was lost between rounds
     ranked, best = write_outputs(study, space, out, config, hparams, trackers)
     if ranked:
         title = f"study {name!r}: final greedy return, {args.objective} over {args.seeds} seeds"

@@ -186,11 +186,14 @@ def optimize(
     worker: str = "",
     on_round: Callable[[int, int], None] = lambda done, total: None,
     objective: str = "iqm",
+    interrupted: Callable[[], None] = lambda: None,
 ) -> int:
     """Run rounds until the study counts `trials` trials: fail stale trials of dead workers, ask up to
     `batch` trials, evaluate their settings together, tell each its outcome. When the total is reached
     while other workers' trials still run, wait for them (a dead one's trials come back to be retried).
-    Each trial's value is its score under `objective` (`results.check_objective`).
+    Each trial's value is its score under `objective` (`results.check_objective`). `interrupted()` is
+    called after each round's evaluation and raises KeyboardInterrupt for a signal whose own raise was
+    lost (`runs.loop.signals_raise`): the round's trials are then requeued as on any interrupt.
     Returns how many trials this call evaluated."""
     import optuna
     from optuna.trial import TrialState
@@ -214,6 +217,7 @@ def optimize(
             with heartbeat(storage, [trial_id(t) for t in asked], heartbeat_seconds):
                 settings = [suggest_setting(t, space) for t in asked]
                 outcomes = evaluate(settings)
+                interrupted()
         except KeyboardInterrupt:
             for t in asked:
                 requeue(study, t)

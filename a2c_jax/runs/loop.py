@@ -82,20 +82,31 @@ class Signalled(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
+def signals_raise() -> Iterator[Callable[[], None]]:
     """Within the block SIGINT and SIGTERM both raise `Signalled`, for code that cleans up on a
     KeyboardInterrupt (an Optuna study requeues its running trials, on SIGTERM as on SIGINT). Outside
-    the main thread signals cannot be caught: no-op."""
+    the main thread signals cannot be caught: no-op.
+
+    Yields `check()`, which raises `Signalled` again when a signal has arrived: Python runs a handler
+    at the next bytecode, which after a long compiled call can be inside a `__del__` or a weakref
+    callback, where its exception is printed and dropped. Calling `check()` at safe points (after each
+    round of work) keeps such a signal from being lost."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
+    pending: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
+        pending.append(signum)
         raise Signalled(signum)
+
+    def check() -> None:
+        if pending:
+            raise Signalled(pending[0])
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield check
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
