@@ -85,21 +85,24 @@ def gpu_driver() -> str | None:
 
 
 @functools.cache
-def provenance() -> dict[str, Any]:
-    """The commit the benchmark ran at (with '+dirty' when the tree had uncommitted changes) and its exact
-    command line, so a row can be re-run. Taken once, when this module is imported (the benchmark's
-    start): a file written later in a long run still names the code it ran."""
+def provenance(root: Path | None = None) -> dict[str, Any]:
+    """The commit the benchmark ran at (with '+dirty' when the tree had uncommitted changes to tracked
+    files, or Python files git does not track yet: a benchmark run from a new file is not the commit's)
+    and its exact command line, so a row can be re-run. Taken once, when this module is imported (the
+    benchmark's start): a file written later in a long run still names the code it ran. `root`: a
+    directory of the repository (default: this one's)."""
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(
-                ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
-            ).stdout
+            where = root or Path(__file__).parent
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=where).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
     commit = git("rev-parse", "HEAD").strip() or None
-    if commit and git("status", "--porcelain", "--untracked-files=no").strip():
+    changed = git("status", "--porcelain", "--untracked-files=no").strip()
+    new_code = git("ls-files", "--others", "--exclude-standard", "--full-name", ":(top,glob)**/*.py").strip()
+    if commit and (changed or new_code):
         commit += "+dirty"
     command = ["python", "-m", f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]
     return {"commit": commit, "command": " ".join(command)}

@@ -47,3 +47,33 @@ def test_the_gpu_script_runs_every_section_in_small_shapes(tmp_path):
     assert sorted(written["small-returns-minatar.json"]["rows"]) == ["Breakout-MinAtar", "SpaceInvaders-MinAtar"]
     torch_row = written["small-torch-native.json"]["rows"][0]
     assert {"a2c_jax", "torch_eager"} <= set(torch_row["contenders"])
+
+
+def test_a_results_file_names_its_commit_dirty_when_the_code_was_not_committed(tmp_path):
+    """`benchmarks.common.provenance`: the commit alone for a clean tree; '+dirty' for a changed tracked
+    file or a Python file git does not track yet (a benchmark run from a new module); an untracked
+    results file leaves it clean."""
+    from benchmarks.common import provenance as cached
+
+    provenance = cached.__wrapped__  # benchmarks take it once, at their start; here each state anew
+    if shutil.which("git") is None:
+        pytest.skip("no git on this machine")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "a.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    head = provenance(tmp_path / "bench")["commit"]
+    assert head and len(head) == 40
+    (tmp_path / "bench" / "result.json").write_text("{}")
+    assert provenance(tmp_path / "bench")["commit"] == head
+    (tmp_path / "bench" / "new.py").write_text("y = 2\n")
+    assert provenance(tmp_path)["commit"] == head + "+dirty"
+    (tmp_path / "bench" / "new.py").unlink()
+    (tmp_path / "bench" / "a.py").write_text("x = 2\n")
+    assert provenance(tmp_path / "bench")["commit"] == head + "+dirty"
