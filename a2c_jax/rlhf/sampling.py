@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from a2c_jax.core.distributions import categorical_log_prob, categorical_sample
 from a2c_jax.rlhf.model import LanguageModel, Params
-from a2c_jax.rlhf.task import BOS, EOS, PAD
+from a2c_jax.rlhf.task import BOS, EOS, PAD, ends_at
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +162,7 @@ def next_token(
 
 def ends_response(tokens: jax.Array, vocab: Vocab) -> jax.Array:
     """Whether each token (any shape) ends a response: EOS or one of `vocab.stops` (bool, same shape)."""
-    return jnp.isin(tokens, jnp.asarray(vocab.ends, tokens.dtype)) if vocab.stops else tokens == vocab.eos
+    return ends_at(tokens, vocab.ends)
 
 
 def sample(

@@ -31,10 +31,15 @@ def sample_prompts(key: jax.Array, batch: int, spec: TaskSpec) -> jax.Array:
     return jnp.concatenate([jnp.full((batch, 1), BOS, jnp.int32), digits], axis=1)
 
 
+def ends_at(tokens: jax.Array, ends: tuple[int, ...] = (EOS,)) -> jax.Array:
+    """Whether each token (any shape) is one of `ends` (EOS, and any stop tokens) (bool, same shape)."""
+    return jnp.isin(tokens, jnp.asarray(ends, tokens.dtype))
+
+
 def response_mask(response: jax.Array, ends: tuple[int, ...] = (EOS,), pad: int = PAD) -> jax.Array:
     """Valid tokens of responses [B, R]: everything up to and including the first token of `ends`
     (EOS, and any stop tokens), PAD excluded (unless PAD is EOS, as with GPT-2's tokenizer) (bool [B, R])."""
-    is_end = jnp.isin(response, jnp.asarray(ends, response.dtype)).astype(jnp.int32)
+    is_end = ends_at(response, ends).astype(jnp.int32)
     end_before = jnp.cumsum(is_end, axis=1) - is_end
     return (end_before == 0) & ((response != pad) if pad not in ends else True)
 
