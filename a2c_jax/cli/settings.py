@@ -33,10 +33,14 @@ def cache_dir() -> Path:
     return base / "a2c_jax" / "xla"
 
 
-def enable_compile_cache() -> None:
+def enable_compile_cache() -> Path | None:
     """Turn on JAX's persistent compilation cache so a second run skips most compilation; a cache
     directory that cannot be written is one warning line and the run compiles without it (JAX would
-    print a warning of its own at every compile)."""
+    print a warning of its own at every compile).
+
+    Returns the store of exported programs beside it (`runs.programs`: a warm `a2c-jax train` loads its
+    programs instead of tracing them), or None when the cache is off.
+    """
     import jax
 
     directory = cache_dir()
@@ -51,9 +55,10 @@ def enable_compile_cache() -> None:
             f"({err.strerror or err}); compiling without it",
             file=sys.stderr,
         )
-        return
+        return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return directory / "programs"
 
 
 MAX_SETTINGS_BYTES = 2**20

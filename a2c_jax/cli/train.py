@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from a2c_jax.cli.settings import (
@@ -20,7 +21,7 @@ from a2c_jax.config import (
 )
 
 
-def resume_command(args: Any) -> int:
+def resume_command(args: Any, programs: Path | None = None) -> int:
     """`a2c-jax train --resume DIR`: continue with the saved settings; only the total and run options change."""
     from a2c_jax.runs.runner import load_run_record, train_run
 
@@ -39,7 +40,7 @@ def resume_command(args: Any) -> int:
                 f"its learning rate decays to zero over the original {config.total_timesteps} steps"
             )
         config = dataclasses.replace(config, total_timesteps=args.total_timesteps).validate()
-    train_run(config, hparams, args.resume, _run_settings(args, saved), resume=True)
+    train_run(config, hparams, args.resume, _run_settings(args, saved), resume=True, programs=programs)
     return 0
 
 
@@ -47,12 +48,11 @@ def train_command(args: Any) -> int:
     """`a2c-jax train`."""
     from a2c_jax.runs.runner import RunSettings, train_run
 
-    if args.compile_cache:
-        enable_compile_cache()
+    programs = enable_compile_cache() if args.compile_cache else None
     if args.resume is not None:
-        return resume_command(args)
+        return resume_command(args, programs)
     config, hparams, options = resolve_train_args(args)
     settings = _run_settings(args, RunSettings(seed=options["seed"]))
     run_dir = args.run_dir or default_run_dir(config.env_id, settings.seed)
-    train_run(config, hparams, run_dir, settings)
+    train_run(config, hparams, run_dir, settings, programs=programs)
     return 0

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from a2c_jax.config import (
-    A2CConfig,
-    ConfigError,
-    HParams,
-)
+from a2c_jax.config import A2CConfig, ConfigError, HParams
 from a2c_jax.core.evaluate import evaluate_final, evaluate_final_jit
-from a2c_jax.core.train import Agent, TrainState, build_agent, init_state, jit_once, make_run_chunk
+from a2c_jax.core.train import (
+    Agent,
+    TrainState,
+    build_agent,
+    init_state,
+    jit_once,
+    make_run_chunk,
+    run_once_options,
+)
 from a2c_jax.runs.checkpoint import CheckpointWriter, latest_step, restore_checkpoint, set_aside_newer
 from a2c_jax.runs.distributed import (
     Layout,
@@ -38,6 +44,7 @@ from a2c_jax.runs.distributed import (
 )
 from a2c_jax.runs.lock import locked
 from a2c_jax.runs.loop import Diverged, Interrupted, Job, LoopClock, chunk_length, graceful_stop, run_loop
+from a2c_jax.runs.programs import compile_program
 from a2c_jax.runs.records import (
     MetricsLog,
     first_nonfinite,
@@ -81,17 +88,20 @@ def abstract_state(agent: Agent) -> TrainState:
     return jax.eval_shape(functools.partial(init_state, agent), HParams().as_arrays(), jax.random.PRNGKey(0))
 
 
-def compile_chunk(agent: Agent, chunk: int, layout: Layout | None = None) -> Any:
+def compile_chunk(agent: Agent, chunk: int, layout: Layout | None = None, programs: Path | None = None) -> Any:
     """The compiled `run_chunk(state, hparams, n)` for `agent` (compiled on every call: keep it).
 
     With a `layout` the state's env axis is sharded over its devices and the metrics come out
-    replicated, so every process can read them.
+    replicated, so every process can read them. On one device, a `programs` store
+    (`runs.programs`) lets a warm start load the program instead of tracing it.
     """
     state = abstract_state(agent)
     hp = jax.eval_shape(HParams().as_arrays)
     run = make_run_chunk(agent, chunk)
     if layout is None:
-        return jax.jit(run).lower(state, hp, jnp.int32(chunk)).compile()
+        n = jax.ShapeDtypeStruct((), jnp.int32)
+        key = {"config": dataclasses.asdict(agent.config), "chunk": chunk}
+        return compile_program(run, (state, hp, n), name="chunk", key=key, store=programs)
     shard, rep = state_shardings(state, layout), layout.replicated
     program = jax.jit(run, in_shardings=(shard, rep, rep), out_shardings=(shard, rep))
     return program.lower(state, hp, jnp.int32(chunk)).compile()
@@ -120,6 +130,7 @@ def open_run(
     resume: bool,
     log: Callable[[str], None],
     layout: Layout | None,
+    programs: Path | None = None,
 ) -> tuple[TrainState, dict[str, Any], Layout | None] | None:
     """Start `run_dir` fresh or restore its newest intact checkpoint (after `check_run`, with the
     directory locked by this process).
@@ -164,6 +175,17 @@ def open_run(
         check_output_dir(run_dir, "run_dir")
         write_json_atomic(run_dir / "config.json", run_record(config, hparams, settings))
     barrier("a2c-jax-open")
+    if layout is None and programs is not None:
+        args = jax.eval_shape(lambda: (hp, key))
+        init = compile_program(
+            functools.partial(init_state, agent),
+            args,
+            name="init",
+            key={"config": dataclasses.asdict(config)},
+            store=programs,
+            compiler_options=run_once_options(),
+        )
+        return init(hp, key), {}, layout
     return jit_once(init_state, static_argnums=0, out_shardings=shardings)(agent, hp, key), {}, layout
 
 
@@ -174,6 +196,7 @@ def train_run(
     settings: RunSettings = RunSettings(),
     resume: bool = False,
     log: Callable[[str], None] = print,
+    programs: Path | None = None,
 ) -> dict[str, Any]:
     """Train with the host loop over compiled chunks; write config.json, metrics.jsonl, checkpoints,
     summary.json and learning_curve.png into `run_dir`; return the summary.
@@ -181,7 +204,8 @@ def train_run(
     With `resume=True` training continues from the newest intact checkpoint in `run_dir` (or starts
     it again when it has none); pass the configuration that `load_run_record(run_dir)` reads back
     (the result equals an uninterrupted run with the same seed). Resuming a finished run returns its
-    summary.
+    summary. `programs` is a store of exported programs (`runs.programs`) that lets a warm start skip
+    tracing (the CLI's, beside its compilation cache); None traces every program.
     """
     wall_start = time.perf_counter()
     trackers: list[Tracker] = []
@@ -192,23 +216,43 @@ def train_run(
             layout = check_run(agent, hparams, settings)
             check_processes_agree({**run_record(config, hparams, settings), "run_dir": str(run_dir), "resume": resume})
             hold.enter_context(locked(run_dir, "run_dir", is_primary()))  # one writer per run directory
-            opened = open_run(agent, hparams, run_dir, settings, resume, log, layout)
+            opened = open_run(agent, hparams, run_dir, settings, resume, log, layout, programs)
             if opened is None:
                 summary = read_json(run_dir / "summary.json", "summary")
                 log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
                 return dict(summary)
             state, meta, layout = opened
+            if is_primary():
+                import_in_background("orbax.checkpoint", "a2c_jax.runs.plots")  # the first save; the plot
             where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
             log(f"a2c-jax: training {config.env_id} (seed {settings.seed}){where} -> {run_dir}")
             resume_step = int(meta["env_steps"]) + 1 if meta else None  # trackers drop what followed the checkpoint
             names = parse_trackers(settings.log) if is_primary() else ()
             trackers = open_trackers(names, run_dir, run_record(config, hparams, settings), resume_step)
             times = RunTimes(wall_start, float(meta.get("wall_seconds", 0.0)), float(meta.get("compile_seconds", 0.0)))
-            state = train_loop(agent, hparams, state, run_dir, settings, layout, trackers, times, stop_requested)
-            return finish_run(agent, state, run_dir, settings, layout, trackers, times, resume, log)
+            state = train_loop(
+                agent, hparams, state, run_dir, settings, layout, trackers, times, stop_requested, programs
+            )
+            return finish_run(agent, state, run_dir, settings, layout, trackers, times, resume, log, programs)
     finally:
         for tracker in trackers:
             tracker.close()
+
+
+def import_in_background(*modules: str) -> None:
+    """Import `modules`, one after the other, on a daemon thread.
+
+    What a run needs only later is slow to import on a 2-core CPU: orbax (its first checkpoint, ~0.3 s)
+    and matplotlib (the learning-curve plot, ~0.7 s). Started before training, the imports run while
+    the main thread waits on the compiled chunks; an import the main thread starts meanwhile waits for
+    the thread's (Python's per-module import lock), so nothing is imported twice or half-way.
+    """
+
+    def run() -> None:
+        for module in modules:
+            importlib.import_module(module)
+
+    threading.Thread(target=run, name="a2c-jax-imports", daemon=True).start()
 
 
 def _silent(text: str) -> None:
@@ -271,6 +315,7 @@ def train_loop(
     trackers: list[Tracker],
     times: RunTimes,
     stop_requested: Callable[[], int],
+    programs: Path | None = None,
 ) -> TrainState:
     """Train `state` to the config's last update through the one host loop (`runs.loop.run_loop`):
     metrics.jsonl and trackers per chunk, the progress bar, checkpoints in RUN_DIR/checkpoints."""
@@ -282,7 +327,7 @@ def train_loop(
     writer = CheckpointWriter(ckpt_dir)
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     t0 = time.perf_counter()
-    compiled = compile_chunk(agent, chunk, layout) if done < total else None
+    compiled = compile_chunk(agent, chunk, layout, programs) if done < total else None
     times.compile_seconds = time.perf_counter() - t0
 
     def run_chunk(s: TrainState, n: int) -> tuple[TrainState, Any]:
@@ -326,6 +371,28 @@ def train_loop(
             writer.close()
 
 
+def final_evaluation(
+    agent: Agent, state: TrainState, key: jax.Array, episodes: int, layout: Layout | None, programs: Path | None
+) -> Any:
+    """`evaluate_final` of the trained state: replicated over a `layout` (every process reads the
+    returns), from the `programs` store on one device when there is one."""
+    if layout is not None:
+        return jit_once(evaluate_final, static_argnums=(0, 3), out_shardings=layout.replicated)(
+            agent, state, key, episodes
+        )
+    if programs is None:
+        return evaluate_final_jit(agent, state, key, episodes)
+    evaluate = compile_program(
+        lambda s, k: evaluate_final(agent, s, k, episodes),
+        (abstract_state(agent), jax.eval_shape(lambda: key)),
+        name="evaluate",
+        key={"config": dataclasses.asdict(agent.config), "episodes": episodes},
+        store=programs,
+        compiler_options=run_once_options(),
+    )
+    return evaluate(state, key)
+
+
 def finish_run(
     agent: Agent,
     state: TrainState,
@@ -336,14 +403,12 @@ def finish_run(
     times: RunTimes,
     resume: bool,
     log: Callable[[str], None],
+    programs: Path | None = None,
 ) -> dict[str, Any]:
     """Greedy evaluation, summary.json, then the learning-curve plot; returns the summary."""
     config = agent.config
     done = int(state.update_step)
-    evaluate = evaluate_final_jit
-    if layout is not None:  # every process reads the returns
-        evaluate = jit_once(evaluate_final, static_argnums=(0, 3), out_shardings=layout.replicated)
-    result = evaluate(agent, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes)
+    result = final_evaluation(agent, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes, layout, programs)
     returns = np.asarray(result.returns, np.float64)
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     train_seconds = times.clock.train_seconds
