@@ -9,10 +9,11 @@ Each command runs in a fresh process from an empty working directory:
 - `python -X importtime` of `import a2c_jax.cli` (what `--help` pays) and of the training path
   (`a2c_jax.runs.runner`), reduced to the heavy packages.
 
-`--pythonpath DIR` measures another checkout (e.g. the commit before a change) the same way, so a
-before/after comparison runs side by side on one machine.
+`--compare DIR` also measures another checkout (e.g. the commit before a change), each repeat
+alternating which goes first, so a before/after comparison runs side by side in one run ("before" in
+the JSON); `--pythonpath DIR` measures another checkout instead of this one.
 
-    python -m benchmarks.startup [--repeats 3] [--name cpu-startup] [--pythonpath DIR]
+    python -m benchmarks.startup [--repeats 3] [--name cpu-startup] [--pythonpath DIR] [--compare DIR]
 """
 
 from __future__ import annotations
@@ -81,40 +82,65 @@ def summary(values: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "all": values}
 
 
+def commit_of(source: Path) -> str:
+    """The short commit of the checkout at `source`, marked when it has uncommitted changes."""
+    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return commit.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+
+
+def measure_round(root: Path, label: str, pythonpath: str | None, r: int) -> dict[str, Any]:
+    """One repeat of every command for one checkout: help, train help, train cold, then train warm (the
+    cache the cold run filled)."""
+    env = _env(pythonpath, root / f"unused-cache-{label}")
+    out: dict[str, Any] = {}
+    for name, argv in (("help", ["--help"]), ("train_help", ["train", "--help"])):
+        out[name] = timed([sys.executable, "-c", CLI, *argv], root, env)
+    env = _env(pythonpath, root / f"cache-{label}-{r}")
+    inside = []
+    for temperature in ("cold", "warm"):
+        run_dir = root / f"run-{label}-{r}-{temperature}"
+        out[f"train_{temperature}"] = timed([sys.executable, "-c", CLI, "train", "--run-dir", str(run_dir)], root, env)
+        info = json.loads((run_dir / "summary.json").read_text())
+        inside.append({"label": temperature, **{k: info.get(k) for k in ("compile_seconds", "wall_seconds")}})
+    out["train_inside"] = inside
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--name", default="cpu-startup")
     parser.add_argument("--pythonpath", default=None, help="measure the a2c_jax found in this directory")
+    parser.add_argument("--compare", default=None, help="also measure this checkout, interleaved (label 'before')")
     args = parser.parse_args()
     source = Path(args.pythonpath) if args.pythonpath else Path(__file__).resolve().parent.parent
-    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
-    results: dict[str, Any] = {"commit": commit.stdout.strip() + (" (with uncommitted changes)" if dirty else "")}
+    sides = {"now": args.pythonpath} | ({"before": args.compare} if args.compare else {})
+    rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in sides}
     with tempfile.TemporaryDirectory(prefix="a2c-startup-") as tmp:
         root = Path(tmp)
-        env = _env(args.pythonpath, root / "unused-cache")
-        for name, argv in (("help", ["--help"]), ("train_help", ["train", "--help"])):
-            results[name] = summary([timed([sys.executable, "-c", CLI, *argv], root, env) for _ in range(args.repeats)])
-            print(f"{name}: {results[name]['median']:.2f} s", flush=True)
-        cold, warm, inside = [], [], []
         for r in range(args.repeats):
-            cache = root / f"cache-{r}"
-            env = _env(args.pythonpath, cache)
-            for label, runs in (("cold", cold), ("warm", warm)):
-                run_dir = root / f"run-{r}-{label}"
-                runs.append(timed([sys.executable, "-c", CLI, "train", "--run-dir", str(run_dir)], root, env))
-                info = json.loads((run_dir / "summary.json").read_text())
-                inside.append({"label": label, **{k: info.get(k) for k in ("compile_seconds", "wall_seconds")}})
-            print(f"train cold {cold[-1]:.2f} s, warm {warm[-1]:.2f} s", flush=True)
-        results["train_cold"] = summary(cold)
-        results["train_warm"] = summary(warm)
-        results["train_inside"] = inside
-        env = _env(args.pythonpath, None)
-        results["import_cli"] = import_breakdown("import a2c_jax.cli", root, env)
-        results["import_train_path"] = import_breakdown("import a2c_jax.cli, a2c_jax.runs.runner", root, env)
-    path = write_result(args.name, {"benchmark": "startup", "repeats": args.repeats, "results": results})
+            order = list(sides) if r % 2 == 0 else list(sides)[::-1]  # alternate who goes first
+            for label in order:
+                rounds[label].append(measure_round(root, label, sides[label], r))
+                got = rounds[label][-1]
+                print(f"{label}: help {got['help']:.2f} s, train cold {got['train_cold']:.2f} s, "
+                      f"warm {got['train_warm']:.2f} s", flush=True)  # fmt: skip
+        results: dict[str, Any] = {}
+        for label, path in sides.items():
+            side: dict[str, Any] = {"commit": commit_of(Path(path) if path else source)}
+            for key in ("help", "train_help", "train_cold", "train_warm"):
+                side[key] = summary([got[key] for got in rounds[label]])
+            side["train_inside"] = [row for got in rounds[label] for row in got["train_inside"]]
+            env = _env(path, None)
+            side["import_cli"] = import_breakdown("import a2c_jax.cli", root, env)
+            side["import_train_path"] = import_breakdown("import a2c_jax.cli, a2c_jax.runs.runner", root, env)
+            results[label] = side
+    payload = {"benchmark": "startup", "repeats": args.repeats, "interleaved": bool(args.compare)}
+    path = write_result(
+        args.name, {**payload, "results": results["now"], **({"before": results["before"]} if args.compare else {})}
+    )
     print(f"wrote {path}")
 
 
