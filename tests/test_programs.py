@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -92,3 +94,23 @@ def test_a_program_export_refuses_is_traced_and_not_tried_again(tmp_path, monkey
 @pytest.mark.parametrize("store", [Path("/dev/null/programs"), None])
 def test_a_store_that_cannot_be_written_or_none_changes_nothing_but_speed(store):
     _check(compile_program(_f, F_ARGS, name="f", key={}, store=store))
+
+
+def test_a_stored_treedef_imports_nothing_the_run_skipped():
+    """The output treedef of a CartPole program names gymnax's CartPole class; pickle's own reference
+    would import gymnax's package __init__ (matplotlib, pandas, seaborn: over a second) at both ends."""
+    code = (
+        "import sys, jax\n"
+        "from a2c_jax.config import preset\n"
+        "from a2c_jax.core.train import build_agent\n"
+        "from a2c_jax.runs.programs import _pack, _unpack\n"
+        "from a2c_jax.runs.runner import abstract_state\n"
+        "state = abstract_state(build_agent(preset('default')[0]))\n"
+        "exported = jax.export.export(jax.jit(lambda x: x))(jax.ShapeDtypeStruct((1,), 'float32'))\n"
+        "tree = jax.tree.structure(state)\n"
+        "assert _unpack(_pack(tree, exported))[0] == tree\n"
+        "print(sorted(m for m in ('gymnax', 'matplotlib', 'pandas', 'seaborn') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import importlib.metadata
 import io
 import json
@@ -86,19 +87,27 @@ def program_key(name: str, key: Mapping[str, Any], args: Any, compiler_options: 
 
 
 def _pack(out_tree: Any, exported: jax.export.Exported) -> bytes:
-    trees = pickle.dumps(out_tree)
+    buffer = io.BytesIO()
+    _TreePickler(buffer).dump(out_tree)
+    trees = buffer.getvalue()
     return MAGIC + struct.pack("<Q", len(trees)) + trees + bytes(exported.serialize())
 
 
-class _TreeUnpickler(pickle.Unpickler):
-    """Unpickles a treedef, taking its node classes from modules already imported: pickle's own
-    lookup imports each dotted module's parent packages, and gymnax's package __init__, which the run
-    skipped (`envs.gymnax`), imports matplotlib, pandas and seaborn (over a second)."""
+def _resolve(module: str, qualname: str) -> Any:
+    """The class `module.qualname`, from sys.modules when its module is imported."""
+    found = sys.modules.get(module) or importlib.import_module(module)
+    return functools.reduce(getattr, qualname.split("."), found)
 
-    def find_class(self, module: str, name: str) -> Any:
-        if module in sys.modules:
-            return functools.reduce(getattr, name.split("."), sys.modules[module])
-        return super().find_class(module, name)
+
+class _TreePickler(pickle.Pickler):
+    """Pickles a treedef with its node classes as `_resolve(module, qualname)` calls. Pickle's own
+    reference to a class makes both ends import the module's parent packages, and gymnax's package
+    __init__, which a run skips (`envs.gymnax`), imports matplotlib, pandas and seaborn (over a second)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type) and obj.__module__ != "builtins":
+            return _resolve, (obj.__module__, obj.__qualname__)
+        return NotImplemented
 
 
 def _unpack(data: bytes) -> tuple[Any, jax.export.Exported]:
@@ -108,7 +117,7 @@ def _unpack(data: bytes) -> tuple[Any, jax.export.Exported]:
     (size,) = struct.unpack_from("<Q", data, len(MAGIC))
     start = len(MAGIC) + 8
     try:
-        out_tree = _TreeUnpickler(io.BytesIO(data[start : start + size])).load()
+        out_tree = pickle.loads(data[start : start + size])
         exported = jax.export.deserialize(bytearray(data[start + size :]))
     except Exception as err:  # any torn or foreign file: the caller exports the program again
         raise ValueError(f"unreadable stored program: {err}") from err
