@@ -2,8 +2,9 @@
 
 Each case runs in a fresh process (the cost is paid once per process):
 
-- `chunk`: the default preset's compiled chunk called with 0 updates, then 1, 1 and 20: the first call
-  that runs an update pays the extra, a call with 0 updates does not;
+- `chunk`: the default preset's compiled chunk called with 0 updates, then 1, 1 and 20 (the first
+  call and the first that runs an update both pay); `chunk_from_cache` the same with the program
+  loaded from JAX's persistent compilation cache, as a warm start does;
 - `dot_tn`: one jitted `x.T @ y` ([8, 64] x [8, 64] -> [64, 64], the weight gradient's shape in the
   backward pass) called three times; then a second program of another shape: only the process's first
   such dot pays;
@@ -20,16 +21,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 from benchmarks.common import write_result
 
 CASES = {
     "chunk": """
-import json, time, jax, jax.numpy as jnp
+import json, os, time, jax, jax.numpy as jnp
+if os.environ.get("FIRST_CALL_CACHE"):  # the chunk loaded from JAX's persistent cache (a warm start)
+    jax.config.update("jax_compilation_cache_dir", os.environ["FIRST_CALL_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 from a2c_jax.config import preset
 from a2c_jax.core.train import build_agent, init_state
 from a2c_jax.runs.runner import compile_chunk
@@ -77,8 +83,9 @@ print(json.dumps({"first_call": a[0], "later_calls": a[1:]}))
 }
 
 
-def run_case(code: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+def run_case(code: str, cache: str | None = None) -> dict[str, Any]:
+    env = {**os.environ, **({"FIRST_CALL_CACHE": cache} if cache else {})}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -89,13 +96,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--name", default="cpu-first-call")
     args = parser.parse_args()
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in CASES}
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in [*CASES, "chunk_from_cache"]}
     for _ in range(args.repeats):
         for name, code in CASES.items():
             rows[name].append(run_case(code))
-            print(name, {k: v if isinstance(v, list) else round(v * 1e3, 2) for k, v in rows[name][-1].items()})
+            print(name, {k: round(v * 1e3, 2) for k, v in rows[name][-1].items() if not isinstance(v, list)})
+        with tempfile.TemporaryDirectory() as cache:
+            run_case(CASES["chunk"], cache)  # fills the cache
+            name = "chunk_from_cache"
+            rows[name].append(run_case(CASES["chunk"], cache))
+            print(name, {k: round(v * 1e3, 2) for k, v in rows[name][-1].items() if not isinstance(v, list)})
     medians = {
-        name: {key: statistics.median(r[key]) * 1e3 for key in got[0] if not isinstance(got[0][key], list)}
+        name: {
+            key: statistics.median(row[key] for row in got) * 1e3 for key in got[0] if not isinstance(got[0][key], list)
+        }
         for name, got in rows.items()
     }
     path = write_result(args.name, {"benchmark": "first_call", "unit": "ms (medians)", "medians": medians,
