@@ -3,7 +3,8 @@ with 512 envs (the same 2,560 env steps per update; RL-Zoo's CartPole config, 5 
 
 Per program, env steps per second of (a) full training updates, (b) rollouts only (acting and env
 steps with fixed parameters), and (c) the optimizer step alone (clip by global norm, RMSprop, apply)
-on the program's parameters, in microseconds per update. (a) - (b) is the learning part. Each
+on the program's parameters, in microseconds per update. (a) - (b) is the learning part. The
+hyperparameters are arguments (an array per member in the population), as in training and sweeps. Each
 program is compiled once, warmed up, and timed `--repeats` times, the two sides alternating.
 
     python -m benchmarks.population_cost [--updates 200] [--repeats 5]
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from a2c_jax.config import A2CConfig, HParams, preset
@@ -30,15 +32,13 @@ from benchmarks.common import write_result
 
 def side_programs(config: A2CConfig, hparams: HParams, members: int, updates: int) -> dict[str, Any]:
     """Compiled (full, rollout-only, optimizer step) programs of `members` agents (1: not vmapped) and
-    their inputs."""
+    their inputs. Hyperparameters are arguments (per member in the population), as in training."""
     agent = build_agent(config)
-    hp = hparams.as_arrays()
-    optimizer = make_optimizer(config.optimizer, hp, hp.lr)
 
-    def full(s: TrainState) -> TrainState:
+    def full(s: TrainState, hp: HParams) -> TrainState:
         return jax.lax.fori_loop(0, updates, lambda i, s: update(agent, s, hp)[0], s)
 
-    def acting(s: TrainState) -> TrainState:
+    def acting(s: TrainState, hp: HParams) -> TrainState:
         def body(i: Any, s: TrainState) -> TrainState:
             key = jax.random.fold_in(s.key, i)
             env_state, obs, carry, _ = rollout(
@@ -48,24 +48,26 @@ def side_programs(config: A2CConfig, hparams: HParams, members: int, updates: in
 
         return jax.lax.fori_loop(0, updates, body, s)
 
-    def opt_step(params: Any, opt_state: Any, grads: Any) -> Any:
-        step, opt_state = optimizer.update(grads, opt_state, params)
+    def opt_step(params: Any, opt_state: Any, grads: Any, hp: HParams) -> Any:
+        step, opt_state = make_optimizer(config.optimizer, hp, hp.lr).update(grads, opt_state, params)
         return optax.apply_updates(params, step), opt_state
 
-    def init(key: jax.Array) -> TrainState:
+    def init(key: jax.Array, hp: HParams) -> TrainState:
         return init_state(agent, hp, key)
 
     keys: Any = jax.random.PRNGKey(0)
+    hp: Any = hparams.as_arrays()
     if members > 1:
         full, acting, opt_step, init = jax.vmap(full), jax.vmap(acting), jax.vmap(opt_step), jax.vmap(init)
         keys = jax.random.split(keys, members)
-    state = jax.jit(init)(keys)
+        hp = jax.tree.map(lambda x: jnp.full((members,), x), hp)
+    state = jax.jit(init)(keys, hp)
     grads = jax.tree.map(lambda x: x * 0.01, state.params)
     return {
-        "full": (jax.jit(full).lower(state).compile(), (state,)),
-        "rollout": (jax.jit(acting).lower(state).compile(), (state,)),
-        "optimizer": (jax.jit(opt_step).lower(state.params, state.opt_state, grads).compile(),
-                      (state.params, state.opt_state, grads)),
+        "full": (jax.jit(full).lower(state, hp).compile(), (state, hp)),
+        "rollout": (jax.jit(acting).lower(state, hp).compile(), (state, hp)),
+        "optimizer": (jax.jit(opt_step).lower(state.params, state.opt_state, grads, hp).compile(),
+                      (state.params, state.opt_state, grads, hp)),
     }  # fmt: skip
 
 
