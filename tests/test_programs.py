@@ -114,3 +114,14 @@ def test_a_stored_treedef_imports_nothing_the_run_skipped():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_stored_program_that_does_not_compile_is_traced_and_not_loaded_again(tmp_path):
+    """A file under the right name holding a program of other shapes (as a foreign or stale file could):
+    the run traces instead, and the marker keeps later runs from loading it."""
+    path, marker = programs.program_paths(tmp_path, "f", {}, F_ARGS, {})
+    other = (jax.ShapeDtypeStruct((4,), jnp.float32), {"n": jax.ShapeDtypeStruct((), jnp.int32)})
+    path.write_bytes(programs._pack(*programs._export(_f, other, {})))
+    _check(compile_program(_f, F_ARGS, name="f", key={}, store=tmp_path))
+    assert marker.exists() and marker.read_text().strip()
+    assert programs.load_or_export(tmp_path, "f", _f, F_ARGS, {}, {}) is None

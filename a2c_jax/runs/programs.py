@@ -10,9 +10,10 @@ A program's file name holds a hash of everything that decides it: the caller's k
 the program's own sizes), the argument shapes and dtypes, the compiler options, the backend and
 device kind, XLA_FLAGS, the versions of JAX and the libraries traced into it, and a hash of this
 package's Python sources. Anything else changes the name, so a stale program is never loaded. A
-program `jax.export` cannot serialise is traced as usual (a marker file says why, so the next run
-does not try again); a file that cannot be read or written is left alone and the run compiles as
-usual. A store has no size limit: deleting it, or any file in it, is always safe.
+program `jax.export` cannot serialise, or a stored one this process cannot compile, is traced as
+usual (a marker file says why, so the next run does not try again); a file that cannot be read or
+written is left alone and the run compiles as usual. A store has no size limit: deleting it, or any
+file in it, is always safe.
 """
 
 from __future__ import annotations
@@ -140,6 +141,14 @@ def _export(fun: Callable[..., Any], args: tuple[Any, ...], options: Mapping[str
     return out_trees[0], exported
 
 
+def program_paths(
+    store: Path, name: str, key: Mapping[str, Any], args: Any, options: Mapping[str, Any]
+) -> tuple[Path, Path]:
+    """(the stored program's file, the marker that says it is not to be stored) in `store`."""
+    path = store / f"{name}-{program_key(name, key, args, options)[:40]}.program"
+    return path, path.with_suffix(".unexportable")
+
+
 def load_or_export(
     store: Path,
     name: str,
@@ -150,9 +159,7 @@ def load_or_export(
 ) -> tuple[Any, jax.export.Exported] | None:
     """(output treedef, Exported) for `fun(*args)` from `store`, exporting and writing it when it is not
     there; None when `jax.export` cannot serialise `fun` (the marker file records why)."""
-    digest = program_key(name, key, args, options)
-    path = store / f"{name}-{digest[:40]}.program"
-    marker = path.with_suffix(".unexportable")
+    path, marker = program_paths(store, name, key, args, options)
     if marker.exists():
         return None
     try:
@@ -197,7 +204,12 @@ def compile_program(
     if loaded is None:
         return jax.jit(fun, compiler_options=options or None).lower(*args).compile()
     out_tree, exported = loaded
-    compiled = jax.jit(exported.call, compiler_options=options or None).lower(*jax.tree.leaves(args)).compile()
+    try:
+        compiled = jax.jit(exported.call, compiler_options=options or None).lower(*jax.tree.leaves(args)).compile()
+    except Exception as err:  # a stored program this process cannot compile: traced, and not stored again
+        assert store is not None
+        _write_quietly(program_paths(store, name, key, args, options)[1], f"{type(err).__name__}: {err}\n".encode())
+        return jax.jit(fun, compiler_options=options or None).lower(*args).compile()
 
     def call(*values: Any) -> Any:
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(values)))
