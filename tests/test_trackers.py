@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +285,17 @@ def test_rlhf_refuses_an_unknown_tracker_before_any_work(tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("a2c-jax: error: log='tensorbord' is invalid"), lines
     assert not out.exists()
+
+
+def test_the_plot_module_keeps_a_backend_pyplot_already_has():
+    """Importing the plots (as train does, on a thread, before its learning curve) selects Agg only
+    where pyplot is not imported yet: a notebook's inline backend is left alone."""
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot\n"
+        "import a2c_jax.runs.plots; print(matplotlib.get_backend())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "svg", out.stderr[-2000:]
+    alone = "import matplotlib, a2c_jax.runs.plots; print(matplotlib.get_backend())"
+    out = subprocess.run([sys.executable, "-c", alone], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().lower() == "agg", out.stderr[-2000:]

@@ -6,6 +6,7 @@ nothing shared between threads, and pyplot's import (~0.2 s of every `a2c-jax tr
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")  # for pyplot figures made by others (Optuna's views): never a window
+if "matplotlib.pyplot" not in sys.modules:  # a notebook's pyplot keeps its backend
+    matplotlib.use("Agg")  # for pyplot figures made by others (Optuna's views): never a window
 from matplotlib.figure import Figure
 
 
