@@ -222,6 +222,10 @@ def train_run(
                 log(f"{str(run_dir)!r} has already finished ({config.num_updates} updates); nothing to do")
                 return dict(summary)
             state, meta, layout = opened
+            evaluation = None  # loaded while training runs
+            if layout is None and programs is not None:
+                prepare = functools.partial(evaluation_program, agent, settings.eval_episodes, programs)
+                evaluation = InBackground(prepare)
             if is_primary():
                 import_in_background("orbax.checkpoint", "a2c_jax.runs.plots")  # the first save; the plot
             where = "" if layout is None else f" on {layout.size} device(s) in {jax.process_count()} process(es)"
@@ -233,7 +237,7 @@ def train_run(
             state = train_loop(
                 agent, hparams, state, run_dir, settings, layout, trackers, times, stop_requested, programs
             )
-            return finish_run(agent, state, run_dir, settings, layout, trackers, times, resume, log, programs)
+            return finish_run(agent, state, run_dir, settings, layout, trackers, times, resume, log, evaluation)
     finally:
         for tracker in trackers:
             tracker.close()
@@ -371,26 +375,52 @@ def train_loop(
             writer.close()
 
 
-def final_evaluation(
-    agent: Agent, state: TrainState, key: jax.Array, episodes: int, layout: Layout | None, programs: Path | None
-) -> Any:
-    """`evaluate_final` of the trained state: replicated over a `layout` (every process reads the
-    returns), from the `programs` store on one device when there is one."""
-    if layout is not None:
-        return jit_once(evaluate_final, static_argnums=(0, 3), out_shardings=layout.replicated)(
-            agent, state, key, episodes
-        )
-    if programs is None:
-        return evaluate_final_jit(agent, state, key, episodes)
-    evaluate = compile_program(
+class InBackground:
+    """`fun()` started on a daemon thread; `result()` waits for it and returns (or raises) what it did."""
+
+    def __init__(self, fun: Callable[[], Any]) -> None:
+        self._outcome: list[Any] = []
+        self._thread = threading.Thread(target=self._run, args=(fun,), name="a2c-jax-prepare", daemon=True)
+        self._thread.start()
+
+    def _run(self, fun: Callable[[], Any]) -> None:
+        try:
+            self._outcome.append((True, fun()))
+        except BaseException as err:  # handed to the thread that asks for the result
+            self._outcome.append((False, err))
+
+    def result(self) -> Any:
+        self._thread.join()
+        ok, value = self._outcome[0]
+        if not ok:
+            raise value
+        return value
+
+
+def evaluation_program(agent: Agent, episodes: int, programs: Path) -> Callable[[TrainState, jax.Array], Any]:
+    """The compiled `evaluate_final(agent, state, key, episodes)` on one device, from the `programs` store."""
+    return compile_program(
         lambda s, k: evaluate_final(agent, s, k, episodes),
-        (abstract_state(agent), jax.eval_shape(lambda: key)),
+        (abstract_state(agent), jax.eval_shape(lambda: jax.random.PRNGKey(0))),
         name="evaluate",
         key={"config": dataclasses.asdict(agent.config), "episodes": episodes},
         store=programs,
         compiler_options=run_once_options(),
     )
-    return evaluate(state, key)
+
+
+def final_evaluation(
+    agent: Agent, state: TrainState, key: jax.Array, episodes: int, layout: Layout | None, prepared: Any = None
+) -> Any:
+    """`evaluate_final` of the trained state: replicated over a `layout` (every process reads the
+    returns), or by the `prepared` program (an `InBackground` of `evaluation_program`) when there is one."""
+    if layout is not None:
+        return jit_once(evaluate_final, static_argnums=(0, 3), out_shardings=layout.replicated)(
+            agent, state, key, episodes
+        )
+    if prepared is None:
+        return evaluate_final_jit(agent, state, key, episodes)
+    return prepared.result()(state, key)
 
 
 def finish_run(
@@ -403,12 +433,14 @@ def finish_run(
     times: RunTimes,
     resume: bool,
     log: Callable[[str], None],
-    programs: Path | None = None,
+    evaluation: InBackground | None = None,
 ) -> dict[str, Any]:
-    """Greedy evaluation, summary.json, then the learning-curve plot; returns the summary."""
+    """Greedy evaluation (by the `evaluation` program prepared while training ran, when there is
+    one), summary.json, then the learning-curve plot; returns the summary."""
     config = agent.config
     done = int(state.update_step)
-    result = final_evaluation(agent, state, jax.random.PRNGKey(settings.seed), settings.eval_episodes, layout, programs)
+    key = jax.random.PRNGKey(settings.seed)
+    result = final_evaluation(agent, state, key, settings.eval_episodes, layout, evaluation)
     returns = np.asarray(result.returns, np.float64)
     records = MetricsLog(run_dir / "metrics.jsonl").read()
     train_seconds = times.clock.train_seconds
