@@ -124,4 +124,4 @@ def test_a_stored_program_that_does_not_compile_is_traced_and_not_loaded_again(t
     path.write_bytes(programs._pack(*programs._export(_f, other, {})))
     _check(compile_program(_f, F_ARGS, name="f", key={}, store=tmp_path))
     assert marker.exists() and marker.read_text().strip()
-    assert programs.load_or_export(tmp_path, "f", _f, F_ARGS, {}, {}) is None
+    assert programs.load_or_export(path, marker, _f, F_ARGS, {}) is None

@@ -150,16 +150,11 @@ def program_paths(
 
 
 def load_or_export(
-    store: Path,
-    name: str,
-    fun: Callable[..., Any],
-    args: tuple[Any, ...],
-    key: Mapping[str, Any],
-    options: Mapping[str, Any],
+    path: Path, marker: Path, fun: Callable[..., Any], args: tuple[Any, ...], options: Mapping[str, Any]
 ) -> tuple[Any, jax.export.Exported] | None:
-    """(output treedef, Exported) for `fun(*args)` from `store`, exporting and writing it when it is not
-    there; None when `jax.export` cannot serialise `fun` (the marker file records why)."""
-    path, marker = program_paths(store, name, key, args, options)
+    """(output treedef, Exported) for `fun(*args)` from the stored file `path` (`program_paths`),
+    exporting and writing it when it is not there; None when `marker` exists or `jax.export` cannot
+    serialise `fun` (the marker then records why)."""
     if marker.exists():
         return None
     try:
@@ -200,15 +195,16 @@ def compile_program(
     returns its pytree; both compile the same StableHLO, so they compute the same bits.
     """
     options = dict(compiler_options or {})
-    loaded = load_or_export(store, name, fun, args, key, options) if store is not None else None
+    paths = program_paths(store, name, key, args, options) if store is not None else None
+    loaded = load_or_export(*paths, fun, args, options) if paths is not None else None
     if loaded is None:
         return jax.jit(fun, compiler_options=options or None).lower(*args).compile()
     out_tree, exported = loaded
     try:
         compiled = jax.jit(exported.call, compiler_options=options or None).lower(*jax.tree.leaves(args)).compile()
     except Exception as err:  # a stored program this process cannot compile: traced, and not stored again
-        assert store is not None
-        _write_quietly(program_paths(store, name, key, args, options)[1], f"{type(err).__name__}: {err}\n".encode())
+        assert paths is not None
+        _write_quietly(paths[1], f"{type(err).__name__}: {err}\n".encode())
         return jax.jit(fun, compiler_options=options or None).lower(*args).compile()
 
     def call(*values: Any) -> Any:

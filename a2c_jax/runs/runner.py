@@ -264,19 +264,14 @@ def train_run(
 
 
 def import_in_background(*modules: str) -> None:
-    """Import `modules`, one after the other, on a daemon thread.
+    """Import `modules`, one after the other, on a daemon thread (`InBackground`; nothing waits for it).
 
     What a run needs only later is slow to import on a 2-core CPU: orbax (its first checkpoint, ~0.3 s)
     and matplotlib (the learning-curve plot, ~0.7 s). Started before training, the imports run while
     the main thread waits on the compiled chunks; an import the main thread starts meanwhile waits for
     the thread's (Python's per-module import lock), so nothing is imported twice or half-way.
     """
-
-    def run() -> None:
-        for module in modules:
-            importlib.import_module(module)
-
-    threading.Thread(target=run, name="a2c-jax-imports", daemon=True).start()
+    InBackground(lambda: [importlib.import_module(module) for module in modules])
 
 
 def _silent(text: str) -> None:
@@ -400,7 +395,7 @@ class InBackground:
 
     def __init__(self, fun: Callable[[], Any]) -> None:
         self._outcome: list[Any] = []
-        self._thread = threading.Thread(target=self._run, args=(fun,), name="a2c-jax-prepare", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(fun,), name="a2c-jax-background", daemon=True)
         self._thread.start()
 
     def _run(self, fun: Callable[[], Any]) -> None:
