@@ -30,6 +30,16 @@ from typing import Any
 
 from benchmarks.common import write_result
 
+CALLS = """
+import json, time, jax, jax.numpy as jnp
+def calls(f, *args):
+    times = []
+    for _ in range(3):
+        t = time.perf_counter(); jax.block_until_ready(f(*args)); times.append(time.perf_counter() - t)
+    return times
+"""
+"""Shared by the dot cases: three timed calls of a compiled function."""
+
 CASES = {
     "chunk": """
 import json, os, time, jax, jax.numpy as jnp
@@ -55,26 +65,16 @@ for label, n in (("n0", 0), ("first_n1", 1), ("second_n1", 1), ("n20", 20)):
     out[label] = time.perf_counter() - t
 print(json.dumps(out))
 """,
-    "dot_tn": """
-import json, time, jax, jax.numpy as jnp
-def calls(f, *args):
-    times = []
-    for _ in range(3):
-        t = time.perf_counter(); jax.block_until_ready(f(*args)); times.append(time.perf_counter() - t)
-    return times
+    "dot_tn": CALLS
+    + """
 x = jnp.ones((8, 64)); y = jnp.ones((8, 64)); z = jnp.ones((16, 64))
 first = jax.jit(lambda a, b: a.T @ b).lower(x, y).compile()
 other = jax.jit(lambda a, b: a.T @ b).lower(z, z).compile()
 a = calls(first, x, y); b = calls(other, z, z)
 print(json.dumps({"first_call": a[0], "later_calls": a[1:], "another_shape_first_call": b[0]}))
 """,
-    "dot_nn": """
-import json, time, jax, jax.numpy as jnp
-def calls(f, *args):
-    times = []
-    for _ in range(3):
-        t = time.perf_counter(); jax.block_until_ready(f(*args)); times.append(time.perf_counter() - t)
-    return times
+    "dot_nn": CALLS
+    + """
 y = jnp.ones((8, 64)); w = jnp.ones((64, 64))
 f = jax.jit(lambda a, b: a @ b).lower(y, w).compile()
 a = calls(f, y, w)
