@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from a2c_jax.rlhf.config import RLHFConfig
+from a2c_jax.rlhf.imported import Inputs
 from a2c_jax.rlhf.run import A2CStage
 from a2c_jax.rlhf.sharding import FSDP, rlhf_layout
 from a2c_jax.rlhf.train import Frozen, digits, make_model
@@ -33,7 +34,8 @@ def main() -> None:
     results, specs = {}, {}
     for name, (devices, fsdp) in {"one": (1, 1), "data4": (4, 1), "data2_fsdp2": (4, 2), "fsdp4": (4, 4)}.items():
         layout = rlhf_layout(devices, fsdp, config.batch)
-        stage = A2CStage(model, config, frozen, (0.02, 0.1), jax.random.PRNGKey(5), digits(config.spec), layout=layout)
+        inputs = Inputs(model, frozen, digits(config.spec), {})
+        stage = A2CStage(config, inputs, (0.02, 0.1), jax.random.PRNGKey(5), layout=layout)
         with tempfile.TemporaryDirectory() as out:
             state, _, after, _ = stage.run(Path(out), jax.random.PRNGKey(6), False, True, lambda: 0, "resume")
             lines = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]

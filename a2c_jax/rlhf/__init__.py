@@ -7,8 +7,8 @@ loaded and exported), data (text prompts and preference pairs), rewards (a Pytho
 text as the reward), sampling (scan-based sampling, full recompute or KV cache, top-k / top-p),
 objective (per-token rewards, token GAE, KL estimators, the loss), train (the compiled stages), stages
 (the supervised stages, cached), sharding (an update over a data x fsdp device mesh), lora (LoRA
-adapters), imported (a run's Hugging Face model, reward and prompts), run (the host side of
-`a2c-jax rlhf`). Public names load on first use, like the package's own.
+adapters), imported (a run's `Inputs` from either source: the digits task or a Hugging Face model,
+reward and prompts), run (the host side of `a2c-jax rlhf`). Public names load on first use, like the package's own.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""Runs on an imported Hugging Face model (`a2c-jax rlhf --model DIR`): the policy, reference, reward
-(a reward-model directory, preference pairs to train one, or a reward function) and prompts loaded
-and checked before anything is written; the preference reward model trained; the memory estimate;
-the trained policies exported."""
+"""What a run's A2C stage reads (`Inputs`), from either source, behind one interface: the digits task
+(`digits_inputs`: the reference and reward model trained and cached) or an imported Hugging Face model
+(`a2c-jax rlhf --model DIR`: `import_models` loads the policy, reference, reward (a reward-model
+directory, preference pairs to train one, or a reward function) and prompts and checks them before
+anything is written; `prepare_inputs` then trains the preference reward model). Also the memory
+estimate of an imported model and the export of trained policies."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -16,33 +18,46 @@ import numpy as np
 from a2c_jax.config import ConfigError
 from a2c_jax.rlhf.config import RLHFConfig
 from a2c_jax.rlhf.lora import make_lora
-from a2c_jax.rlhf.model import Params
-from a2c_jax.rlhf.stages import Log, StopFlag
-from a2c_jax.rlhf.train import Frozen, Pairs, Prompting, from_prompts, text_pairs
+from a2c_jax.rlhf.model import LanguageModel, Params
+from a2c_jax.rlhf.stages import Log, StopFlag, train_stages
+from a2c_jax.rlhf.task import decode
+from a2c_jax.rlhf.train import Frozen, Pairs, Prompting, digits, from_prompts, make_model, text_pairs
 
 if TYPE_CHECKING:
     from a2c_jax.rlhf.pretrained import PretrainedLM
     from a2c_jax.rlhf.rewards import TextReward
 
+StageHow = tuple[bool, StopFlag, str]
+"""How a stage trains: (quiet, the stop flag, the command that resumes the run)."""
+
 
 @dataclasses.dataclass
-class Imported:
-    """The models and data of a run on a Hugging Face model (`config.model`): `frozen.rm_params` is
-    None until the reward model of `preferences` is trained (`rm_init`: the directory and params it
-    starts from), and stays None when a reward function (`text_reward`) scores instead."""
+class Inputs:
+    """The models and data a run's A2C stage reads, whichever source made them: the policy's module
+    `lm` (its parameters start as `frozen.ref_params`), the frozen reference and reward model, the
+    prompts and special tokens (`task`), the stages' reports and how a sequence reads as text.
 
-    lm: PretrainedLM
+    Before `prepare_inputs`, `frozen.rm_params` is None while a reward model is still to be trained
+    (the digits task's, or that of `preferences` from `rm_init`: its directory and starting params);
+    it stays None when a reward function (`text_reward`) scores instead. `tokenizer` is None for the
+    digits task (its `task.decode`); `eval_set` holds held-out evaluation prompts (`eval_prompts_file`:
+    tokens int32 [N, P'], mask bool [N, P']), None when they are drawn like the training prompts."""
+
+    lm: LanguageModel
     frozen: Frozen
     task: Prompting
-    tokenizer: Any
     reports: dict[str, Any]
+    tokenizer: Any = None
     preferences: Pairs | None = None
     rm_init: tuple[Path, Params] | None = None
     text_reward: TextReward | None = None
     eval_set: tuple[np.ndarray, np.ndarray] | None = None
-    """held-out evaluation prompts (`eval_prompts_file`): tokens int32 [N, P'], mask bool [N, P']"""
 
     def decode(self, tokens: np.ndarray) -> str:
+        """One sequence (int32 [L]) as text: the tokenizer's decoding without special tokens, or the
+        digits task's."""
+        if self.tokenizer is None:
+            return decode([int(t) for t in tokens])
         return str(self.tokenizer.decode([int(t) for t in tokens], skip_special_tokens=True))
 
     def check(self) -> None:
@@ -51,7 +66,15 @@ class Imported:
             self.text_reward.check()
 
 
-def import_models(config: RLHFConfig) -> Imported:
+def digits_inputs(config: RLHFConfig, model: LanguageModel | None = None) -> Inputs:
+    """The digits task's inputs before its stages run: `model` (default `make_model(config)`), random
+    digit prompts and the gold reward (`rlhf.task`); `prepare_inputs` trains the reference and the
+    reward model (or reuses them from the stage cache)."""
+    lm = model or make_model(config)
+    return Inputs(lm, Frozen(None, None), digits(config.spec), {})
+
+
+def import_models(config: RLHFConfig) -> Inputs:
     """Load `config.model` (policy and reference), the reward (`reward_model`, `preferences` or `reward`)
     and `config.prompts`; ConfigError (nothing written yet) for a directory, tokenizer, data file or
     function that cannot serve."""
@@ -105,27 +128,34 @@ def import_models(config: RLHFConfig) -> Imported:
         reports["reference_stage"]["eval_prompts_file"] = {"path": config.eval_prompts_file,
                                                            "prompts": len(held_out.texts)}  # fmt: skip
     eval_set = None if held_out is None else (held_out.tokens, held_out.mask)
-    return Imported(policy.module, frozen, task, policy.tokenizer, reports, pairs, rm_init, reward, eval_set)
+    return Inputs(policy.module, frozen, task, reports, policy.tokenizer, pairs, rm_init, reward, eval_set)
 
 
-def imported_reward_model(
-    imported: Imported, config: RLHFConfig, out: Path, stage_dir: Path, how: tuple[bool, StopFlag, str], log: Log
-) -> Imported:
-    """With `preferences`: the trained reward model (cached in `stage_dir`) in `frozen`, its report, and
-    a copy in OUT/reward_model (a directory `--reward-model` takes). Otherwise `imported` unchanged."""
-    if imported.preferences is None or imported.rm_init is None:
-        return imported
+def prepare_inputs(
+    inputs: Inputs, config: RLHFConfig, out: Path, stage_dir: Path, keys: tuple[jax.Array, jax.Array],
+    how: StageHow, log: Log,
+) -> Inputs:  # fmt: skip
+    """`inputs` with every model the A2C stage reads in place: the digits task's reference and reward
+    model (`stages.train_stages`, keyed `keys`), or the reward model of an imported run's `preferences`
+    (cached in `stage_dir`, with a copy in OUT/reward_model, a directory `--reward-model` takes); an
+    imported run with nothing to train comes back unchanged."""
+    if inputs.frozen.ref_params is None:
+        frozen, reports = train_stages(inputs.lm, config, stage_dir, keys, *how, log)
+        return dataclasses.replace(inputs, frozen=frozen, reports=reports)
+    if inputs.preferences is None or inputs.rm_init is None:
+        return inputs
     from a2c_jax.rlhf.hf import save_pretrained
     from a2c_jax.rlhf.stages import train_text_reward_model
 
-    params, report = train_text_reward_model(imported.lm, config, imported.rm_init, imported.preferences,
-                                             imported.task.vocab, stage_dir, how, log)  # fmt: skip
-    saved = save_pretrained(out / "reward_model", imported.lm, jax.device_get(params)["params"], imported.tokenizer)
-    reports = {**imported.reports, "reward_model_stage": {**report, "saved": str(saved)}}
-    return dataclasses.replace(imported, frozen=imported.frozen._replace(rm_params=params), reports=reports)
+    params, report = train_text_reward_model(inputs.lm, config, inputs.rm_init, inputs.preferences,
+                                             inputs.task.vocab, stage_dir, how, log)  # fmt: skip
+    lm = cast("PretrainedLM", inputs.lm)
+    saved = save_pretrained(out / "reward_model", lm, jax.device_get(params)["params"], inputs.tokenizer)
+    reports = {**inputs.reports, "reward_model_stage": {**report, "saved": str(saved)}}
+    return dataclasses.replace(inputs, frozen=inputs.frozen._replace(rm_params=params), reports=reports)
 
 
-def export_policies(export: Path, imported: Imported, policies: Params, betas: tuple[float, ...]) -> list[Path]:
+def export_policies(export: Path, imported: Inputs, policies: Params, betas: tuple[float, ...]) -> list[Path]:
     """Each beta's trained policy (`policies`: full parameters, a leading axis per beta; LoRA merged) as
     a directory `transformers` loads (EXPORT itself for one beta, EXPORT/beta_B for several)."""
     from a2c_jax.rlhf.hf import save_pretrained
@@ -134,16 +164,16 @@ def export_policies(export: Path, imported: Imported, policies: Params, betas: t
     for i, beta in enumerate(betas):
         params = jax.tree.map(lambda x, i=i: np.asarray(x[i]), policies)["params"]
         target = export if len(betas) == 1 else export / f"beta_{beta:g}"
-        written.append(save_pretrained(target, imported.lm, params, imported.tokenizer))
+        written.append(save_pretrained(target, cast("PretrainedLM", imported.lm), params, imported.tokenizer))
     return written
 
 
-def imported_bytes(config: RLHFConfig, imported: Imported, population: int) -> dict[str, int]:
+def imported_bytes(config: RLHFConfig, imported: Inputs, population: int) -> dict[str, int]:
     """`rlhf_bytes` for an imported model: float32 parameters held four times per policy (weights,
     gradient, Adam's two moments) plus the frozen reference and reward model; a sequence of L tokens
     keeps about layers x (16 x L x width + 3 x heads x L^2) floats of activations and 3 x L x vocab of
     logits (forward, log-softmax, their gradient)."""
-    model = imported.lm.config
+    model = cast("PretrainedLM", imported.lm).config
     weights = 4 * sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(imported.frozen.ref_params))
 
     def per_sequence(prompt_len: int) -> int:

@@ -24,24 +24,27 @@ import numpy as np
 
 from a2c_jax.config import ConfigError
 from a2c_jax.core.optim import make_optimizer
-from a2c_jax.rlhf.imported import export_policies, import_models, imported_bytes, imported_reward_model
+from a2c_jax.rlhf.imported import (
+    Inputs,
+    digits_inputs,
+    export_policies,
+    import_models,
+    imported_bytes,
+    prepare_inputs,
+)
 from a2c_jax.rlhf.lora import make_lora
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import Truncation, make_sampler
-from a2c_jax.rlhf.stages import HELD_OUT_PAIRS, StopFlag, first_nonfinite_row, train_stages, warn
+from a2c_jax.rlhf.stages import HELD_OUT_PAIRS, StopFlag, first_nonfinite_row, warn
 from a2c_jax.rlhf.task import VOCAB_SIZE, decode
 from a2c_jax.rlhf.train import (
     SEQUENCE_METRICS,
-    Frozen,
-    Prompting,
     RLHFConfig,
     StageState,
     Trainable,
     a2c_step,
-    digits,
     fori_chunk,
     init_stage,
-    make_model,
     score_samples,
 )
 from a2c_jax.runs.checkpoint import CheckpointWriter, latest_step, restore_checkpoint
@@ -162,40 +165,31 @@ def run_rlhf(
     Returns the summary (also written to out/summary.json)."""
     config.validate()
     betas = check_betas(tuple(betas) if betas else (config.beta,))
-    imported = import_models(config) if config.model else None
-    check_rlhf_fits(config, len(betas), imported_bytes(config, imported, len(betas)) if imported else None)
+    inputs = import_models(config) if config.model else digits_inputs(config, model)
+    check_rlhf_fits(config, len(betas), imported_bytes(config, inputs, len(betas)) if config.model else None)
     record = json.loads(json.dumps({**dataclasses.asdict(config), "betas": list(betas)}))  # as config.json reads back
     check_out(out, record)
     if resume and (out / "summary.json").exists() and latest_step(out / "checkpoints") == config.updates:
         log(f"{str(out)!r} has already finished ({config.updates} updates); nothing to do")
         return dict(read_json(out / "summary.json", "summary"))
-    lm: LanguageModel = imported.lm if imported else (model or make_model(config))
-    task, decoder = (imported.task, imported.decode) if imported else (digits(config.spec), decode)
     ref_key, rm_key, a2c_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
     started = time.perf_counter()
     with locked(out, "out"), graceful_stop(warn) as stop_requested:  # one writer per --out
         write_json_atomic(out / "config.json", record)
-        hint = f"a2c-jax {command} --resume {out}"
-        if imported is not None:
-            imported = imported_reward_model(imported, config, out, stage_dir, (quiet, stop_requested, hint), log)
-            frozen, reports = imported.frozen, dict(imported.reports)
-        else:
-            frozen, reports = train_stages(lm, config, stage_dir, (ref_key, rm_key), quiet, stop_requested, hint, log)
+        how = (quiet, stop_requested, f"a2c-jax {command} --resume {out}")
+        inputs = prepare_inputs(inputs, config, out, stage_dir, (ref_key, rm_key), how, log)
         stages_done = time.perf_counter()
-        check = imported.check if imported else (lambda: None)
-        a2c = A2CStage(
-            lm, config, frozen, betas, eval_key, task, check, layout, imported.eval_set if imported else None
-        )
-        state, before, after, a2c_seconds = a2c.run(out, a2c_key, resume, quiet, stop_requested, hint)
-        reports["diverged_at"] = a2c.diverged_at
+        a2c = A2CStage(config, inputs, betas, eval_key, layout)
+        state, before, after, a2c_seconds = a2c.run(out, a2c_key, resume, quiet, stop_requested, how[2])
+    reports = {**inputs.reports, "diverged_at": a2c.diverged_at}
     seconds = {"reference_and_reward_model": stages_done - started, "a2c": a2c_seconds,
                "total": time.perf_counter() - started}  # fmt: skip
     summary = write_outputs(
-        out, config, betas, reports, state, before, after, seconds, a2c.eval_task.prompt_len, decoder
+        out, config, betas, reports, state, before, after, seconds, a2c.eval_task.prompt_len, inputs.decode
     )
-    if export is not None and imported is not None:
+    if export is not None and config.model:
         policies = a2c.policies(state.params)
-        summary["exported"] = [str(path) for path in export_policies(export, imported, policies, betas)]
+        summary["exported"] = [str(path) for path in export_policies(export, inputs, policies, betas)]
         write_json_atomic(out / "summary.json", summary)
     return summary
 
@@ -254,23 +248,21 @@ class A2CStage:
 
     def __init__(
         self,
-        lm: LanguageModel,
         config: RLHFConfig,
-        frozen: Frozen,
+        inputs: Inputs,
         betas: tuple[float, ...],
         eval_key: jax.Array,
-        task: Prompting,
-        check: Callable[[], None] = lambda: None,
         layout: RLHFLayout | None = None,
-        eval_set: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        lm, task, frozen, eval_set = inputs.lm, inputs.task, inputs.frozen, inputs.eval_set
         self.lm, self.config, self.betas, self.eval_key = lm, config, betas, eval_key
-        self.task, self.check, self.layout = task, check, layout
+        self.task, self.layout = task, layout
+        self.check = inputs.check
+        """`check()` raises a host-side failure of the last compiled call (a reward function's)"""
         self.frozen = frozen if layout is None else jax.device_put(frozen, layout.shardings(frozen))
         family = getattr(getattr(lm, "config", None), "family", "gpt2")
         lora = make_lora(config.lora_rank, config.lora_alpha, config.lora_targets, family)
         self.trainable = Trainable(lora, config.critic == "separate")
-        """`check()` raises a host-side failure of the last compiled call (a reward function's)"""
         self.diverged_at: dict[int, int] = {}
         """member -> the update its policy diverged at (a resumed run: the first update it was not recorded)"""
         self.eval_task = task
