@@ -94,8 +94,9 @@ def as_population_of_one(run_chunk: Callable[..., Any]) -> Callable[..., Any]:
 
     The same maths; on a CPU, XLA compiles the dots that then have a batch dimension by a faster path:
     1.32x / 1.65x / 1.35x env steps per second at 8 / 512 / 4,096 envs on a 2-core CPU
-    (`benchmarks/results/cpu-vmap-one.json`). Results agree with the plain program to float32
-    rounding, not bit for bit. Used on one CPU device only (untested on accelerators).
+    (`benchmarks/results/cpu-vmap-one.json`); split over CPU devices (`--devices`), 0.98x / 1.03x /
+    1.21x at 64 / 512 / 4,096 envs (`cpu-devices-split.json`). Results agree with the plain program to float32
+    rounding, not bit for bit. Used on CPUs only (not measured on accelerators).
     """
 
     def run(state: TrainState, hparams: HParams, n: Any) -> Any:
@@ -116,9 +117,9 @@ def compile_chunk(agent: Agent, chunk: int, layout: Layout | None = None, progra
     state = abstract_state(agent)
     hp = jax.eval_shape(HParams().as_arrays)
     run = make_run_chunk(agent, chunk)
+    if jax.default_backend() == "cpu":
+        run = as_population_of_one(run)
     if layout is None:
-        if jax.default_backend() == "cpu":
-            run = as_population_of_one(run)
         n = jax.ShapeDtypeStruct((), jnp.int32)
         key = {"config": dataclasses.asdict(agent.config), "chunk": chunk}
         return compile_program(run, (state, hp, n), name="chunk", key=key, store=programs)
