@@ -12,7 +12,10 @@ XLA's optimised HLO: instructions that run as kernels ("thunks") per iteration, 
 are copies of loop state. The trace (jax.profiler, perfetto JSON) gives the time share by op kind;
 it records a sample of the thunks and adds its own per-thunk overhead, so only shares are used.
 
-    python -m benchmarks.profile [--envs 8 1024] [--updates 2000]
+Every program runs as `a2c-jax train` runs on a CPU: vmapped over a member axis of size 1
+(`runs.runner.as_population_of_one`); `--plain` profiles the plain programs instead.
+
+    python -m benchmarks.profile [--envs 8 1024] [--updates 2000] [--plain]
 """
 
 from __future__ import annotations
@@ -38,6 +41,19 @@ from a2c_jax.core.train import TrainState, build_agent, init_state, make_train, 
 from benchmarks.common import write_result
 
 
+def as_one(fn: Any, plain: bool = False) -> Any:
+    """`fn` computed as a population of one (vmapped over a leading axis of size 1 added to its
+    arguments and taken off its results), as a CPU training program runs; `plain`: `fn` itself."""
+    if plain:
+        return fn
+
+    def run(*args: Any) -> Any:
+        out = jax.vmap(fn)(*jax.tree.map(lambda x: x[None], args))
+        return jax.tree.map(lambda x: x[0], out)
+
+    return run
+
+
 def best_rate(fn: Any, arg: Any, steps: int, repeats: int = 3) -> float:
     """Env steps per second of compiled `fn(arg)` (best of `repeats` after one warm-up)."""
     jax.block_until_ready(fn(arg))
@@ -49,7 +65,7 @@ def best_rate(fn: Any, arg: Any, steps: int, repeats: int = 3) -> float:
     return best
 
 
-def env_only(config: A2CConfig, updates: int) -> Any:
+def env_only(config: A2CConfig, updates: int, plain: bool = False) -> Any:
     """jit(state -> state): updates * T vmapped env steps with random actions."""
     agent = build_agent(config)
     n, dim = config.num_envs, agent.spec.action_dim
@@ -63,10 +79,10 @@ def env_only(config: A2CConfig, updates: int) -> Any:
         keys = jax.random.split(state.key, updates * config.num_steps)
         return jax.lax.scan(body, (state.env_state, state.obs), keys)[0]
 
-    return jax.jit(run)
+    return jax.jit(as_one(run, plain))
 
 
-def rollouts_only(config: A2CConfig, hparams: HParams, updates: int) -> Any:
+def rollouts_only(config: A2CConfig, hparams: HParams, updates: int, plain: bool = False) -> Any:
     """jit(state -> state): `updates` rollouts with fixed parameters (acting, no learning)."""
     agent = build_agent(config)
 
@@ -79,7 +95,7 @@ def rollouts_only(config: A2CConfig, hparams: HParams, updates: int) -> Any:
 
         return jax.lax.scan(body, state, jax.random.split(state.key, updates))[0]
 
-    return jax.jit(run)
+    return jax.jit(as_one(run, plain))
 
 
 def flops_per_update(config: A2CConfig, hparams: HParams, state: TrainState) -> float:
@@ -153,16 +169,16 @@ def trace_summary(train: Any, hparams: HParams) -> dict[str, float]:
     return {k: v / total for k, v in time_by_kind.most_common()}
 
 
-def profile(num_envs: int, updates: int) -> dict[str, Any]:
+def profile(num_envs: int, updates: int, plain: bool = False) -> dict[str, Any]:
     base, hparams = preset("sb3", "CartPole-v1")
     config = dataclasses.replace(base, num_envs=num_envs, total_timesteps=updates * num_envs * base.num_steps)
     hp = hparams.as_arrays()
     state = jax.jit(init_state, static_argnums=0)(build_agent(config), hp, jax.random.PRNGKey(0))
     steps = updates * config.batch_size
-    train = jax.jit(make_train(config))
+    train = jax.jit(as_one(make_train(config), plain))
     rates = {
-        "env": best_rate(env_only(config, updates), state, steps),
-        "rollout": best_rate(rollouts_only(config, hp, updates), state, steps),
+        "env": best_rate(env_only(config, updates, plain), state, steps),
+        "rollout": best_rate(rollouts_only(config, hp, updates, plain), state, steps),
         "update": best_rate(lambda key: train(key, hp), jax.random.PRNGKey(0), steps),
     }
     us = {k: 1e6 * config.batch_size / v for k, v in rates.items()}
@@ -172,6 +188,7 @@ def profile(num_envs: int, updates: int) -> dict[str, Any]:
     return {
         "num_envs": num_envs,
         "num_steps": config.num_steps,
+        "programs": "plain" if plain else "population of one",
         "steps_per_second": rates,
         "microseconds_per_update": {
             "env": us["env"],
@@ -193,11 +210,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", type=int, nargs="+", default=[8, 64, 1024])
     parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--plain", action="store_true", help="profile the plain programs (not a population of one)")
     parser.add_argument("--name", default="cpu-profile")
     args = parser.parse_args()
     rows = []
     for n in args.envs:
-        rows.append(row := profile(n, args.updates))
+        rows.append(row := profile(n, args.updates, args.plain))
         split = ", ".join(f"{k} {v:.0f} us" for k, v in row["microseconds_per_update"].items())
         print(
             f"n_envs {n}: {row['steps_per_second']['update']:,.0f} steps/s; per update {split}; "
