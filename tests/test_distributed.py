@@ -246,3 +246,52 @@ def test_a_dead_process_stops_the_others_and_the_checkpoint_survives(tmp_path):
     assert procs[0].returncode != 0 and stopped_after < 60, err[-2000:]
     assert "another task died" in err
     assert main(["eval", str(run_dir), "--episodes", "2"]) == 0  # the last good checkpoint loads
+
+
+RLHF_SMALL = ["--width", "32", "--heads", "2", "--ref-steps", "4", "--rm-pairs", "16", "--rm-steps", "4",
+              "--updates", "4", "--log-points", "2", "--eval-prompts", "8", "--batch", "8", "--quiet"]  # fmt: skip
+
+
+def rlhf_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_run_rlhf_as_one_process_over_the_same_devices(tmp_path):
+    """`a2c-jax rlhf` in 2 processes of 2 CPU devices each (gloo) against one process of 4 devices: the
+    same stages, the same A2C updates to float32 reduction order, the files written by process 0 alone;
+    `--devices` short of every process's devices is refused by both processes in one line."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = run([*CLI, "rlhf", "--out", str(one), "--stage-dir", str(tmp_path / "s1"), "--devices", "4",
+                  *RLHF_SMALL], forced(4))  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    port = free_port()
+    flags = ["--out", str(two), "--stage-dir", str(tmp_path / "s2"), *RLHF_SMALL, "--distributed-timeout", "20",
+             "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]  # fmt: skip
+    procs = [start([*CLI, "rlhf", *flags, "--devices", "all", "--process-id", str(i)], forced(2)) for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        stop_all(procs)
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert "beta 0.05:" in outs[0][0] and "beta" not in outs[1][0] and "wrote" not in outs[1][0]
+    a, b = rlhf_metrics(one), rlhf_metrics(two)
+    assert [(r["update"], r["beta"]) for r in a] == [(r["update"], r["beta"]) for r in b] == [(0, 0.05), (2, 0.05),
+                                                                                             (4, 0.05)]  # fmt: skip
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.keys() == rb.keys()
+        for key in ra:
+            if key not in ("update", "beta"):
+                np.testing.assert_allclose(rb[key], ra[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    assert checkpoint_steps(two / "checkpoints") == [4]
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["reward_model_stage"] == json.loads((one / "summary.json").read_text())["reward_model_stage"]
+    # a device count short of every process's devices: both processes refuse it in one line
+    port = free_port()
+    flags[flags.index("--coordinator-address") + 1] = f"127.0.0.1:{port}"
+    procs = [start([*CLI, "rlhf", *flags, "--devices", "2", "--process-id", str(i)], forced(2)) for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        stop_all(procs)
+    assert [p.returncode for p in procs] == [2, 2], outs[0][1][-2000:]
+    assert "devices='2' is invalid in a run of 2 processes: use --devices all" in outs[0][1]

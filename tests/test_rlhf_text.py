@@ -321,3 +321,46 @@ def test_a_hub_id_is_read_from_the_hub_cache_and_a_missing_one_is_one_line(check
     assert bad.returncode == 2 and len(err) == 1, err
     assert "model='test-org/missing' is not a directory and could not be fetched from the Hub" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_train_an_imported_model_from_preferences_and_export_it(text_run, tmp_path):
+    """`a2c-jax rlhf --model DIR --preferences FILE --export DIR` in 2 processes (gloo, 2 CPU devices each,
+    every A2C update split over the 4): the reward model trained and saved once, the export written once
+    and loaded by transformers, metrics at every log point, and process 1 silent on stdout.
+    (tests/test_distributed.py compares a multi-process run with one process on the digits task.)"""
+    import os
+    import socket
+    import subprocess
+
+    from conftest import CLI
+
+    prefs = write_preferences(tmp_path / "prefs.jsonl", 60)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    run, export = tmp_path / "run", tmp_path / "export"
+    argv = [*CLI, "rlhf", "--model", text_run["model"], "--prompts", text_run["prompts"], "--preferences", str(prefs),
+            "--rm-steps", "4", "--rm-batch", "8", "--updates", "4", "--batch", "8", "--response-len", "6",
+            "--eval-prompts", "8", "--log-points", "2", "--quiet", "--no-compile-cache", "--out", str(run),
+            "--stage-dir", str(tmp_path / "stages"), "--export", str(export), "--devices", "all",
+            "--distributed-timeout", "20", "--coordinator-address", f"127.0.0.1:{port}",
+            "--num-processes", "2"]  # fmt: skip
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    procs = [subprocess.Popen([*argv, "--process-id", str(i)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
+    try:
+        outs = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=30)
+    said = [next((line for line in err.splitlines() if line.startswith("a2c-jax")), err[-2000:]) for _, err in outs]
+    assert [p.returncode for p in procs] == [0, 0], said
+    assert "exported the trained policy" in outs[0][0] and "exported" not in outs[1][0]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reward_model_stage"]["pairs"] == 60 and summary["exported"] == [str(export)]
+    assert [json.loads(line)["update"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
+    assert transformers.AutoModelForCausalLM.from_pretrained(export).config.n_layer == 2
+    assert load_pretrained(run / "reward_model", tokenizer=False).params["scalar_head"]["kernel"].shape == (32, 1)

@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
 
         check_xla_flags()  # before JAX starts: XLA ends the process on a flag it does not know
         configure_process()
-        if isinstance(args, _ClusterOptions):
+        if isinstance(args, _ClusterOptions | RLHFArgs):
             join_processes(args)  # before JAX's backend starts
         check_backend()
-        if isinstance(args, _ClusterOptions):
+        if isinstance(args, _ClusterOptions | RLHFArgs):
             from a2c_jax.runs.distributed import check_processes_agree
 
             # every process of a multi-process run must be started with the same flags (train compares its
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fault(err)
 
 
-def join_processes(args: _ClusterOptions) -> None:
+def join_processes(args: _ClusterOptions | RLHFArgs) -> None:
     """Validate --devices and start `jax.distributed` when the flags ask for several processes."""
     from a2c_jax.runs.distributed import DistributedOptions, initialize, parse_devices
 

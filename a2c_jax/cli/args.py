@@ -253,6 +253,17 @@ class RLHFArgs(RLHFConfig):
     fsdp: int = 1
     """shard every parameter (policy, reference, reward model, Adam moments) over this many of the
     --devices (fully sharded data parallel, for a model one device cannot hold); must divide --devices"""
+    coordinator_address: str | None = None
+    """multi-process run: host:port of process 0's coordinator (with --num-processes and --process-id;
+    every process runs the whole chain, each A2C update split over the devices of all of them)"""
+    num_processes: int | None = None
+    """multi-process run: how many processes take part"""
+    process_id: int | None = None
+    """multi-process run: this process's index, 0 .. num_processes - 1"""
+    distributed: bool = False
+    """multi-process run: detect the processes from the cluster's environment (SLURM, TPU pods)"""
+    distributed_timeout: int = 60
+    """seconds to wait for every process of a multi-process run to join"""
 
 
 @dataclasses.dataclass(frozen=True)

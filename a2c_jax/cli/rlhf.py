@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from a2c_jax.cli.args import (
     RLHFArgs,
@@ -85,12 +86,23 @@ def rlhf_command(args: RLHFArgs) -> int:
 
     layout = rlhf_layout(args.devices, args.fsdp, config.batch)
 
-    say = (lambda _: None) if args.quiet else print
+    from a2c_jax.runs.distributed import barrier, is_primary
+
+    say = print if not args.quiet and is_primary() else (lambda _: None)
     command = "rlhf-sweep" if isinstance(args, RLHFSweepArgs) else "rlhf"
     summary = run_rlhf(
         config, out, stage_dir, betas, args.quiet, say, resume=args.resume is not None, command=command,
         export=args.export, layout=layout,
     )  # fmt: skip
+    if is_primary():  # process 0 reports a multi-process run
+        report_rlhf(summary, config, out, trackers)
+    barrier("a2c-jax-rlhf-end")  # the processes leave together (JAX's shutdown barrier has a time limit)
+    return 0
+
+
+def report_rlhf(summary: dict[str, Any], config: RLHFConfig, out: Path, trackers: tuple[str, ...]) -> None:
+    """Print a finished run's outcome (reward model, each beta's change, exports) and log its metrics
+    to the experiment trackers."""
     rm, digits_task = summary["reward_model_stage"], not config.model
     if digits_task:
         print(
@@ -123,4 +135,3 @@ def rlhf_command(args: RLHFArgs) -> int:
 
         log_rlhf(trackers, out, MetricsLog(out / "metrics.jsonl").read())
     print(f"wrote {out} in {summary['seconds']['total']:.0f} s")
-    return 0

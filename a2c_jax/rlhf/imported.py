@@ -22,6 +22,7 @@ from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.stages import Log, StopFlag, train_stages
 from a2c_jax.rlhf.task import decode
 from a2c_jax.rlhf.train import Frozen, Pairs, Prompting, digits, from_prompts, make_model, text_pairs
+from a2c_jax.runs.distributed import is_primary
 
 if TYPE_CHECKING:
     from a2c_jax.rlhf.pretrained import PretrainedLM
@@ -149,8 +150,9 @@ def prepare_inputs(
 
     params, report = train_text_reward_model(inputs.lm, config, inputs.rm_init, inputs.preferences,
                                              inputs.task.vocab, stage_dir, how, log)  # fmt: skip
-    lm = cast("PretrainedLM", inputs.lm)
-    saved = save_pretrained(out / "reward_model", lm, jax.device_get(params)["params"], inputs.tokenizer)
+    lm, saved = cast("PretrainedLM", inputs.lm), out / "reward_model"
+    if is_primary():
+        save_pretrained(saved, lm, jax.device_get(params)["params"], inputs.tokenizer)
     reports = {**inputs.reports, "reward_model_stage": {**report, "saved": str(saved)}}
     return dataclasses.replace(inputs, frozen=inputs.frozen._replace(rm_params=params), reports=reports)
 

@@ -35,6 +35,7 @@ from a2c_jax.rlhf.imported import (
 from a2c_jax.rlhf.lora import make_lora
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import Truncation, make_sampler
+from a2c_jax.rlhf.sharding import host_values, placed
 from a2c_jax.rlhf.stages import HELD_OUT_PAIRS, StopFlag, first_nonfinite_row, warn
 from a2c_jax.rlhf.task import VOCAB_SIZE, decode
 from a2c_jax.rlhf.train import (
@@ -48,6 +49,7 @@ from a2c_jax.rlhf.train import (
     score_samples,
 )
 from a2c_jax.runs.checkpoint import CheckpointWriter, latest_step, restore_checkpoint
+from a2c_jax.runs.distributed import barrier, is_primary
 from a2c_jax.runs.lock import locked
 from a2c_jax.runs.loop import Job, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_atomic
@@ -174,8 +176,9 @@ def run_rlhf(
         return dict(read_json(out / "summary.json", "summary"))
     ref_key, rm_key, a2c_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
     started = time.perf_counter()
-    with locked(out, "out"), graceful_stop(warn) as stop_requested:  # one writer per --out
-        write_json_atomic(out / "config.json", record)
+    with locked(out, "out", is_primary()), graceful_stop(warn) as stop_requested:  # one writer per --out
+        if is_primary():
+            write_json_atomic(out / "config.json", record)
         how = (quiet, stop_requested, f"a2c-jax {command} --resume {out}")
         inputs = prepare_inputs(inputs, config, out, stage_dir, (ref_key, rm_key), how, log)
         stages_done = time.perf_counter()
@@ -188,9 +191,10 @@ def run_rlhf(
         out, config, betas, reports, state, before, after, seconds, a2c.eval_task.prompt_len, inputs.decode
     )
     if export is not None and config.model:
-        policies = a2c.policies(state.params)
-        summary["exported"] = [str(path) for path in export_policies(export, inputs, policies, betas)]
-        write_json_atomic(out / "summary.json", summary)
+        policies = a2c.policies(state.params)  # every process computes, process 0 writes
+        if is_primary():
+            summary["exported"] = [str(path) for path in export_policies(export, inputs, policies, betas)]
+            write_json_atomic(out / "summary.json", summary)
     return summary
 
 
@@ -255,11 +259,11 @@ class A2CStage:
         layout: RLHFLayout | None = None,
     ) -> None:
         lm, task, frozen, eval_set = inputs.lm, inputs.task, inputs.frozen, inputs.eval_set
-        self.lm, self.config, self.betas, self.eval_key = lm, config, betas, eval_key
+        self.lm, self.config, self.betas, self.eval_key = lm, config, betas, host_values(eval_key)
         self.task, self.layout = task, layout
         self.check = inputs.check
         """`check()` raises a host-side failure of the last compiled call (a reward function's)"""
-        self.frozen = frozen if layout is None else jax.device_put(frozen, layout.shardings(frozen))
+        self.frozen = frozen if layout is None else placed(frozen, layout.shardings(frozen))
         family = getattr(getattr(lm, "config", None), "family", "gpt2")
         lora = make_lora(config.lora_rank, config.lora_alpha, config.lora_targets, family)
         self.trainable = Trainable(lora, config.critic == "separate")
@@ -268,7 +272,7 @@ class A2CStage:
         self.eval_task = task
         """the evaluation's task: `task`, or with `eval_set` the same with the held-out prompts' length"""
         if eval_set is None:  # the digits task draws fresh prompts; a prompts file's are drawn from the same file
-            self.eval_prompts, self.eval_mask = task.draw(eval_key, config.eval_prompts)
+            self.eval_prompts, self.eval_mask = host_values(task.draw(eval_key, config.eval_prompts))
         else:  # held-out prompts (eval_prompts_file), in the file's order
             self.eval_prompts, self.eval_mask = jnp.asarray(eval_set[0], jnp.int32), jnp.asarray(eval_set[1], bool)
             self.eval_task = dataclasses.replace(task, prompt_len=int(eval_set[0].shape[1]))
@@ -290,7 +294,8 @@ class A2CStage:
                     config.missing_eos_penalty,
                 ),
                 in_axes=(0, None, None),
-            )
+            ),
+            out_shardings=None if layout is None else layout.replicated,  # every process reads the samples
         )
 
     def evaluate(self, params: Params) -> list[dict[str, np.ndarray]]:
@@ -305,11 +310,13 @@ class A2CStage:
 
     def policies(self, params: Params) -> Params:
         """Every member's full policy parameters (a leading axis per beta): the trained ones, or with
-        LoRA the reference's weights with the adapters merged (a separate critic left out)."""
-        trainable = self.trainable
-        if trainable == Trainable():
+        LoRA the reference's weights with the adapters merged (a separate critic left out); over a device
+        layout, gathered whole (replicated), so that process 0 can write them."""
+        trainable, layout = self.trainable, self.layout
+        if trainable == Trainable() and layout is None:
             return params
-        return jax.jit(jax.vmap(trainable.policy, in_axes=(0, None)))(params, self.frozen)
+        policy = (lambda p, f: p) if trainable == Trainable() else jax.vmap(trainable.policy, in_axes=(0, None))
+        return jax.jit(policy, out_shardings=None if layout is None else layout.replicated)(params, self.frozen)
 
     def initial_state(self, key: jax.Array) -> StageState:
         hparams = self.config.hparams()
@@ -319,7 +326,7 @@ class A2CStage:
         one = init_stage(start, make_optimizer("adam", hparams, hparams.lr), key)
         state = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(self.betas), *x.shape)), one)
         state = dataclasses.replace(state, beta=jnp.asarray(self.betas, jnp.float32))
-        return state if self.layout is None else jax.device_put(state, self.layout.shardings(state, lead=1))
+        return state if self.layout is None else placed(state, self.layout.shardings(state, lead=1))
 
     def run(
         self, out: Path, key: jax.Array, resume: bool, quiet: bool, stop_requested: StopFlag, hint: str
@@ -335,15 +342,19 @@ class A2CStage:
         if resume and latest_step(ckpt_dir) is not None:
             state, meta, _ = restore_checkpoint(ckpt_dir, state, warn=warn)
             done = int(meta["update"])
-            metrics.truncate_after(done)
-            recorded = {i: max((r["update"] for r in metrics.read() if r["beta"] == b), default=0)
+            kept = [r for r in metrics.read() if r["update"] <= done]  # what truncate_after keeps
+            barrier("a2c-jax-rlhf-restored")  # every process has read the metrics before process 0 cuts them
+            if is_primary():
+                metrics.truncate_after(done)
+            recorded = {i: max((r["update"] for r in kept if r["beta"] == b), default=0)
                         for i, b in enumerate(betas)}  # fmt: skip
             self.diverged_at = {i: u + 1 for i, u in recorded.items() if u < done}
-        else:
+        elif is_primary():
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             metrics.path.unlink(missing_ok=True)
             for beta, summary_0 in zip(betas, first, strict=True):
                 metrics.append({"update": 0, "beta": beta, **{f"eval_{k}": v for k, v in summary_0.items()}})
+        barrier("a2c-jax-rlhf-a2c")
         hparams = config.hparams()
         length = chunk_length(config.updates, config.log_points)
         shard = None if self.layout is None else self.layout.shard_batch
@@ -372,7 +383,7 @@ class A2CStage:
             writer.save(update, s, {"update": update, "betas": list(betas)})
 
         started = time.perf_counter()
-        with count_bar(config.updates, "A2C", not quiet) as advance:
+        with count_bar(config.updates, "A2C", not quiet and is_primary()) as advance:
 
             def record(new: StageState, chunk_metrics: dict[str, Any], before_n: int, n: int) -> int | None:
                 # a beta whose policy diverges stops being recorded; the others go on (all diverged: stop)
@@ -392,7 +403,8 @@ class A2CStage:
                     if i in self.diverged_at:
                         continue
                     line = {"update": before_n + n, "beta": beta, **{k: float(v[i]) for k, v in means.items()}}
-                    metrics.append(line | {f"eval_{k}": v for k, v in last[i].items()})
+                    if is_primary():
+                        metrics.append(line | {f"eval_{k}": v for k, v in last[i].items()})
                 advance(before_n + n)
                 return None
 
@@ -419,7 +431,8 @@ def write_outputs(
     prompt_len: int,
     decoder: Decoder = decode,
 ) -> dict[str, Any]:
-    """summary.json, samples.json, rlhf.png (and tradeoff.png for several betas); returns the summary."""
+    """summary.json, samples.json, rlhf.png (and tradeoff.png for several betas), written by process 0;
+    returns the summary."""
     first = [summarize_samples(b, prompt_len) for b in before]
     last = [summarize_samples(a, prompt_len) for a in after]
     diverged_at = reports.pop("diverged_at", {})
@@ -436,6 +449,8 @@ def write_outputs(
         "a2c_updates_per_second": config.updates / max(seconds["a2c"], 1e-9),
         "device": jax.devices()[0].device_kind,
     }
+    if not is_primary():  # process 0 writes the files of a multi-process run
+        return summary
     write_json_atomic(out / "summary.json", summary)
     samples = {
         "reference": sample_texts(before[0], SAMPLE_PROMPTS, decoder),

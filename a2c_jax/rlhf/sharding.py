@@ -68,11 +68,41 @@ class RLHFLayout:
         return jax.tree.map(lambda x: self.leaf_sharding(tuple(np.shape(x)), lead), tree)
 
 
+def across_processes(tree: Any) -> Any:
+    """In a multi-process run, `tree`'s arrays replicated over every device of every process (what the
+    processes' shared programs and orbax's multi-host checkpoints take; every process must hold the
+    same values); in one process, `tree` unchanged."""
+    if jax.process_count() == 1:
+        return tree
+    everywhere = NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), P())
+    return jax.tree.map(lambda x: jax.device_put(np.asarray(x), everywhere), tree)
+
+
+def placed(tree: Any, shardings: Any) -> Any:
+    """`jax.device_put(tree, shardings)`; in a multi-process run the arrays this process holds whole
+    go in as host values (every process holds the same ones), the others are resharded."""
+    if jax.process_count() > 1:
+        tree = jax.tree.map(lambda x: np.asarray(x) if getattr(x, "is_fully_addressable", True) else x, tree)
+    return jax.device_put(tree, shardings)
+
+
+def host_values(tree: Any) -> Any:
+    """In a multi-process run, `tree`'s arrays as host values (what a program shared by the processes
+    may close over or take beside global arrays); in one process, `tree` unchanged."""
+    return jax.device_get(tree) if jax.process_count() > 1 else tree
+
+
 def rlhf_layout(devices: str | int, fsdp: int, batch: int) -> RLHFLayout | None:
     """The mesh of `--devices D --fsdp F` for an update of `batch` prompts: D / F data-parallel groups of
-    F devices; None for one device (a plain `jit`). ConfigError naming the flag when D exceeds the
-    visible devices, F does not divide D, or D does not divide the batch."""
+    F devices; None for one device in one process (a plain `jit`). ConfigError naming the flag when D
+    exceeds the visible devices, F does not divide D, D does not divide the batch, or a multi-process
+    run asks for fewer than all devices of every process."""
     available, count = visible_devices(devices)
+    if jax.process_count() > 1 and count != len(available):
+        raise ConfigError(
+            f"devices={devices!r} is invalid in a run of {jax.process_count()} processes: use --devices all "
+            f"(the {len(available)} devices of every process)"
+        )
     if fsdp < 1 or count % fsdp:
         raise ConfigError(f"fsdp={fsdp} is invalid: must be a positive divisor of the {count} devices used")
     if batch % count:
@@ -80,7 +110,7 @@ def rlhf_layout(devices: str | int, fsdp: int, batch: int) -> RLHFLayout | None:
             f"batch={batch} does not divide over {count} devices: use a multiple of {count} such as "
             f"{count * math.ceil(batch / count)}"
         )
-    if count == 1:
+    if count == 1 and jax.process_count() == 1:
         return None
     grid = np.asarray(available[:count]).reshape(count // fsdp, fsdp)
     return RLHFLayout(Mesh(grid, (DATA, FSDP)))

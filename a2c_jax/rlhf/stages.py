@@ -20,6 +20,7 @@ import numpy as np
 from a2c_jax.rlhf.config import stage_key
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import DIGITS, Vocab
+from a2c_jax.rlhf.sharding import across_processes
 from a2c_jax.rlhf.train import (
     Frozen,
     Pairs,
@@ -35,6 +36,7 @@ from a2c_jax.rlhf.train import (
     reward_model_step,
 )
 from a2c_jax.runs.checkpoint import CheckpointError, CheckpointWriter, latest_step, restore_checkpoint, save_checkpoint
+from a2c_jax.runs.distributed import barrier, is_primary
 from a2c_jax.runs.lock import DirectoryLock
 from a2c_jax.runs.loop import Job, chunk_length, run_loop
 from a2c_jax.runs.records import count_bar
@@ -81,13 +83,16 @@ def cached_stage(
             log(f"reusing {directory.name} (same settings)")
             return params, meta["report"]
     except CheckpointError:
-        if directory.exists():  # damaged: kept for inspection, out of the way of the new entry
+        if directory.exists() and is_primary():  # damaged: kept for inspection, out of the way of the new entry
             aside = directory.with_name(f"{directory.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
             directory.rename(aside)
             warn(f"the cached stage {str(directory)!r} could not be read; moved it to {str(aside)!r}, training anew")
+        barrier("a2c-jax-stage-aside")
     params, report = train()
     save_checkpoint(directory, steps, params, {"update": steps, "settings": settings, "report": report})
-    shutil.rmtree(progress_path(directory), ignore_errors=True)
+    if is_primary():
+        shutil.rmtree(progress_path(directory), ignore_errors=True)
+    barrier("a2c-jax-stage-saved")
     return params, report
 
 
@@ -113,20 +118,43 @@ def run_supervised(
 ) -> tuple[StageState, list[dict[str, Any]]]:
     """`total` steps of `step` through the host loop, with a progress bar named `name`; checkpoints in
     `progress_path(how.directory)`, from which an interrupted stage continues. Returns (state, the mean
-    metrics of each chunk)."""
+    metrics of each chunk). In a multi-process run every process trains the same stage on arrays
+    replicated over all devices (`sharding.across_processes`), and process 0 alone holds the lock."""
+    state = across_processes(state)
     length = chunk_length(total, STAGE_POINTS)
     chunk = jax.jit(fori_chunk(step, length))
     progress = progress_path(how.directory)
     history: list[dict[str, Any]] = []
-    if latest_step(progress) is not None:
-        try:
-            saved, meta, _ = restore_checkpoint(progress, state, warn=warn)
-            if meta.get("settings") == how.settings:
-                state, history = saved, list(meta["history"])
-        except CheckpointError:
-            pass  # unreadable progress: the stage starts again
+    # two runs must not train one stage entry at once (process 0 holds the lock for a multi-process run);
+    # taken first, as it creates the directory: then every process sees the same one below
+    lock = DirectoryLock(progress, "stage_dir").acquire() if is_primary() else None
+    try:
+        barrier("a2c-jax-stage-lock")
+        if latest_step(progress) is not None:
+            try:
+                saved, meta, _ = restore_checkpoint(progress, state, warn=warn)
+                if meta.get("settings") == how.settings:
+                    state, history = saved, list(meta["history"])
+            except CheckpointError:
+                pass  # unreadable progress: the stage starts again
+        return _supervised_loop(name, chunk, state, total, length, progress, history, how)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _supervised_loop(
+    name: str,
+    chunk: Callable[..., Any],
+    state: StageState,
+    total: int,
+    length: int,
+    progress: Path,
+    history: list[dict[str, Any]],
+    how: StageRun,
+) -> tuple[StageState, list[dict[str, Any]]]:
+    """`run_supervised`'s host loop from `state` (chunks of `length` steps, checkpoints in `progress`)."""
     writer = CheckpointWriter(progress)
-    lock = DirectoryLock(progress, "stage_dir").acquire()  # two runs must not train one stage entry at once
 
     def run_chunk(s: StageState, n: int) -> tuple[StageState, dict[str, Any]]:
         return jax.block_until_ready(chunk(s, jnp.int32(n)))
@@ -134,7 +162,7 @@ def run_supervised(
     def save(s: StageState) -> None:
         writer.save(int(s.step), s, {"update": int(s.step), "settings": how.settings, "history": history})
 
-    with count_bar(total, name, not how.quiet) as advance:
+    with count_bar(total, name, not how.quiet and is_primary()) as advance:
 
         def record(new: StageState, metrics: dict[str, Any], before: int, n: int) -> int | None:
             bad = first_nonfinite_row(metrics, n)
@@ -150,7 +178,6 @@ def run_supervised(
             return run_loop(job, state, int(state.step)), history
         finally:
             writer.close()
-            lock.release()
 
 
 def train_reference(
@@ -179,6 +206,8 @@ def fit_reward_model(
     held-out pairs measured when given. Report: training loss and accuracy, held-out loss and label
     accuracy (and gold accuracy when the pairs have a gold reward)."""
     train, held_out = pairs
+    if jax.process_count() > 1:  # the step closes over the pairs: host arrays, the same in every process
+        train, held_out = jax.device_get((train, held_out))
     state = init_stage(init_params, adam(config.rm_lr, config.max_grad_norm), key)
     step = reward_model_step(model, config, train, prompt_len, vocab)
     state, history = run_supervised("reward model", step, state, config.rm_steps, how)
@@ -287,7 +316,7 @@ def train_stages(
     (resuming its progress checkpoints). Returns (Frozen(ref, rm), their reports)."""
     ref_key, rm_key = keys
     like = jax.eval_shape(lm.init, ref_key, jnp.zeros((1, config.spec.seq_len), jnp.int32))
-    like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
+    like = across_processes(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like))
     ref_settings = {**stage_key(config, "reference"), "model": repr(lm)}
     ref_dir = stage_path(stage_dir, "reference", ref_settings)
     ref_how = StageRun(ref_dir, ref_settings, quiet, stop_requested, hint)

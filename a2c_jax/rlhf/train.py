@@ -198,7 +198,7 @@ def reward_model_step(
     def step(state: StageState) -> tuple[StageState, dict[str, jax.Array]]:
         key, batch_key = jax.random.split(state.key)
         index = jax.random.randint(batch_key, (config.rm_batch,), 0, count)
-        batch = jax.tree.map(lambda x: x[index], pairs)
+        batch = jax.tree.map(lambda x: jnp.asarray(x)[index], pairs)  # host arrays in a multi-process run
         (loss, accuracy), grads = jax.value_and_grad(
             lambda p: bradley_terry_loss(model, p, batch, prompt_len, vocab), has_aux=True
         )(state.params)
@@ -255,11 +255,13 @@ def from_prompts(
 ) -> Prompting:
     """Left-padded text prompts (tokens int32 [N, P], mask bool [N, P]), drawn uniformly per batch;
     `reward` scores responses in place of a reward model (see `Prompting`)."""
-    table, table_mask = jnp.asarray(tokens, jnp.int32), jnp.asarray(mask, bool)
+    from a2c_jax.rlhf.sharding import host_values  # a multi-process run's programs close over host values
+
+    table, table_mask = host_values((jnp.asarray(tokens, jnp.int32), jnp.asarray(mask, bool)))
 
     def draw(key: jax.Array, batch: int) -> tuple[jax.Array, jax.Array | None]:
         index = jax.random.randint(key, (batch,), 0, table.shape[0])
-        return table[index], table_mask[index]
+        return jnp.asarray(table)[index], jnp.asarray(table_mask)[index]
 
     return Prompting(vocab, int(table.shape[1]), response_len, draw, reward=reward)
 
