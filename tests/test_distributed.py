@@ -249,49 +249,65 @@ def test_a_dead_process_stops_the_others_and_the_checkpoint_survives(tmp_path):
 
 
 RLHF_SMALL = ["--width", "32", "--heads", "2", "--ref-steps", "4", "--rm-pairs", "16", "--rm-steps", "4",
-              "--updates", "4", "--log-points", "2", "--eval-prompts", "8", "--batch", "8", "--quiet"]  # fmt: skip
+              "--updates", "40", "--log-points", "10", "--eval-prompts", "8", "--batch", "8", "--quiet"]  # fmt: skip
 
 
 def rlhf_metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    path = out / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def two_rlhf_processes(flags: list[str]) -> list[subprocess.Popen]:
+    port = ["--coordinator-address", f"127.0.0.1:{free_port()}", "--num-processes", "2", "--distributed-timeout", "20"]
+    return [start([*CLI, "rlhf", *flags, *port, "--process-id", str(i)], forced(2)) for i in range(2)]
+
+
+def finish(procs: list[subprocess.Popen]) -> list[tuple[str, str]]:
+    try:
+        return [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        stop_all(procs)
 
 
 def test_two_processes_run_rlhf_as_one_process_over_the_same_devices(tmp_path):
-    """`a2c-jax rlhf` in 2 processes of 2 CPU devices each (gloo) against one process of 4 devices: the
-    same stages, the same A2C updates to float32 reduction order, the files written by process 0 alone;
-    `--devices` short of every process's devices is refused by both processes in one line."""
+    """`a2c-jax rlhf` in 2 processes of 2 CPU devices each (gloo) against one process of 4 devices: a
+    SIGTERM to process 1 during A2C stops both at the same chunk (exit 143, a checkpoint), the resumed
+    pair finishes with the same stages and the same A2C updates as the one process to float32
+    reduction order, and process 0 alone writes and prints; `--devices` short of every process's
+    devices is refused by both processes in one line."""
     one, two = tmp_path / "one", tmp_path / "two"
     single = run([*CLI, "rlhf", "--out", str(one), "--stage-dir", str(tmp_path / "s1"), "--devices", "4",
                   *RLHF_SMALL], forced(4))  # fmt: skip
     assert single.returncode == 0, single.stderr[-2000:]
-    port = free_port()
-    flags = ["--out", str(two), "--stage-dir", str(tmp_path / "s2"), *RLHF_SMALL, "--distributed-timeout", "20",
-             "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]  # fmt: skip
-    procs = [start([*CLI, "rlhf", *flags, "--devices", "all", "--process-id", str(i)], forced(2)) for i in range(2)]
+    flags = ["--out", str(two), "--stage-dir", str(tmp_path / "s2"), *RLHF_SMALL, "--devices", "all"]
+    procs = two_rlhf_processes(flags)
     try:
-        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+        deadline = time.monotonic() + TIMEOUT
+        while max((r["update"] for r in rlhf_metrics(two)), default=0) < 8:  # A2C has run two chunks
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                pytest.fail("A2C did not start: " + " | ".join(err[-1000:] for _, err in finish(procs)))
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGTERM)
     finally:
-        stop_all(procs)
-    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
-    assert "beta 0.05:" in outs[0][0] and "beta" not in outs[1][0] and "wrote" not in outs[1][0]
+        outs = finish(procs)
+    assert [p.returncode for p in procs] == [143, 143], outs[0][1][-2000:] + outs[1][1][-2000:]
+    stopped = checkpoint_steps(two / "checkpoints")[0]
+    assert 8 <= stopped < 40 and f"a2c-jax rlhf --resume {two}" in outs[0][1]
+    outs = finish(two_rlhf_processes(["--resume", str(two), "--stage-dir", str(tmp_path / "s2"), "--devices", "all"]))
+    assert "beta 0.05:" in outs[0][0] and "beta" not in outs[1][0] and "wrote" not in outs[1][0], outs[0][1][-2000:]
     a, b = rlhf_metrics(one), rlhf_metrics(two)
-    assert [(r["update"], r["beta"]) for r in a] == [(r["update"], r["beta"]) for r in b] == [(0, 0.05), (2, 0.05),
-                                                                                             (4, 0.05)]  # fmt: skip
+    assert [(r["update"], r["beta"]) for r in a] == [(r["update"], r["beta"]) for r in b]
+    assert [r["update"] for r in b] == list(range(0, 41, 4))
     for ra, rb in zip(a, b, strict=True):
         assert ra.keys() == rb.keys()
         for key in ra:
             if key not in ("update", "beta"):
                 np.testing.assert_allclose(rb[key], ra[key], rtol=1e-4, atol=1e-5, err_msg=key)
-    assert checkpoint_steps(two / "checkpoints") == [4]
+    assert checkpoint_steps(two / "checkpoints")[0] == 40
     summary = json.loads((two / "summary.json").read_text())
     assert summary["reward_model_stage"] == json.loads((one / "summary.json").read_text())["reward_model_stage"]
     # a device count short of every process's devices: both processes refuse it in one line
-    port = free_port()
-    flags[flags.index("--coordinator-address") + 1] = f"127.0.0.1:{port}"
-    procs = [start([*CLI, "rlhf", *flags, "--devices", "2", "--process-id", str(i)], forced(2)) for i in range(2)]
-    try:
-        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
-    finally:
-        stop_all(procs)
+    procs = two_rlhf_processes([*flags[:-1], "2"])
+    outs = finish(procs)
     assert [p.returncode for p in procs] == [2, 2], outs[0][1][-2000:]
     assert "devices='2' is invalid in a run of 2 processes: use --devices all" in outs[0][1]

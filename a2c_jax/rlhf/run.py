@@ -49,7 +49,7 @@ from a2c_jax.rlhf.train import (
     score_samples,
 )
 from a2c_jax.runs.checkpoint import CheckpointWriter, latest_step, restore_checkpoint
-from a2c_jax.runs.distributed import barrier, is_primary
+from a2c_jax.runs.distributed import any_process, barrier, is_primary
 from a2c_jax.runs.lock import locked
 from a2c_jax.runs.loop import Job, chunk_length, graceful_stop, run_loop
 from a2c_jax.runs.records import MetricsLog, count_bar, read_json, write_json_atomic
@@ -409,8 +409,9 @@ class A2CStage:
                 return None
 
             advance(done)
+            # agree: every process of a multi-process run checkpoints and stops at the same chunk
             job = Job(run_chunk, config.updates, length, record, save, hint, checkpoints=str(ckpt_dir),
-                      stop_requested=stop_requested)  # fmt: skip
+                      stop_requested=stop_requested, agree=any_process)  # fmt: skip
             try:
                 state = run_loop(job, state, done)
             finally:

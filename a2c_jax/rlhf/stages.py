@@ -36,7 +36,7 @@ from a2c_jax.rlhf.train import (
     reward_model_step,
 )
 from a2c_jax.runs.checkpoint import CheckpointError, CheckpointWriter, latest_step, restore_checkpoint, save_checkpoint
-from a2c_jax.runs.distributed import barrier, is_primary
+from a2c_jax.runs.distributed import any_process, barrier, is_primary
 from a2c_jax.runs.lock import DirectoryLock
 from a2c_jax.runs.loop import Job, chunk_length, run_loop
 from a2c_jax.runs.records import count_bar
@@ -173,7 +173,7 @@ def _supervised_loop(
 
         advance(int(state.step))
         job = Job(run_chunk, total, length, record, save, how.resume_hint, what=f"{name} step",
-                  checkpoints=str(progress), stop_requested=how.stop_requested)  # fmt: skip
+                  checkpoints=str(progress), stop_requested=how.stop_requested, agree=any_process)  # fmt: skip
         try:
             return run_loop(job, state, int(state.step)), history
         finally:
