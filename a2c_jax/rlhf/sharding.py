@@ -68,22 +68,21 @@ class RLHFLayout:
         return jax.tree.map(lambda x: self.leaf_sharding(tuple(np.shape(x)), lead), tree)
 
 
-def across_processes(tree: Any) -> Any:
-    """In a multi-process run, `tree`'s arrays replicated over every device of every process (what the
-    processes' shared programs and orbax's multi-host checkpoints take; every process must hold the
-    same values); in one process, `tree` unchanged."""
-    if jax.process_count() == 1:
-        return tree
-    everywhere = NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), P())
-    return jax.tree.map(lambda x: jax.device_put(np.asarray(x), everywhere), tree)
-
-
 def placed(tree: Any, shardings: Any) -> Any:
     """`jax.device_put(tree, shardings)`; in a multi-process run the arrays this process holds whole
     go in as host values (every process holds the same ones), the others are resharded."""
     if jax.process_count() > 1:
         tree = jax.tree.map(lambda x: np.asarray(x) if getattr(x, "is_fully_addressable", True) else x, tree)
     return jax.device_put(tree, shardings)
+
+
+def across_processes(tree: Any) -> Any:
+    """In a multi-process run, `tree`'s arrays replicated over every device of every process (what the
+    processes' shared programs and orbax's multi-host checkpoints take; every process must hold the
+    same values); in one process, `tree` unchanged."""
+    if jax.process_count() == 1:
+        return tree
+    return placed(tree, NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), P()))
 
 
 def host_values(tree: Any) -> Any:
@@ -110,7 +109,7 @@ def rlhf_layout(devices: str | int, fsdp: int, batch: int) -> RLHFLayout | None:
             f"batch={batch} does not divide over {count} devices: use a multiple of {count} such as "
             f"{count * math.ceil(batch / count)}"
         )
-    if count == 1 and jax.process_count() == 1:
+    if count == 1:  # never in a multi-process run, which uses every device of each process
         return None
     grid = np.asarray(available[:count]).reshape(count // fsdp, fsdp)
     return RLHFLayout(Mesh(grid, (DATA, FSDP)))

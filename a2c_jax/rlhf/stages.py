@@ -20,7 +20,7 @@ import numpy as np
 from a2c_jax.rlhf.config import stage_key
 from a2c_jax.rlhf.model import LanguageModel, Params
 from a2c_jax.rlhf.sampling import DIGITS, Vocab
-from a2c_jax.rlhf.sharding import across_processes
+from a2c_jax.rlhf.sharding import across_processes, host_values
 from a2c_jax.rlhf.train import (
     Frozen,
     Pairs,
@@ -206,8 +206,7 @@ def fit_reward_model(
     held-out pairs measured when given. Report: training loss and accuracy, held-out loss and label
     accuracy (and gold accuracy when the pairs have a gold reward)."""
     train, held_out = pairs
-    if jax.process_count() > 1:  # the step closes over the pairs: host arrays, the same in every process
-        train, held_out = jax.device_get((train, held_out))
+    train, held_out = host_values((train, held_out))  # the step closes over the pairs
     state = init_stage(init_params, adam(config.rm_lr, config.max_grad_norm), key)
     step = reward_model_step(model, config, train, prompt_len, vocab)
     state, history = run_supervised("reward model", step, state, config.rm_steps, how)

@@ -48,6 +48,7 @@ from a2c_jax.rlhf.sampling import (
     make_sampler,
     response_outputs,
 )
+from a2c_jax.rlhf.sharding import host_values
 from a2c_jax.rlhf.task import VOCAB_SIZE, TaskSpec, gold_reward, reference_corpus, response_mask, sample_prompts
 
 
@@ -255,8 +256,7 @@ def from_prompts(
 ) -> Prompting:
     """Left-padded text prompts (tokens int32 [N, P], mask bool [N, P]), drawn uniformly per batch;
     `reward` scores responses in place of a reward model (see `Prompting`)."""
-    from a2c_jax.rlhf.sharding import host_values  # a multi-process run's programs close over host values
-
+    # a multi-process run's programs close over host values
     table, table_mask = host_values((jnp.asarray(tokens, jnp.int32), jnp.asarray(mask, bool)))
 
     def draw(key: jax.Array, batch: int) -> tuple[jax.Array, jax.Array | None]:
